@@ -1,0 +1,108 @@
+/* cv_index.h: a compact hash table from chunk keys to references.
+ *
+ * A reference is one of
+ *   - a byte range of a URL:      url = id of an interned URL, offset, length
+ *   - a whole file:               url = id, length = CV_LEN_WHOLE
+ *   - inline bytes:               url = CV_URL_INLINE, the bytes live in the index's data arena
+ *
+ * Keys are (pointer, length) byte strings; they may contain NUL bytes and need not be UTF-8.
+ * Ownership: the index copies every key, URL and inline byte it is given; pointers it returns
+ * (keys, URLs, inline data) point into memory the index owns and stay valid until the next call
+ * that modifies the index or until cv_index_free().  An index opened over a caller's buffer
+ * (cv_index_open_buffer with copy == 0) borrows that buffer, which must outlive the index; the
+ * first modification copies everything into owned memory.
+ *
+ * Layout (also what the native file format stores, see docs/format.md):
+ *   entries in insertion order, struct-of-arrays: offset u64, length u32 (UINT32_MAX escapes to a
+ *   sorted side table of 64-bit lengths), url id in 1, 2 or 4 bytes (widened as URLs are added);
+ *   keys in one arena as varint(length) + bytes, with the arena offset of every 8th entry kept;
+ *   an open-addressing table (linear probing) of 1-byte tags and 4-byte entry numbers.
+ *
+ * Not thread-safe for writers; any number of concurrent readers is fine.
+ */
+#ifndef CV_INDEX_H
+#define CV_INDEX_H
+
+#include "cv_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CV_URL_INLINE 0xFFFFFFFFu  /* reference holds inline bytes */
+#define CV_URL_MISSING 0xFFFFFFFEu /* batch lookup: key not present */
+#define CV_URL_MAX 0xFFFFFFF0u     /* URL ids are below this */
+#define CV_LEN_WHOLE UINT64_MAX    /* reference covers a whole file */
+#define CV_INDEX_MAX_ENTRIES 0xFFFFFFF0u
+
+typedef struct cv_index cv_index;
+
+typedef struct cv_ref {
+    uint32_t url;    /* URL id, or CV_URL_INLINE */
+    uint64_t offset; /* byte offset in the URL (inline: in the data arena) */
+    uint64_t length; /* byte count, or CV_LEN_WHOLE */
+} cv_ref;
+
+/* Create / destroy.  cv_index_new returns NULL when out of memory. */
+cv_index *cv_index_new(void);
+void cv_index_free(cv_index *idx);
+
+/* Pre-size for nkeys more keys holding keybytes more key bytes (avoids rehashing). */
+int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes);
+
+/* Number of live references (deleted ones not counted). */
+size_t cv_index_len(const cv_index *idx);
+/* Number of entry slots (live + deleted), the bound for cv_index_entry. */
+size_t cv_index_nentries(const cv_index *idx);
+
+/* URLs.  cv_index_url_intern returns the id (>= 0) of url, adding it if new, or a CV_E* code. */
+int64_t cv_index_url_intern(cv_index *idx, const uint8_t *url, size_t len);
+size_t cv_index_url_count(const cv_index *idx);
+int cv_index_url_get(const cv_index *idx, uint32_t id, const uint8_t **url, size_t *len);
+/* Replace the whole URL table: urls[i] (lens[i] bytes) becomes the text of old id i (n must equal
+ * cv_index_url_count).  Equal texts are merged and the entries remapped. */
+int cv_index_urls_replace(cv_index *idx, size_t n, const uint8_t *const *urls, const size_t *lens);
+
+/* Insert or overwrite.  url must be an interned id; length may be CV_LEN_WHOLE. */
+int cv_index_put(cv_index *idx, const uint8_t *key, size_t klen, uint32_t url, uint64_t offset,
+                 uint64_t length);
+int cv_index_put_inline(cv_index *idx, const uint8_t *key, size_t klen, const uint8_t *data,
+                        size_t dlen);
+/* Bulk insert of n byte-range / whole-file references (url_ids[i] < url count). */
+int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys, const size_t *klens,
+                      const uint32_t *url_ids, const uint64_t *offsets, const uint64_t *lengths);
+/* Remove a key (CV_ENOTFOUND when absent). */
+int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen);
+
+/* Lookup.  Returns CV_OK and fills *ref, or CV_ENOTFOUND. */
+int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *ref);
+/* Entry number of key (>= 0), or CV_ENOTFOUND. */
+int64_t cv_index_find(const cv_index *idx, const uint8_t *key, size_t klen);
+/* Batch lookup of n keys; missing keys get url = CV_URL_MISSING, offset = length = 0.  Returns the
+ * number of keys found. */
+int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
+                          const size_t *klens, uint32_t *url_ids, uint64_t *offsets,
+                          uint64_t *lengths);
+/* Inline bytes of a reference with url == CV_URL_INLINE. */
+int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len);
+
+/* Entry i (0 <= i < cv_index_nentries) in insertion order: key and reference.
+ * Returns CV_ENOTFOUND for a deleted entry. */
+int cv_index_entry(const cv_index *idx, size_t i, const uint8_t **key, size_t *klen, cv_ref *ref);
+
+/* Totals for reporting: bytes of memory held by the index. */
+size_t cv_index_memory(const cv_index *idx);
+
+/* Native format (docs/format.md).  cv_index_serialized_size gives the exact size;
+ * cv_index_serialize writes it into dst (dstcap bytes) and returns the byte count or a CV_E* code. */
+int64_t cv_index_serialized_size(const cv_index *idx);
+int64_t cv_index_serialize(const cv_index *idx, uint8_t *dst, size_t dstcap);
+/* Open a serialized index.  copy == 0: borrow buf (must stay alive and unchanged while the index
+ * lives); copy != 0: copy what is needed.  verify != 0 checks the body checksum.  On failure
+ * returns NULL and stores a CV_E* code in *status. */
+cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int verify, int *status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CV_INDEX_H */

@@ -1,0 +1,46 @@
+"""chunkview: read HDF5, NetCDF4 and NetCDF3 archives in place as Zarr, with a native core.
+
+    refs = chunkview.load("refs.json")          # kerchunk JSON v0/v1, parquet, native
+    fs = fsspec.filesystem("chunkview", fo=refs) # fsspec filesystem (protocol "chunkview")
+    g = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=2)
+"""
+
+from chunkview._index import ChunkIndex
+from chunkview.errors import (
+    ChecksumError,
+    ChunkviewError,
+    DecodeError,
+    FetchError,
+    ReferenceFormatError,
+    ReferenceNotFound,
+    SourceChangedError,
+    UnsupportedError,
+)
+from chunkview.references import References, load
+
+__version__ = "0.1.0.dev0"
+
+
+def __getattr__(name):
+    # the filesystem imports fsspec's async machinery: load it on first use
+    if name == "ChunkviewFileSystem":
+        from chunkview.filesystem import ChunkviewFileSystem
+
+        return ChunkviewFileSystem
+    raise AttributeError(f"module 'chunkview' has no attribute {name!r}")
+
+
+__all__ = [
+    "ChunkIndex",
+    "ChunkviewFileSystem",
+    "References",
+    "load",
+    "ChunkviewError",
+    "ChecksumError",
+    "DecodeError",
+    "FetchError",
+    "ReferenceFormatError",
+    "ReferenceNotFound",
+    "SourceChangedError",
+    "UnsupportedError",
+]

@@ -1,0 +1,91 @@
+# Declarations of the C core (csrc/).  Declarations only: no logic lives here.
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+
+cdef extern from "cv_common.h" nogil:
+    enum:
+        CV_OK
+        CV_ENOMEM
+        CV_EINVAL
+        CV_ENOTFOUND
+        CV_ERANGE
+        CV_EFORMAT
+        CV_ECHECKSUM
+        CV_EVERSION
+        CV_ETRUNCATED
+        CV_EREADONLY
+        CV_EUTF8
+        CV_EUNSUPPORTED
+        CV_ECORRUPT
+        CV_ESIZE
+    const char *cv_strerror(int status)
+
+
+cdef extern from "cv_hash.h" nogil:
+    uint64_t cv_xxh64(const uint8_t *src, size_t srclen, uint64_t seed)
+
+
+cdef extern from "cv_index.h" nogil:
+    uint32_t CV_URL_INLINE
+    uint32_t CV_URL_MISSING
+    uint64_t CV_LEN_WHOLE
+
+    ctypedef struct cv_index:
+        pass
+
+    ctypedef struct cv_ref:
+        uint32_t url
+        uint64_t offset
+        uint64_t length
+
+    cv_index *cv_index_new()
+    void cv_index_free(cv_index *idx)
+    int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes)
+    size_t cv_index_len(const cv_index *idx)
+    size_t cv_index_nentries(const cv_index *idx)
+    int64_t cv_index_url_intern(cv_index *idx, const uint8_t *url, size_t len)
+    size_t cv_index_url_count(const cv_index *idx)
+    int cv_index_url_get(const cv_index *idx, uint32_t id, const uint8_t **url, size_t *len)
+    int cv_index_urls_replace(cv_index *idx, size_t n, const uint8_t *const *urls, const size_t *lens)
+    int cv_index_put(cv_index *idx, const uint8_t *key, size_t klen, uint32_t url,
+                     uint64_t offset, uint64_t length)
+    int cv_index_put_inline(cv_index *idx, const uint8_t *key, size_t klen,
+                            const uint8_t *data, size_t dlen)
+    int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys,
+                          const size_t *klens, const uint32_t *url_ids,
+                          const uint64_t *offsets, const uint64_t *lengths)
+    int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen)
+    int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *ref)
+    int64_t cv_index_find(const cv_index *idx, const uint8_t *key, size_t klen)
+    int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
+                              const size_t *klens, uint32_t *url_ids, uint64_t *offsets,
+                              uint64_t *lengths)
+    int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len)
+    int cv_index_entry(const cv_index *idx, size_t i, const uint8_t **key, size_t *klen,
+                       cv_ref *ref)
+    size_t cv_index_memory(const cv_index *idx)
+    int64_t cv_index_serialized_size(const cv_index *idx)
+    int64_t cv_index_serialize(const cv_index *idx, uint8_t *dst, size_t dstcap)
+    cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int verify,
+                                   int *status)
+
+
+cdef extern from "cv_refjson.h" nogil:
+    ctypedef struct cv_span:
+        size_t start
+        size_t len
+
+    ctypedef struct cv_refjson_result:
+        int version
+        cv_span templates
+        cv_span gen
+        cv_span *deferred
+        size_t ndeferred
+        size_t nrefs
+        size_t err_pos
+        const char *err_msg
+        cv_span err_key
+
+    int cv_refjson_parse(cv_index *idx, const uint8_t *src, size_t srclen,
+                         cv_refjson_result *res)
+    void cv_refjson_result_free(cv_refjson_result *res)

@@ -1,0 +1,475 @@
+# cython: freethreading_compatible = False
+"""Thin Cython wrapper of the C reference index (csrc/cv_index.h) and the C JSON reference parser.
+
+Marshals buffers, releases the GIL around bulk work and maps C status codes to chunkview
+exceptions; all logic lives in C (below) or Python (above).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_Check
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
+
+from chunkview._cv cimport *
+
+import numpy as np
+
+from chunkview import errors
+
+cnp.import_array()
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+
+INLINE = -1
+MISSING = -2
+WHOLE = np.iinfo(np.uint64).max
+
+
+cdef object status_error(int st, str what):
+    """One place that turns a C status into a chunkview exception."""
+    msg = f"{what}: {cv_strerror(st).decode()}"
+    if st == CV_ENOMEM:
+        return MemoryError(msg)
+    if st == CV_ENOTFOUND:
+        return errors.ReferenceNotFound(msg)
+    if st == CV_ECHECKSUM:
+        return errors.ChecksumError(msg)
+    if st in (CV_EFORMAT, CV_ETRUNCATED, CV_EVERSION, CV_EUTF8, CV_ECORRUPT):
+        return errors.ReferenceFormatError(msg)
+    if st == CV_ERANGE:
+        return errors.ReferenceFormatError(msg)
+    if st == CV_EUNSUPPORTED:
+        return errors.UnsupportedError(msg)
+    return errors.ChunkviewError(msg)
+
+
+cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
+    if PyUnicode_Check(key):
+        try:
+            return <const uint8_t *>PyUnicode_AsUTF8AndSize(key, n)
+        except UnicodeEncodeError as e:
+            raise errors.ReferenceFormatError(f"key {key!r} cannot be encoded as UTF-8") from e
+    if isinstance(key, bytes):
+        n[0] = PyBytes_GET_SIZE(key)
+        return <const uint8_t *>PyBytes_AS_STRING(key)
+    raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
+
+
+cdef class ChunkIndex:
+    """A compact C hash table from chunk keys to references.
+
+    A reference is ``(url, offset, length)``, a whole file ``(url,)``, or inline ``bytes``.
+    URLs are interned once.  Pickles as the native format's bytes.
+    """
+
+    cdef cv_index *idx
+    cdef object _owner  # buffer the index borrows (mmap or bytes), kept alive here
+
+    def __cinit__(self):
+        self.idx = NULL
+        self._owner = None
+
+    def __init__(self):
+        self.idx = cv_index_new()
+        if self.idx == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.idx != NULL:
+            cv_index_free(self.idx)
+            self.idx = NULL
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def from_arrays(keys, url_ids, offsets, lengths, urls):
+        """Bulk build: ``keys`` (sequence of str/bytes), ``url_ids`` (ints into ``urls``),
+        ``offsets`` and ``lengths`` (non-negative ints; length ``WHOLE`` = whole file)."""
+        cdef ChunkIndex self = ChunkIndex()
+        self.add_many(keys, url_ids, offsets, lengths, urls)
+        return self
+
+    def add_many(self, keys, url_ids, offsets, lengths, urls):
+        cdef Py_ssize_t n = len(keys), i, kl
+        cdef int st
+        ids_map = np.array([self.add_url(u) for u in urls], dtype=np.uint32)
+        ids = np.asarray(url_ids)
+        if ids.shape != (n,) or np.asarray(offsets).shape != (n,) or np.asarray(lengths).shape != (n,):
+            raise ValueError("keys, url_ids, offsets and lengths must have the same length")
+        if n and (ids.min() < 0 or ids.max() >= len(urls)):
+            raise errors.ReferenceFormatError("url id out of range")
+        off_a = np.asarray(offsets)
+        len_a = np.asarray(lengths)
+        if n and off_a.dtype.kind == "i" and off_a.min() < 0:
+            raise errors.ReferenceFormatError("negative offset")
+        if n and len_a.dtype.kind == "i" and len_a.min() < 0:
+            raise errors.ReferenceFormatError("negative length")
+        cdef cnp.ndarray[uint32_t, ndim=1] cids = np.ascontiguousarray(ids_map[ids.astype(np.intp)])
+        cdef cnp.ndarray[uint64_t, ndim=1] coff = np.ascontiguousarray(off_a, dtype=np.uint64)
+        cdef cnp.ndarray[uint64_t, ndim=1] clen = np.ascontiguousarray(len_a, dtype=np.uint64)
+        cdef const uint8_t **kp = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
+        cdef size_t *kls = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        if kp == NULL or kls == NULL:
+            free(kp)
+            free(kls)
+            raise MemoryError()
+        try:
+            for i in range(n):
+                kp[i] = key_ptr(keys[i], &kl)
+                kls[i] = <size_t>kl
+            with nogil:
+                st = cv_index_put_many(self.idx, <size_t>n, kp, kls,
+                                       <const uint32_t *>cids.data,
+                                       <const uint64_t *>coff.data, <const uint64_t *>clen.data)
+            if st != CV_OK:
+                raise status_error(st, "bulk insert")
+        finally:
+            free(kp)
+            free(kls)
+
+    @staticmethod
+    def frombytes(buf, bint copy=False, bint verify=True):
+        """Open the native format from a buffer (bytes, memoryview, mmap).  With ``copy=False``
+        the index reads the buffer in place and keeps a reference to it."""
+        cdef const uint8_t[::1] view = memoryview(buf).cast("B")
+        cdef int st = 0
+        cdef ChunkIndex self = ChunkIndex.__new__(ChunkIndex)
+        cdef size_t n = view.shape[0]
+        cdef const uint8_t *p = &view[0] if n else <const uint8_t *>b""
+        with nogil:
+            self.idx = cv_index_open_buffer(p, n, copy, verify, &st)
+        if self.idx == NULL:
+            raise status_error(st, "cannot open native chunkview index")
+        if not copy:
+            self._owner = buf
+        return self
+
+    @staticmethod
+    def from_json(buf):
+        """Parse kerchunk reference JSON (v0/v1) in C.  Returns ``(index, info)`` where info has
+        ``version``, the raw ``templates`` / ``gen`` JSON text (or None), ``deferred``: a list of
+        ``(raw key JSON, raw value JSON)`` for object values, and ``nrefs``."""
+        cdef const uint8_t[::1] view = memoryview(buf).cast("B")
+        cdef ChunkIndex self = ChunkIndex()
+        cdef cv_refjson_result res
+        cdef int st
+        cdef size_t n = view.shape[0]
+        cdef const uint8_t *p = &view[0] if n else <const uint8_t *>b""
+        with nogil:
+            st = cv_refjson_parse(self.idx, p, n, &res)
+        try:
+            if st < 0:
+                key = None
+                if res.err_key.len:
+                    key = bytes(view[res.err_key.start:res.err_key.start + res.err_key.len])
+                msg = res.err_msg.decode() if res.err_msg != NULL else cv_strerror(st).decode()
+                if st == CV_ENOMEM:
+                    raise MemoryError(msg)
+                raise errors.ReferenceFormatError(msg, pos=res.err_pos, raw_key=key, status=st)
+            info = {
+                "version": res.version,
+                "nrefs": res.nrefs,
+                "templates": bytes(view[res.templates.start:res.templates.start + res.templates.len])
+                if res.templates.len else None,
+                "gen": bytes(view[res.gen.start:res.gen.start + res.gen.len]) if res.gen.len else None,
+                "deferred": [
+                    (bytes(view[res.deferred[2 * i].start:res.deferred[2 * i].start + res.deferred[2 * i].len]),
+                     bytes(view[res.deferred[2 * i + 1].start:res.deferred[2 * i + 1].start + res.deferred[2 * i + 1].len]))
+                    for i in range(res.ndeferred)
+                ],
+            }
+        finally:
+            cv_refjson_result_free(&res)
+        return self, info
+
+    # ------------------------------------------------------------------ URLs
+
+    def add_url(self, url):
+        """Intern ``url`` and return its id."""
+        cdef bytes b = url.encode() if isinstance(url, str) else bytes(url)
+        cdef int64_t r = cv_index_url_intern(self.idx, <const uint8_t *>PyBytes_AS_STRING(b),
+                                             <size_t>PyBytes_GET_SIZE(b))
+        if r < 0:
+            raise status_error(<int>r, f"cannot add URL {url!r}")
+        return r
+
+    @property
+    def urls(self):
+        """The interned URLs, by id."""
+        cdef size_t i, n = cv_index_url_count(self.idx), ln
+        cdef const uint8_t *p
+        out = []
+        for i in range(n):
+            st = cv_index_url_get(self.idx, <uint32_t>i, &p, &ln)
+            if st != CV_OK:
+                raise status_error(st, f"URL {i}")
+            out.append((<const char *>p)[:ln].decode("utf-8", "surrogateescape"))
+        return out
+
+    def replace_urls(self, urls):
+        """Replace the text of every URL (``len(urls) == len(self.urls)``); equal texts merge."""
+        cdef size_t n = len(urls), i
+        enc = [u.encode() if isinstance(u, str) else bytes(u) for u in urls]
+        cdef const uint8_t **ps = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
+        cdef size_t *ls = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        if ps == NULL or ls == NULL:
+            free(ps)
+            free(ls)
+            raise MemoryError()
+        try:
+            for i in range(n):
+                ps[i] = <const uint8_t *>PyBytes_AS_STRING(enc[i])
+                ls[i] = <size_t>PyBytes_GET_SIZE(enc[i])
+            st = cv_index_urls_replace(self.idx, n, ps, ls)
+            if st != CV_OK:
+                raise status_error(st, "cannot replace URLs")
+        finally:
+            free(ps)
+            free(ls)
+
+    # ------------------------------------------------------------------ mapping
+
+    def __len__(self):
+        return cv_index_len(self.idx)
+
+    def __contains__(self, key):
+        cdef Py_ssize_t kl
+        cdef const uint8_t *kp = key_ptr(key, &kl)
+        return cv_index_find(self.idx, kp, <size_t>kl) >= 0
+
+    cdef object _value(self, cv_ref *r):
+        cdef const uint8_t *d
+        cdef size_t dl
+        cdef const uint8_t *u
+        cdef size_t ul
+        cdef int st
+        if r.url == CV_URL_INLINE:
+            st = cv_index_inline(self.idx, r, &d, &dl)
+            if st != CV_OK:
+                raise status_error(st, "inline data")
+            return PyBytes_FromStringAndSize(<const char *>d, <Py_ssize_t>dl)
+        st = cv_index_url_get(self.idx, r.url, &u, &ul)
+        if st != CV_OK:
+            raise status_error(st, "URL")
+        url = (<const char *>u)[:ul].decode("utf-8", "surrogateescape")
+        if r.length == CV_LEN_WHOLE:
+            return [url]
+        return [url, r.offset, r.length]
+
+    def get(self, key, default=None):
+        """The reference for ``key`` in fsspec's form: bytes, ``[url]`` or ``[url, offset, length]``."""
+        cdef Py_ssize_t kl
+        cdef const uint8_t *kp = key_ptr(key, &kl)
+        cdef cv_ref r
+        cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
+        if st == CV_ENOTFOUND:
+            return default
+        if st != CV_OK:
+            raise status_error(st, f"key {key!r}")
+        return self._value(&r)
+
+    def __getitem__(self, key):
+        cdef Py_ssize_t kl
+        cdef const uint8_t *kp = key_ptr(key, &kl)
+        cdef cv_ref r
+        cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
+        if st == CV_ENOTFOUND:
+            raise errors.ReferenceNotFound(key)
+        if st != CV_OK:
+            raise status_error(st, f"key {key!r}")
+        return self._value(&r)
+
+    def lookup(self, key):
+        """Raw lookup: ``(url_id, offset, length)``; url_id is INLINE (-1) for inline data and
+        length is WHOLE for a whole file.  Raises ReferenceNotFound."""
+        cdef Py_ssize_t kl
+        cdef const uint8_t *kp = key_ptr(key, &kl)
+        cdef cv_ref r
+        cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
+        if st == CV_ENOTFOUND:
+            raise errors.ReferenceNotFound(key)
+        if st != CV_OK:
+            raise status_error(st, f"key {key!r}")
+        return (INLINE if r.url == CV_URL_INLINE else <int64_t>r.url), r.offset, r.length
+
+    def lookup_many(self, keys):
+        """Batch lookup.  Returns numpy arrays ``(url_ids int64, offsets uint64, lengths uint64)``;
+        url_id is INLINE (-1) for inline data and MISSING (-2) for absent keys."""
+        cdef Py_ssize_t n = len(keys), i, kl
+        cdef cnp.ndarray[uint32_t, ndim=1] ids = np.empty(n, dtype=np.uint32)
+        cdef cnp.ndarray[uint64_t, ndim=1] offs = np.empty(n, dtype=np.uint64)
+        cdef cnp.ndarray[uint64_t, ndim=1] lens = np.empty(n, dtype=np.uint64)
+        cdef const uint8_t **kp = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
+        cdef size_t *kls = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        if kp == NULL or kls == NULL:
+            free(kp)
+            free(kls)
+            raise MemoryError()
+        try:
+            for i in range(n):
+                kp[i] = key_ptr(keys[i], &kl)
+                kls[i] = <size_t>kl
+            if n > 64:
+                with nogil:
+                    cv_index_get_many(self.idx, <size_t>n, kp, kls, <uint32_t *>ids.data,
+                                      <uint64_t *>offs.data, <uint64_t *>lens.data)
+            else:
+                cv_index_get_many(self.idx, <size_t>n, kp, kls, <uint32_t *>ids.data,
+                                  <uint64_t *>offs.data, <uint64_t *>lens.data)
+        finally:
+            free(kp)
+            free(kls)
+        out = ids.astype(np.int64)
+        out[ids == CV_URL_INLINE] = INLINE
+        out[ids == CV_URL_MISSING] = MISSING
+        return out, offs, lens
+
+    def inline(self, key):
+        """Inline bytes of ``key`` (ReferenceNotFound / ValueError if it is not inline)."""
+        v = self[key]
+        if not isinstance(v, bytes):
+            raise ValueError(f"{key!r} is not an inline reference")
+        return v
+
+    def __setitem__(self, key, value):
+        """Set a reference: bytes/str (inline), ``[url]`` or ``[url, offset, length]``."""
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            self.set_inline(key, bytes(value))
+        elif isinstance(value, (list, tuple)) and len(value) == 1:
+            self.set(key, value[0])
+        elif isinstance(value, (list, tuple)) and len(value) == 3:
+            self.set(key, value[0], value[1], value[2])
+        else:
+            raise errors.ReferenceFormatError(f"invalid reference for key {key!r}: {value!r}")
+
+    def set(self, key, url, offset=None, length=None):
+        """Set a byte-range reference, or a whole-file one when offset and length are None."""
+        cdef Py_ssize_t kl
+        cdef const uint8_t *kp = key_ptr(key, &kl)
+        cdef uint64_t o, ln
+        if offset is None and length is None:
+            o, ln = 0, CV_LEN_WHOLE
+        else:
+            if offset is None or length is None:
+                raise errors.ReferenceFormatError(f"key {key!r}: offset and length go together")
+            if int(offset) < 0 or int(length) < 0 or int(offset) + int(length) >= 2 ** 64 - 1:
+                raise errors.ReferenceFormatError(
+                    f"key {key!r}: offset {offset} / length {length} out of range")
+            o, ln = int(offset), int(length)
+        uid = self.add_url(url if url is not None else "")
+        st = cv_index_put(self.idx, kp, <size_t>kl, <uint32_t>uid, o, ln)
+        if st != CV_OK:
+            raise status_error(st, f"key {key!r}")
+
+    def set_inline(self, key, data):
+        cdef Py_ssize_t kl
+        cdef const uint8_t *kp = key_ptr(key, &kl)
+        cdef const uint8_t[::1] view = memoryview(data).cast("B")
+        cdef size_t n = view.shape[0]
+        cdef const uint8_t *p = &view[0] if n else <const uint8_t *>b""
+        st = cv_index_put_inline(self.idx, kp, <size_t>kl, p, n)
+        if st != CV_OK:
+            raise status_error(st, f"key {key!r}")
+
+    def __delitem__(self, key):
+        cdef Py_ssize_t kl
+        cdef const uint8_t *kp = key_ptr(key, &kl)
+        st = cv_index_del(self.idx, kp, <size_t>kl)
+        if st == CV_ENOTFOUND:
+            raise errors.ReferenceNotFound(key)
+        if st != CV_OK:
+            raise status_error(st, f"key {key!r}")
+
+    def _iter_raw(self, bint values):
+        cdef size_t i, n = cv_index_nentries(self.idx), kl
+        cdef const uint8_t *kp
+        cdef cv_ref r
+        cdef int st
+        for i in range(n):
+            st = cv_index_entry(self.idx, i, &kp, &kl, &r)
+            if st == CV_ENOTFOUND:
+                continue
+            if st != CV_OK:
+                raise status_error(st, f"entry {i}")
+            key = (<const char *>kp)[:kl].decode("utf-8", "surrogateescape")
+            if values:
+                yield key, self._value(&r)
+            else:
+                yield key
+
+    def __iter__(self):
+        return self._iter_raw(False)
+
+    def keys(self):
+        return list(self._iter_raw(False))
+
+    def items(self):
+        return self._iter_raw(True)
+
+    def to_arrays(self):
+        """All entries in insertion order: ``(keys, url_ids, offsets, lengths)`` with url_id
+        INLINE (-1) for inline entries (offset/length then locate nothing useful: use ``inline``)."""
+        cdef size_t i, n = cv_index_nentries(self.idx), kl, j = 0
+        cdef const uint8_t *kp
+        cdef cv_ref r
+        cdef int st
+        cdef size_t live = cv_index_len(self.idx)
+        cdef cnp.ndarray[int64_t, ndim=1] ids = np.empty(live, dtype=np.int64)
+        cdef cnp.ndarray[uint64_t, ndim=1] offs = np.empty(live, dtype=np.uint64)
+        cdef cnp.ndarray[uint64_t, ndim=1] lens = np.empty(live, dtype=np.uint64)
+        keys = []
+        for i in range(n):
+            st = cv_index_entry(self.idx, i, &kp, &kl, &r)
+            if st == CV_ENOTFOUND:
+                continue
+            if st != CV_OK:
+                raise status_error(st, f"entry {i}")
+            keys.append((<const char *>kp)[:kl].decode("utf-8", "surrogateescape"))
+            ids[j] = INLINE if r.url == CV_URL_INLINE else <int64_t>r.url
+            offs[j] = r.offset
+            lens[j] = r.length
+            j += 1
+        return keys, ids, offs, lens
+
+    @property
+    def nbytes(self):
+        """Bytes of memory the C index holds (not counting a borrowed buffer)."""
+        return cv_index_memory(self.idx)
+
+    # ------------------------------------------------------------------ native format
+
+    def tobytes(self):
+        """The native format (docs/format.md) as bytes."""
+        cdef int64_t sz = cv_index_serialized_size(self.idx)
+        if sz < 0:
+            raise status_error(<int>sz, "serialize")
+        out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>sz)
+        cdef uint8_t *p = <uint8_t *>PyBytes_AS_STRING(out)
+        cdef int64_t r
+        with nogil:
+            r = cv_index_serialize(self.idx, p, <size_t>sz)
+        if r < 0:
+            raise status_error(<int>r, "serialize")
+        return out
+
+    def __reduce__(self):
+        return (_from_bytes, (self.tobytes(),))
+
+    def __repr__(self):
+        return f"<ChunkIndex: {len(self)} references, {cv_index_url_count(self.idx)} URLs>"
+
+
+def _from_bytes(buf):
+    return ChunkIndex.frombytes(buf, copy=False, verify=True)
+
+
+def xxh64(data, uint64_t seed=0):
+    """XXH64 of ``data`` (the checksum of the native format)."""
+    cdef const uint8_t[::1] view = memoryview(data).cast("B")
+    cdef size_t n = view.shape[0]
+    return cv_xxh64(&view[0] if n else <const uint8_t *>b"", n, seed)

@@ -1,0 +1,85 @@
+"""chunkview's exceptions: one hierarchy, each also a subclass of the builtin that callers
+already catch (``except KeyError`` / ``except ValueError`` keep working)."""
+
+from __future__ import annotations
+
+
+class ChunkviewError(Exception):
+    """Base class of every chunkview error."""
+
+
+class ReferenceFormatError(ChunkviewError, ValueError):
+    """A reference set (JSON, parquet or native) is malformed.
+
+    ``pos`` is the byte position in the source text when known, ``key`` the reference key."""
+
+    def __init__(self, msg, *, pos=None, raw_key=None, key=None, source=None, status=None):
+        self.msg = msg
+        self.pos = pos
+        self.status = status
+        if key is None and raw_key is not None:
+            key = _decode_raw_key(raw_key)
+        self.key = key
+        self.source = source
+        parts = []
+        if source is not None:
+            parts.append(str(source))
+        if pos is not None:
+            parts.append(f"byte {pos}")
+        if key is not None:
+            parts.append(f"key {key!r}")
+        where = (" (" + ", ".join(parts) + ")") if parts else ""
+        super().__init__(f"{msg}{where}")
+
+
+def _decode_raw_key(raw):
+    import json
+
+    try:
+        return json.loads(raw)
+    except Exception:
+        return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+
+
+class ChecksumError(ReferenceFormatError):
+    """A checksum (native index file, fletcher32 of a chunk) does not match."""
+
+
+class ReferenceNotFound(ChunkviewError, KeyError):
+    """A key is not in the reference set."""
+
+    def __str__(self):
+        return f"no reference for key {self.args[0]!r}" if self.args else "no reference"
+
+
+class FetchError(ChunkviewError, OSError):
+    """Reading the bytes of a reference failed.  Names the key, URL and byte range."""
+
+    def __init__(self, key, url, start=None, end=None, cause=None):
+        self.key, self.url, self.start, self.end = key, url, start, end
+        rng = "whole file" if start is None and end is None else f"bytes {start}-{end}"
+        why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        super().__init__(f"cannot read key {key!r} from {url!r} ({rng}){why}")
+
+    def __reduce__(self):
+        return (type(self), (self.key, self.url, self.start, self.end))
+
+
+class DecodeError(ChunkviewError, ValueError):
+    """A chunk could not be decoded (corrupt, truncated, wrong size)."""
+
+
+class UnsupportedError(ChunkviewError, NotImplementedError):
+    """Valid input that chunkview cannot handle (yet); the message says what."""
+
+
+class SourceChangedError(ChunkviewError, OSError):
+    """A referenced file changed since it was scanned."""
+
+
+def missing_extra(package: str, extra: str) -> ImportError:
+    """The ImportError raised when an optional dependency is absent."""
+    return ImportError(
+        f"this feature needs the optional dependency {package!r}: "
+        f"pip install 'chunkview[{extra}]'"
+    )

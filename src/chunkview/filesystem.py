@@ -1,0 +1,514 @@
+"""``ChunkviewFileSystem``: the fsspec filesystem over a reference set (protocol ``"chunkview"``).
+
+A drop-in for fsspec's ``ReferenceFileSystem``: the same constructor arguments, keys served as
+files, byte ranges of the targets fetched on demand.  References live in the C index, batch
+reads (``cat``, ``cat_ranges``, zarr's ``get_partial_values``) merge nearby ranges of one URL
+into one read on every path, and errors name the key, the URL and the byte range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import os
+import re
+import weakref
+from collections import defaultdict
+
+import fsspec
+from fsspec.asyn import AsyncFileSystem
+from fsspec.core import split_protocol
+from fsspec.spec import AbstractBufferedFile
+
+from chunkview._index import INLINE, MISSING, WHOLE
+from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
+from chunkview.references import load
+
+_LOCAL = (None, "file", "local")
+_MAGIC = re.compile(r"[*?\[]")
+_LIVE_REFS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_token_counter = itertools.count()
+
+
+def _pread(path: str, start: int | None, end: int | None) -> bytes:
+    """Read [start, end) of a local file (None = from the start / to the end)."""
+    with open(path, "rb", buffering=0) as f:
+        if start is None and end is None:
+            return f.read()
+        size = None
+        if (start is not None and start < 0) or (end is not None and end < 0) or end is None:
+            size = os.fstat(f.fileno()).st_size
+        s = 0 if start is None else (max(size + start, 0) if start < 0 else start)
+        e = size if end is None else (max(size + end, 0) if end < 0 else end)
+        if e <= s:
+            return b""
+        return os.pread(f.fileno(), e - s, s)
+
+
+def _local_path(url: str) -> str:
+    protocol, path = split_protocol(url)
+    if protocol in ("file", "local"):
+        return fsspec.implementations.local.make_path_posix(path)
+    return url
+
+
+def merge_ranges(starts, ends, max_gap, max_block):
+    """Group byte ranges [starts[i], ends[i]) of one file into blocks: ranges whose gap is at
+    most ``max_gap`` join a block while it stays within ``max_block`` bytes (``max_gap`` None
+    or negative: no merging).  Returns ``[(block_start, block_end, [i, ...]), ...]``."""
+    order = sorted(range(len(starts)), key=lambda i: (starts[i], ends[i]))
+    merge = max_gap is not None and max_gap >= 0
+    blocks: list = []
+    for i in order:
+        s, e = starts[i], ends[i]
+        if blocks and merge:
+            b = blocks[-1]
+            if s - b[1] <= max_gap and max(e, b[1]) - b[0] <= max_block:
+                b[1] = max(b[1], e)
+                b[2].append(i)
+                continue
+        blocks.append([s, e, [i]])
+    return [tuple(b) for b in blocks]
+
+
+class ChunkviewFileSystem(AsyncFileSystem):
+    """View the chunks of a reference set as files.
+
+    Parameters are those of fsspec's ``ReferenceFileSystem``: ``fo`` (a path/URL of JSON,
+    parquet or native references, a kerchunk dict, or a :class:`chunkview.References`),
+    ``target`` (the URL for references without one), ``target_protocol`` / ``target_options``
+    (to read ``fo``), ``remote_protocol`` / ``remote_options`` (to read the data), ``fs`` (a
+    filesystem or a ``{protocol: filesystem or options}`` dict), ``template_overrides``,
+    ``max_gap`` / ``max_block`` (range merging; a negative ``max_gap`` disables it) and
+    ``cache_size`` (records kept by lazily read parquet references).
+    """
+
+    protocol = "chunkview"
+    cachable = False
+    root_marker = ""
+    async_impl = True
+
+    def __init__(self, fo, target=None, ref_storage_args=None, target_protocol=None,
+                 target_options=None, remote_protocol=None, remote_options=None, fs=None,
+                 template_overrides=None, simple_templates=True, max_gap=64_000,
+                 max_block=256_000_000, cache_size=128, lazy=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(fo, dict) and "__chunkview_references__" in fo:
+            refs = _LIVE_REFS.get(fo["__chunkview_references__"])
+            if refs is None:
+                raise ChunkviewError("the references of this serialized filesystem are not "
+                                     "available in this process; pass a path or a dict as fo")
+            fo = refs
+        self.references = load(fo, target_protocol=target_protocol,
+                               target_options=ref_storage_args or target_options,
+                               template_overrides=template_overrides, cache_size=cache_size,
+                               lazy=lazy)
+        self.target = target
+        self.max_gap = max_gap
+        self.max_block = max_block
+        self.remote_protocol = remote_protocol
+        self.remote_options = dict(remote_options or {})
+        self.fss: dict = {}
+        if isinstance(fs, dict):
+            for k, opts in fs.items():
+                proto = None if k is None else k.split(":", 1)[0]
+                self.fss[proto] = (fsspec.filesystem(proto, **opts) if isinstance(opts, dict)
+                                   else opts)
+        elif fs is not None:
+            proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+            self.fss[proto] = fs
+            if remote_protocol is None:
+                self.remote_protocol = proto
+        self._token = None
+
+    # ----------------------------------------------------------------- serialisation
+
+    def to_dict(self, *, include_password: bool = True) -> dict:
+        """JSON-able form (``fsspec.AbstractFileSystem.from_json`` recreates the instance).
+        A reference set given as a path travels as that path; one given in memory is found
+        again by a token in this process."""
+        fo = self.storage_args[0] if self.storage_args else self.storage_options.get("fo")
+        if not isinstance(fo, (str, os.PathLike)):
+            if self._token is None:
+                self._token = f"{os.getpid()}-{id(self)}-{next(_token_counter)}"
+                _LIVE_REFS[self._token] = self.references
+            fo = {"__chunkview_references__": self._token}
+        from fsspec.json import FilesystemJSONEncoder
+
+        enc = FilesystemJSONEncoder()
+        opts = {k: v for k, v in self.storage_options.items() if k != "fo"}
+        if not include_password:
+            opts.pop("password", None)
+        d = dict(cls=f"{type(self).__module__}:{type(self).__name__}", protocol=self.protocol,
+                 args=[], fo=enc.make_serializable(fo if not isinstance(fo, os.PathLike)
+                                                   else os.fspath(fo)))
+        d.update(enc.make_serializable(opts))
+        return d
+
+    # ----------------------------------------------------------------- targets
+
+    def _fs_for(self, protocol):
+        """The filesystem that reads URLs of ``protocol`` (None: local files, read directly)."""
+        if protocol in self.fss:
+            return self.fss[protocol]
+        if protocol in _LOCAL and (None not in self.fss and "file" not in self.fss):
+            return None
+        if protocol in _LOCAL:
+            return self.fss.get(None) or self.fss.get("file")
+        opts = self.remote_options if (self.remote_protocol in (None, protocol)) else {}
+        cls = fsspec.get_filesystem_class(protocol)
+        if getattr(cls, "async_impl", False):
+            opts = {**opts, "asynchronous": self.asynchronous}
+            if not self.asynchronous:
+                opts["loop"] = self.loop
+        fs = cls(**opts)
+        self.fss[protocol] = fs
+        return fs
+
+    async def _call_target(self, fs, method: str, *args, **kwargs):
+        if fs.async_impl:
+            coro = getattr(fs, "_" + method)(*args, **kwargs)
+            if fs.asynchronous:
+                return await coro
+            loop = fs.loop
+            if loop is asyncio.get_running_loop():
+                return await coro
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        return await asyncio.to_thread(getattr(fs, method), *args, **kwargs)
+
+    def _url_of(self, key: str, url: str) -> str:
+        if url == "":
+            if self.target is None:
+                raise FetchError(key, "", cause=ValueError("reference has no URL and no target"))
+            return self.target
+        return url
+
+    async def _fetch(self, key: str, url: str, start, end) -> bytes:
+        """Bytes [start, end) of url for key; every failure becomes a FetchError."""
+        protocol, _ = split_protocol(url)
+        try:
+            fs = self._fs_for(protocol)
+            if fs is None:
+                return await asyncio.to_thread(_pread, _local_path(url), start, end)
+            return await self._call_target(fs, "cat_file", url, start=start, end=end)
+        except Exception as e:  # noqa: BLE001 - converted to one error naming key/url/range
+            raise FetchError(key, url, start, end, cause=e) from e
+
+    # ----------------------------------------------------------------- resolving keys
+
+    def _resolve(self, keys, starts=None, ends=None):
+        """For each key: ("data", bytes) | ("range", url, start, end, whole) | ("missing",)."""
+        keys = [self._strip_protocol(k) for k in keys]
+        ids, offs, lens = self.references.lookup_many(keys)
+        urls = self.references.urls
+        out = []
+        whole = int(WHOLE)
+        for i, key in enumerate(keys):
+            uid = int(ids[i])
+            s = None if starts is None else starts[i]
+            e = None if ends is None else ends[i]
+            if uid == MISSING:
+                out.append(("missing", key))
+            elif uid == INLINE:
+                out.append(("data", key, self.references[key][s:e]))
+            else:
+                url = self._url_of(key, urls[uid])
+                length = int(lens[i])
+                if length == whole:
+                    out.append(("range", key, url, s, e, True))
+                    continue
+                start0 = int(offs[i])
+                end0 = start0 + length
+                # resolve like slicing the part, never reaching outside the referenced range
+                if s is None:
+                    s1 = start0
+                elif s >= 0:
+                    s1 = min(start0 + s, end0)
+                else:
+                    s1 = max(end0 + s, start0)
+                if e is None:
+                    e1 = end0
+                elif e >= 0:
+                    e1 = min(start0 + e, end0)
+                else:
+                    e1 = max(end0 + e, start0)
+                out.append(("range", key, url, s1, max(e1, s1), False))
+        return out
+
+    async def _read_resolved(self, resolved, max_gap=None, max_block=None):
+        """Fetch every resolved item; returns a list of bytes or exceptions (one per item)."""
+        max_gap = self.max_gap if max_gap is None else max_gap
+        max_block = self.max_block if max_block is None else max_block
+        results: list = [None] * len(resolved)
+        by_url: dict[str, list[int]] = defaultdict(list)
+        jobs = []
+        for i, item in enumerate(resolved):
+            kind = item[0]
+            if kind == "missing":
+                results[i] = FileNotFoundError(item[1])
+            elif kind == "data":
+                results[i] = item[2]
+            elif item[5]:  # whole file
+                jobs.append(((i,), item[1], item[2], item[3], item[4]))
+            else:
+                by_url[item[2]].append(i)
+        for url, idxs in by_url.items():
+            for bstart, bend, members in merge_ranges(
+                    [resolved[i][3] for i in idxs], [resolved[i][4] for i in idxs],
+                    max_gap, max_block):
+                members = [idxs[j] for j in members]
+                jobs.append((tuple(members), resolved[members[0]][1], url, bstart, bend))
+        limit = asyncio.Semaphore(self.batch_size or 64)
+
+        async def run(job):
+            members, key, url, ms, me = job
+            async with limit:
+                try:
+                    if ms is not None and me is not None and me <= ms:
+                        data = b""
+                    else:
+                        data = await self._fetch(key, url, ms, me)
+                    if ms is not None and me is not None and ms >= 0 and me >= 0 \
+                            and len(data) != me - ms:
+                        raise ValueError(f"short read: got {len(data)} of {me - ms} bytes")
+                except FetchError as e:
+                    err = e
+                    for i in members:
+                        results[i] = err if resolved[i][1] == key else FetchError(
+                            resolved[i][1], url, resolved[i][3], resolved[i][4], cause=e.__cause__)
+                    return
+                except Exception as e:  # noqa: BLE001
+                    for i in members:
+                        results[i] = FetchError(resolved[i][1], url, resolved[i][3],
+                                                resolved[i][4], cause=e)
+                    return
+                for i in members:
+                    s, e = resolved[i][3], resolved[i][4]
+                    if ms is None and me is None:
+                        results[i] = data
+                    else:
+                        results[i] = data[s - ms:e - ms]
+
+        await asyncio.gather(*(run(j) for j in jobs))
+        return results
+
+    # ----------------------------------------------------------------- reading
+
+    async def _cat_file(self, path, start=None, end=None, **kwargs):
+        (item,) = self._resolve([path], None if start is None else [start],
+                                None if end is None else [end])
+        if item[0] == "missing":
+            raise FileNotFoundError(item[1])
+        (res,) = await self._read_resolved([item])
+        if isinstance(res, Exception):
+            raise res
+        return res
+
+    async def _cat_ranges(self, paths, starts, ends, max_gap=None, batch_size=None,
+                          on_error="return", **kwargs):
+        if not isinstance(starts, list):
+            starts = [starts] * len(paths)
+        if not isinstance(ends, list):
+            ends = [ends] * len(paths)
+        if len(starts) != len(paths) or len(ends) != len(paths):
+            raise ValueError("paths, starts and ends must have the same length")
+        resolved = self._resolve(paths, starts, ends)
+        results = await self._read_resolved(resolved, max_gap=max_gap)
+        if on_error == "raise":
+            for r in results:
+                if isinstance(r, Exception):
+                    raise r
+        return results
+
+    async def _cat(self, path, recursive=False, on_error="raise", batch_size=None, **kwargs):
+        single = isinstance(path, str) and not recursive and not _MAGIC.search(path)
+        if single:
+            paths = [path]
+        elif isinstance(path, list) and not recursive and not any(
+                _MAGIC.search(p) for p in path):
+            paths = path
+        else:
+            paths = await self._expand_path(path, recursive=recursive)
+            paths = [p for p in paths if p in self.references]
+        resolved = self._resolve(paths)
+        results = await self._read_resolved(resolved)
+        out = {}
+        for item, res in zip(resolved, results):
+            key = item[1]
+            if isinstance(res, Exception):
+                if on_error == "raise":
+                    raise res
+                if on_error == "omit":
+                    continue
+            out[key] = res
+        if single:
+            if not out:
+                raise FileNotFoundError(path)
+            return out[resolved[0][1]]
+        return out
+
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        return fsspec.asyn.sync(self.loop, self._cat_file, path, start=start, end=end)
+
+    async def _get_file(self, rpath, lpath, **kwargs):
+        if self.isdir(rpath):
+            return os.makedirs(lpath, exist_ok=True)
+        data = await self._cat_file(rpath)
+        with open(lpath, "wb") as f:
+            f.write(data)
+
+    def _open(self, path, mode="rb", block_size=None, cache_options=None, **kwargs):
+        if "r" not in mode or "+" in mode:
+            raise NotImplementedError("chunkview references are read-only")
+        path = self._strip_protocol(path)
+        value = self.references.get(path)
+        if value is None:
+            raise FileNotFoundError(path)
+        if isinstance(value, bytes):
+            return io.BytesIO(value)
+        return ChunkviewFile(self, path, mode, block_size=block_size or "default",
+                             cache_options=cache_options, **kwargs)
+
+    # ----------------------------------------------------------------- listing
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = fsspec.utils.stringify_path(path)
+        if path.startswith("chunkview://"):
+            path = path[len("chunkview://"):]
+        elif path.startswith("chunkview::"):
+            path = path[len("chunkview::"):]
+        return path.strip("/")
+
+    def _file_info(self, key, value=None):
+        value = self.references.get(key) if value is None else value
+        if isinstance(value, bytes):
+            size = len(value)
+        elif len(value) == 1:
+            size = None
+        else:
+            size = value[2]
+        return {"name": key, "type": "file", "size": size}
+
+    def ls(self, path, detail=True, **kwargs):
+        path = self._strip_protocol(path)
+        listing = self.references.listing()
+        entry = listing.get(path)
+        if entry is None:
+            if path in self.references:
+                info = self._file_info(path)
+                return [info] if detail else [path]
+            raise FileNotFoundError(path)
+        if not detail:
+            return sorted(list(entry["dirs"]) + list(entry["files"]))
+        out = [{"name": d, "type": "directory", "size": 0} for d in entry["dirs"]]
+        out += [self._file_info(k) for k in entry["files"]]
+        return sorted(out, key=lambda o: o["name"])
+
+    async def _ls(self, path, detail=True, **kwargs):
+        return self.ls(path, detail=detail, **kwargs)
+
+    def isdir(self, path):
+        return self._strip_protocol(path) in self.references.listing()
+
+    async def _isdir(self, path):
+        return self.isdir(path)
+
+    def isfile(self, path):
+        return self._strip_protocol(path) in self.references
+
+    async def _isfile(self, path):
+        return self.isfile(path)
+
+    def exists(self, path, **kwargs):
+        path = self._strip_protocol(path)
+        return path in self.references or path in self.references.listing()
+
+    async def _exists(self, path, **kwargs):
+        return self.exists(path)
+
+    def info(self, path, **kwargs):
+        path = self._strip_protocol(path)
+        value = self.references.get(path)
+        if value is not None:
+            info = self._file_info(path, value)
+            if info["size"] is None:
+                url = self._url_of(path, value[0])
+                fs = self._fs_for(split_protocol(url)[0])
+                try:
+                    info["size"] = (os.path.getsize(_local_path(url)) if fs is None
+                                    else fs.size(url))
+                except Exception as e:  # noqa: BLE001
+                    raise FetchError(path, url, cause=e) from e
+            return info
+        if path in self.references.listing():
+            return {"name": path, "type": "directory", "size": 0}
+        raise FileNotFoundError(path)
+
+    async def _info(self, path, **kwargs):
+        path = self._strip_protocol(path)
+        value = self.references.get(path)
+        if isinstance(value, list) and len(value) == 1:
+            url = self._url_of(path, value[0])
+            fs = self._fs_for(split_protocol(url)[0])
+            try:
+                if fs is None:
+                    size = await asyncio.to_thread(os.path.getsize, _local_path(url))
+                else:
+                    size = await self._call_target(fs, "size", url)
+            except Exception as e:  # noqa: BLE001
+                raise FetchError(path, url, cause=e) from e
+            return {"name": path, "type": "file", "size": size}
+        return self.info(path)
+
+    def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
+        path = self._strip_protocol(path)
+        if withdirs or maxdepth is not None:
+            return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail,
+                                **kwargs)
+        if path:
+            pre = path + "/"
+            keys = sorted(k for k in self.references if k == path or k.startswith(pre))
+        else:
+            keys = sorted(self.references)
+        if detail:
+            return {k: self._file_info(k) for k in keys}
+        return keys
+
+    async def _find(self, path, maxdepth=None, withdirs=False, **kwargs):
+        if withdirs or maxdepth is not None:
+            return await super()._find(path, maxdepth=maxdepth, withdirs=withdirs, **kwargs)
+        return self.find(path, maxdepth=maxdepth, withdirs=withdirs, **kwargs)
+
+    async def _walk(self, path, maxdepth=None, on_error="omit", **kwargs):
+        # AsyncFileSystem._walk uses _ls; delegate to the sync walk over the listing
+        for item in self.walk(path, maxdepth=maxdepth, on_error=on_error, **kwargs):
+            yield item
+
+    # ----------------------------------------------------------------- writing (in memory)
+
+    async def _pipe_file(self, path, data, mode="overwrite", **kwargs):
+        path = self._strip_protocol(path)
+        if mode == "create" and self.exists(path):
+            raise FileExistsError(path)
+        self.references[path] = data
+
+    async def _rm_file(self, path, **kwargs):
+        try:
+            del self.references[self._strip_protocol(path)]
+        except (KeyError, ReferenceNotFound):
+            pass
+
+
+class ChunkviewFile(AbstractBufferedFile):
+    """Read-only buffered file over one reference (byte range or whole file)."""
+
+    def __init__(self, fs, path, mode="rb", block_size="default", cache_options=None, **kwargs):
+        super().__init__(fs, path, mode=mode, block_size=block_size,
+                         cache_options=cache_options, **kwargs)
+
+    def _fetch_range(self, start, end):
+        return self.fs.cat_file(self.path, start=start, end=end)

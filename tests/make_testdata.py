@@ -1,0 +1,63 @@
+"""Generate the test files with the HDF5 and netCDF-C libraries (through h5py and netCDF4).
+
+Used by the test fixtures; also runnable by hand: ``python tests/make_testdata.py OUTDIR``.
+Deterministic: the same files every run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def make_hdf5(path) -> Path:
+    """A small HDF5 file with the layouts and filters kerchunk can translate."""
+    import h5py
+
+    path = Path(path)
+    rng = np.random.default_rng(42)
+    with h5py.File(path, "w") as f:
+        f.attrs["title"] = "chunkview test file"
+        t = (273.15 + rng.normal(0, 5, size=(6, 40, 50))).round(2).astype("f4")
+        f.create_dataset("t2m", data=t, chunks=(2, 16, 20), compression="gzip",
+                         compression_opts=4, shuffle=True)
+        f["t2m"].attrs["units"] = "K"
+        f.create_dataset("counts", data=np.arange(1000, dtype="<i8").reshape(10, 100),
+                         chunks=(3, 33), compression="gzip", compression_opts=1)
+        f.create_dataset("plain", data=np.linspace(0, 1, 500, dtype=">f8"))  # contiguous
+        f.create_dataset("raw_chunks", data=np.arange(300, dtype="u2"), chunks=(64,))
+        sparse = f.create_dataset("sparse", shape=(100,), chunks=(10,), dtype="i4",
+                                  fillvalue=-9, compression="gzip")
+        sparse[20:30] = np.arange(10)  # only one chunk written
+        f.create_dataset("scalar", data=np.float64(3.5))
+        g = f.create_group("group")
+        g.create_dataset("inner", data=np.arange(64, dtype="i2").reshape(8, 8), chunks=(4, 4),
+                         compression="gzip")
+    return path
+
+
+def make_many_chunks(path, n=5000) -> Path:
+    """One dataset of n small gzip chunks (for batch paths)."""
+    import h5py
+
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("obs", data=(np.arange(n * 16, dtype="i4") // 7), chunks=(16,),
+                         compression="gzip", compression_opts=1, shuffle=True)
+    return path
+
+
+def kerchunk_refs(path, inline_threshold=100) -> dict:
+    """kerchunk's references (spec v1 dict) for an HDF5 file."""
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    return SingleHdf5ToZarr(str(path), inline_threshold=inline_threshold).translate()
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    out.mkdir(parents=True, exist_ok=True)
+    print(make_hdf5(out / "small.h5"))
+    print(make_many_chunks(out / "many.h5"))
