@@ -376,6 +376,37 @@ int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes) {
     return CV_OK;
 }
 
+static int shrink_array(void **p, size_t bytes) {
+    void *q = CV_REALLOC(*p, bytes ? bytes : 1);
+    if (!q) return CV_ENOMEM;
+    *p = q;
+    return CV_OK;
+}
+
+int cv_index_shrink(cv_index *idx) {
+    int st;
+    if (idx->borrowed) return CV_OK; /* an opened index is already exact */
+    size_t n = idx->n, na = (n + ANCHOR_EVERY - 1) / ANCHOR_EVERY;
+    if (idx->cap > n) {
+        if ((st = shrink_array((void **)&idx->off, n * 8))) return st;
+        if ((st = shrink_array((void **)&idx->len32, n * 4))) return st;
+        if ((st = shrink_array((void **)&idx->url, n * (size_t)idx->url_w))) return st;
+        if ((st = shrink_array((void **)&idx->anchor, na * 8))) return st;
+        idx->cap = n;
+    }
+    if (idx->keys_cap > idx->keys_len) {
+        if ((st = shrink_array((void **)&idx->keys, idx->keys_len))) return st;
+        idx->keys_cap = idx->keys_len;
+    }
+    if (idx->data_cap > idx->data_len) {
+        if ((st = shrink_array((void **)&idx->data, idx->data_len))) return st;
+        idx->data_cap = idx->data_len;
+    }
+    size_t want = slots_for(n);
+    if (idx->nslots > want + want / 8) return rehash(idx, want);
+    return CV_OK;
+}
+
 /* ---------------------------------------------------------------- lengths */
 
 static size_t big_search(const cv_index *idx, uint64_t entry, int *found) {
@@ -691,36 +722,76 @@ int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *r
     return fill_ref(idx, (size_t)e, ref);
 }
 
+/* First entry whose tag matches at the probe start (a guess used only for prefetching). */
+static inline int64_t guess_entry(const cv_index *idx, uint64_t h) {
+    size_t ns = idx->nslots;
+    size_t pos = slot_of(h, ns);
+    uint8_t tag = tag_of(h);
+    for (int probes = 0; probes < 4; probes++) {
+        uint8_t c = idx->ctrl[pos];
+        if (c == 0) return -1;
+        if (c == tag) return idx->slot[pos] < idx->n ? (int64_t)idx->slot[pos] : -1;
+        if (++pos == ns) pos = 0;
+    }
+    return -1;
+}
+
 int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
                           const size_t *klens, uint32_t *url_ids, uint64_t *offsets,
                           uint64_t *lengths) {
-    enum { BLOCK = 16 };
-    uint64_t hs[BLOCK];
+    /* A software pipeline keeps many independent cache misses in flight: key i is hashed and
+     * its slot prefetched, key i - D has its entry guessed and the entry's arrays prefetched,
+     * key i - 2D has its key text prefetched, and key i - 3D is looked up (now from cache). */
+    enum { D = 8, R = 32 };
+    uint64_t hs[R];
+    int64_t guess[R];
     int64_t found = 0;
-    for (size_t b = 0; b < n; b += BLOCK) {
-        size_t m = n - b < BLOCK ? n - b : BLOCK;
-        /* pass 1: hash and prefetch the slots so the misses overlap */
-        for (size_t j = 0; j < m; j++) {
-            hs[j] = key_hash(keys[b + j], klens[b + j]);
-            if (idx->nslots) {
-                size_t pos = slot_of(hs[j], idx->nslots);
-                CV_PREFETCH(idx->ctrl + pos);
-                CV_PREFETCH(idx->slot + pos);
+    if (idx->nslots == 0 || idx->n == 0) {
+        for (size_t i = 0; i < n; i++) {
+            url_ids[i] = CV_URL_MISSING;
+            offsets[i] = lengths[i] = 0;
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < n + 3 * D; i++) {
+        if (i < n) {
+            uint64_t h = key_hash(keys[i], klens[i]);
+            size_t pos = slot_of(h, idx->nslots);
+            hs[i % R] = h;
+            CV_PREFETCH(idx->ctrl + pos);
+            CV_PREFETCH(idx->slot + pos);
+        }
+        if (i >= D && i - D < n) {
+            size_t j = i - D;
+            int64_t e = guess_entry(idx, hs[j % R]);
+            guess[j % R] = e;
+            if (e >= 0) {
+                CV_PREFETCH(idx->anchor + (e >> ANCHOR_SHIFT));
+                CV_PREFETCH(idx->off + e);
+                CV_PREFETCH(idx->len32 + e);
+                CV_PREFETCH(idx->url + (size_t)e * (size_t)idx->url_w);
             }
         }
-        for (size_t j = 0; j < m; j++) {
-            size_t i = b + j;
-            int64_t e = find_h(idx, keys[i], klens[i], hs[j]);
+        if (i >= 2 * D && i - 2 * D < n) {
+            int64_t e = guess[(i - 2 * D) % R];
+            if (e >= 0) {
+                uint64_t a = idx->anchor[e >> ANCHOR_SHIFT];
+                if (a < idx->keys_len) CV_PREFETCH(idx->keys + a);
+            }
+        }
+        if (i >= 3 * D) {
+            size_t k = i - 3 * D;
+            int64_t e = find_h(idx, keys[k], klens[k], hs[k % R]);
             cv_ref r;
             if (e >= 0 && fill_ref(idx, (size_t)e, &r) == CV_OK) {
-                url_ids[i] = r.url;
-                offsets[i] = r.offset;
-                lengths[i] = r.length;
+                url_ids[k] = r.url;
+                offsets[k] = r.offset;
+                lengths[k] = r.length;
                 found++;
             } else {
-                url_ids[i] = CV_URL_MISSING;
-                offsets[i] = 0;
-                lengths[i] = 0;
+                url_ids[k] = CV_URL_MISSING;
+                offsets[k] = 0;
+                lengths[k] = 0;
             }
         }
     }

@@ -50,6 +50,10 @@ void cv_index_free(cv_index *idx);
 /* Pre-size for nkeys more keys holding keybytes more key bytes (avoids rehashing). */
 int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes);
 
+/* Release spare capacity after a bulk build: arrays shrink to their contents and the slot table
+ * to a load factor of 3/4. */
+int cv_index_shrink(cv_index *idx);
+
 /* Number of live references (deleted ones not counted). */
 size_t cv_index_len(const cv_index *idx);
 /* Number of entry slots (live + deleted), the bound for cv_index_entry. */

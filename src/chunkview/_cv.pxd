@@ -41,6 +41,7 @@ cdef extern from "cv_index.h" nogil:
     cv_index *cv_index_new()
     void cv_index_free(cv_index *idx)
     int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes)
+    int cv_index_shrink(cv_index *idx)
     size_t cv_index_len(const cv_index *idx)
     size_t cv_index_nentries(const cv_index *idx)
     int64_t cv_index_url_intern(cv_index *idx, const uint8_t *url, size_t len)

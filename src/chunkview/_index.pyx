@@ -124,6 +124,8 @@ cdef class ChunkIndex:
                 st = cv_index_put_many(self.idx, <size_t>n, kp, kls,
                                        <const uint32_t *>cids.data,
                                        <const uint64_t *>coff.data, <const uint64_t *>clen.data)
+                if st == CV_OK:
+                    st = cv_index_shrink(self.idx)
             if st != CV_OK:
                 raise status_error(st, "bulk insert")
         finally:
@@ -160,6 +162,8 @@ cdef class ChunkIndex:
         cdef const uint8_t *p = &view[0] if n else <const uint8_t *>b""
         with nogil:
             st = cv_refjson_parse(self.idx, p, n, &res)
+            if st >= 0:
+                st = cv_index_shrink(self.idx)
         try:
             if st < 0:
                 key = None

@@ -1,0 +1,22 @@
+"""Build and run the C core's own unit tests (csrc/tests), without Python in the loop."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CSRC = Path(__file__).resolve().parents[1] / "csrc" / "tests"
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which(os.environ.get("CC", "cc")) is None,
+                    reason="needs make and a C compiler")
+def test_c_unit_tests(tmp_path):
+    build = tmp_path / "ctests"
+    shutil.copytree(CSRC.parent, build / "csrc")
+    res = subprocess.run(["make", "-C", str(build / "csrc" / "tests")], capture_output=True,
+                         text=True, timeout=600)
+    print(res.stdout[-3000:], res.stderr[-3000:])
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "0 failed" in res.stdout
