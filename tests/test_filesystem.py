@@ -229,3 +229,23 @@ def test_url_chained(kc_refs, tmp_path):
     assert json.loads(m[".zgroup"])["zarr_format"] == 2
     with fsspec.open("chunkview://t2m/.zarray", fo=str(p)) as f:
         assert json.loads(f.read())["chunks"] == [2, 16, 20]
+
+
+from fsspec.tests.abstract import AbstractFixtures  # noqa: E402
+from fsspec.tests.abstract.pipe import AbstractPipeTests  # noqa: E402
+
+
+class TestChunkviewPipe(AbstractFixtures, AbstractPipeTests):
+    """fsspec's own conformance tests that apply to a read-mostly reference filesystem."""
+
+    @pytest.fixture
+    def fs(self, kc_refs):
+        return ChunkviewFileSystem(kc_refs)
+
+    @pytest.fixture
+    def fs_path(self):
+        return "scratch"
+
+    @pytest.fixture
+    def fs_join(self):
+        return lambda *a: "/".join(a)

@@ -496,6 +496,16 @@ class ChunkviewFileSystem(AsyncFileSystem):
             raise FileExistsError(path)
         self.references[path] = data
 
+    async def _rm(self, path, recursive=False, batch_size=None, maxdepth=None, **kwargs):
+        paths = path if isinstance(path, list) else [path]
+        for p in paths:
+            p = self._strip_protocol(p)
+            keys = [p] if p in self.references else []
+            if recursive:
+                keys += [k for k in self.find(p) if k != p]
+            for k in keys:
+                await self._rm_file(k)
+
     async def _rm_file(self, path, **kwargs):
         try:
             del self.references[self._strip_protocol(path)]
