@@ -13,7 +13,8 @@
  *              "version" may come anywhere: when the first member is not `"version": 1` the
  *              parser first runs a validating pass over the document to find out (only unusual
  *              documents pay for it).  A UTF-8 byte-order mark at the start is skipped.
- *   References (key: the JSON-unescaped key bytes; a repeated key: the last one wins)
+ *   References (key: the JSON-unescaped key bytes; a repeated key: the last one wins, keeping
+ *   the entry position of its first appearance, like a Python dict; entries are in document order)
  *     "text"                 inline bytes: the unescaped UTF-8 bytes of the string; a string
  *                            starting "base64:" holds standard base64 (padding optional), decoded
  *     [url]                  whole file: url id, offset 0, length CV_LEN_WHOLE
@@ -25,9 +26,11 @@
  *     {...}                  deferred: not decoded by C.  The (key token, value) spans are listed
  *                            in result.deferred, and the index holds the raw value text as a
  *                            placeholder inline reference that the caller overwrites with
- *                            json.dumps(json.loads(value)) (what fsspec stores).  Entries already
- *                            overridden by a later member with the same key are removed from the
- *                            list, so the list holds distinct keys and may be applied in any order.
+ *                            json.dumps(json.loads(value)), using the json module fsspec's
+ *                            reference.py uses (ujson when installed: compact separators and
+ *                            escaped "/", unlike the stdlib).  Entries already overridden by a
+ *                            later member with the same key are removed from the list, so the list
+ *                            holds distinct keys and may be applied in any order.
  *     number, true, false, null: CV_EFORMAT.
  *
  * Strictness: RFC 8259 JSON throughout, including members that are ignored (no trailing commas,
@@ -40,18 +43,22 @@
  * input ends early (every proper prefix of a valid document gives this, err_pos == srclen),
  * CV_EUTF8, CV_ERANGE negative or too large numbers, CV_EVERSION, CV_ENOMEM, CV_EINVAL bad
  * arguments; an index insert failure is passed through.  The first error in text order is
- * reported, with semantic checks of a reference made as that reference is read.  On error the
+ * reported, with semantic checks of a reference made as that reference is read (when the
+ * validating pass runs, a syntax or UTF-8 error anywhere comes before the semantic ones, and a
+ * bad "version" before errors in references).  On error the
  * index may hold a partial set of the references (the caller discards it), result.deferred is
  * freed and result.err_* describe the error.
  *
  * Known differences from fsspec (stricter, by design): invalid base64 fails the parse (fsspec
  * fails only when the key is read, and Python's decoder skips non-alphabet characters while
  * requiring padding); a bad reference value fails the parse even when a later member with the
- * same key would override it; "version": 1.0 / true are rejected (Python's 1.0 == 1); a lone
- * surrogate escape anywhere is rejected (Python's json accepts it).  When `"version": 1` comes
- * first and the document holds several "refs" members (pathological), references of an earlier
- * "refs" are removed from the index with cv_index_del (they leave deleted entries, and their
- * URLs stay interned) and semantic errors inside them are still reported.
+ * same key would override it; "version": 1.0 / true are rejected (Python's 1.0 == 1) and so is
+ * "version": null (fsspec would read the document as v0); a lone surrogate escape anywhere is
+ * rejected (Python's json accepts it).  When `"version": 1` comes first and the document holds
+ * several "refs" members (pathological), the references of an earlier "refs" are removed from
+ * the index with cv_index_del: the content is right, but they leave deleted entries, their URLs
+ * stay interned, a key they share with the last "refs" keeps its earlier entry position, and
+ * semantic errors inside them are still reported.
  *
  * Ownership.  src is borrowed for the call only and need not be NUL-terminated; nothing is read
  * outside [src, src + srclen).  Every span in the result is a byte range of src (so it is
@@ -89,8 +96,9 @@ typedef struct cv_refjson_result {
     /* error details, valid when cv_refjson_parse returned < 0 */
     size_t err_pos;      /* byte offset in src where the error was found */
     const char *err_msg; /* static string, never NULL after an error */
-    cv_span err_key;     /* raw key token (quotes included) of the reference being read, or
-                            {0, 0} when the error is not inside a reference */
+    cv_span err_key;     /* raw key token (quotes included) of the reference whose value was
+                            being read, else of the top-level member whose value was being read
+                            (e.g. "templates"), else {0, 0} */
 } cv_refjson_result;
 
 /* Parse src[0, srclen) into idx.  *res is overwritten (free a previous result first).

@@ -616,6 +616,10 @@ static void test_syntax_errors(void) {
 static void test_depth(void) {
     enum { N = 5000 };
     char *doc = malloc(8 * N + 64);
+    if (!doc) {
+        CHECK(doc != NULL);
+        return;
+    }
     int depths[] = {CV_REFJSON_MAX_DEPTH - 2, CV_REFJSON_MAX_DEPTH - 1, CV_REFJSON_MAX_DEPTH, N};
     for (int mode = 0; mode < 4; mode++) {
         for (int j = 0; j < 4; j++) {
@@ -623,7 +627,8 @@ static void test_depth(void) {
             size_t n = 0;
             if (mode == 1) { /* v0: a deferred object value, d objects deep */
                 n = (size_t)sprintf(doc, "{\"x\":");
-                for (int i = 0; i < d; i++) n += (size_t)sprintf(doc + n, i + 1 < d ? "{\"a\":" : "{");
+                for (int i = 0; i < d; i++)
+                    n += (size_t)sprintf(doc + n, i + 1 < d ? "{\"a\":" : "{");
                 for (int i = 0; i < d; i++) doc[n++] = '}';
                 deepest = 1 + d;
             } else if (mode == 2) { /* v1: inside "refs", a deferred object holding arrays */
@@ -670,7 +675,8 @@ static void test_truncation(void) {
         size_t len = strlen(docs[d]);
         parsed p = parse_n(docs[d], len);
         CHECK_EQ(p.st, CV_OK);
-        if (p.st) fprintf(stderr, "  doc %zu: %d at %zu: %s\n", d, p.st, p.res.err_pos, p.res.err_msg);
+        if (p.st)
+            fprintf(stderr, "  doc %zu: %d at %zu: %s\n", d, p.st, p.res.err_pos, p.res.err_msg);
         done(&p);
         int bad = 0;
         for (size_t n = 0; n < len; n++) {
@@ -774,10 +780,15 @@ static void test_speed(void) {
     enum { N = 1000000 };
     size_t cap = (size_t)N * 48 + 256, n = 0;
     char *doc = malloc(cap);
+    if (!doc) {
+        CHECK(doc != NULL);
+        return;
+    }
     n += (size_t)sprintf(doc, "{\"version\": 1, \"templates\": {\"u\": \"s3://bucket/data.nc\"},"
                               " \"refs\": {\".zgroup\": \"{\\\"zarr_format\\\": 2}\"");
     for (int i = 0; i < N; i++)
-        n += (size_t)sprintf(doc + n, ", \"v/%d\": [\"{{u}}\", %d, 4096]", i, 1000 + 4096 * (i % 100000));
+        n += (size_t)sprintf(doc + n, ", \"v/%d\": [\"{{u}}\", %d, 4096]", i,
+                             1000 + 4096 * (i % 100000));
     n += (size_t)sprintf(doc + n, "}}");
     for (int v = 0; v < 2; v++) {
         cv_index *idx = cv_index_new();

@@ -21,6 +21,16 @@ from chunkview._index import INLINE, MISSING, WHOLE, ChunkIndex
 from chunkview.errors import ReferenceFormatError, ReferenceNotFound
 
 NATIVE_SUFFIXES = (".cvref",)
+
+
+def _dumps_like_fsspec(obj) -> bytes:
+    """Object-valued references become text as fsspec stores them (it uses ujson when
+    installed, which writes compact JSON), so both tools serve identical bytes."""
+    from fsspec.implementations import reference as _ref
+
+    return _ref.json.dumps(obj).encode()
+
+
 PARQUET_SUFFIXES = (".parq", ".parquet")
 NATIVE_MAGIC = b"\x89CVIDX\r\n"
 
@@ -85,7 +95,7 @@ class References(Mapping):
         templates = _templates.check_templates(templates, template_overrides, source=source)
         for raw_key, raw_value in info["deferred"]:
             key = json.loads(raw_key)
-            index.set_inline(key, json.dumps(json.loads(raw_value)).encode())
+            index.set_inline(key, _dumps_like_fsspec(json.loads(raw_value)))
         _templates.render_index_urls(index, templates, source=source)
         _templates.expand_gen(index, gens, templates, source=source)
         return cls(index, templates=templates, source=source)
@@ -325,7 +335,7 @@ def _set_value(index: ChunkIndex, key, value, source, raw_bytes=False) -> None:
                                            source=source) from None
         index.set_inline(key, data)
     elif isinstance(value, dict):
-        index.set_inline(key, json.dumps(value).encode())
+        index.set_inline(key, _dumps_like_fsspec(value))
     elif isinstance(value, (list, tuple)):
         if len(value) == 1:
             url = value[0]
