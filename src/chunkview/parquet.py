@@ -591,20 +591,9 @@ class LazyParquetReferences(Mapping):
                     yield k, r.value(row, urls)
 
     def __eq__(self, other) -> bool:
-        from chunkview.references import _normal
+        from chunkview.references import same_references
 
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        if len(self) != len(other):
-            return False
-        for k, v in self._iter_items():
-            try:
-                w = other[k]
-            except KeyError:
-                return False
-            if _normal(v) != _normal(w):
-                return False
-        return True
+        return same_references(self, self._iter_items(), other)
 
     __hash__ = None
 

@@ -151,18 +151,7 @@ class References(Mapping):
         self._dirs = None
 
     def __eq__(self, other) -> bool:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        if len(self) != len(other):
-            return False
-        for k, v in self.items():
-            try:
-                w = other[k]
-            except KeyError:
-                return False
-            if _normal(v) != _normal(w):
-                return False
-        return True
+        return same_references(self, self.items(), other)
 
     __hash__ = None  # mutable mapping
 
@@ -281,6 +270,23 @@ class _ItemsView(Mapping):
 
 def _rebuild(data, templates, source):
     return References(ChunkIndex.frombytes(data), templates=templates, source=source)
+
+
+def same_references(refs, items, other):
+    """``refs == other`` for reference mappings: same keys, same references (inline text and
+    bytes, ``base64:`` and decoded data, tuples and lists compare equal)."""
+    if not isinstance(other, Mapping):
+        return NotImplemented
+    if len(refs) != len(other):
+        return False
+    for k, v in items:
+        try:
+            w = other[k]
+        except KeyError:
+            return False
+        if _normal(v) != _normal(w):
+            return False
+    return True
 
 
 def _normal(v):
