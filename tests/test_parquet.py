@@ -431,12 +431,17 @@ def test_zero_length_range_and_odd_values(tmp_path):
 # --------------------------------------------------------------------------- (d) lookup_many
 
 
-def test_lookup_many_mixed(data, tmp_path):
-    _, refs, _ = data
+def _written(refs, tmp_path, record_size, cache_size):
+    """(in-memory references, lazy reader over them written as parquet)."""
     bulk = References.from_dict(refs)
     url = str(tmp_path / "out.parq")
-    write_parquet(bulk, url, record_size=5)
-    lazy = LazyParquetReferences(url, cache_size=1)
+    write_parquet(bulk, url, record_size=record_size)
+    return bulk, LazyParquetReferences(url, cache_size=cache_size)
+
+
+def test_lookup_many_mixed(data, tmp_path):
+    _, refs, _ = data
+    bulk, lazy = _written(refs, tmp_path, record_size=5, cache_size=1)
     keys = [
         ".zgroup", "chunked/.zarray",  # metadata: inline
         "chunked/0.0", "chunked/5.3", "cube/2.2.3", "contig/0",  # ranges
@@ -506,10 +511,7 @@ def test_lookup_many_large_batch(data, tmp_path):
 
 def test_threads_share_one_reader(data, tmp_path):
     _, refs, _ = data
-    bulk = References.from_dict(refs)
-    url = str(tmp_path / "out.parq")
-    write_parquet(bulk, url, record_size=2)
-    lazy = LazyParquetReferences(url, cache_size=2)
+    bulk, lazy = _written(refs, tmp_path, record_size=2, cache_size=2)
     keys = grid_keys(refs)
     want = {k: bulk.get(k) for k in keys}
     barrier = threading.Barrier(8)

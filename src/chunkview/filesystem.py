@@ -430,39 +430,26 @@ class ChunkviewFileSystem(AsyncFileSystem):
     async def _exists(self, path, **kwargs):
         return self.exists(path)
 
-    def info(self, path, **kwargs):
-        path = self._strip_protocol(path)
-        value = self.references.get(path)
-        if value is not None:
-            info = self._file_info(path, value)
-            if info["size"] is None:
-                url = self._url_of(path, value[0])
-                fs = self._fs_for(split_protocol(url)[0])
-                try:
-                    info["size"] = (os.path.getsize(_local_path(url)) if fs is None
-                                    else fs.size(url))
-                except Exception as e:  # noqa: BLE001
-                    raise FetchError(path, url, cause=e) from e
-            return info
-        if path in self.references.listing():
-            return {"name": path, "type": "directory", "size": 0}
-        raise FileNotFoundError(path)
-
     async def _info(self, path, **kwargs):
+        # the sync ``info`` is generated from this by fsspec's mirror_sync_methods
         path = self._strip_protocol(path)
         value = self.references.get(path)
-        if isinstance(value, list) and len(value) == 1:
+        if value is None:
+            if path in self.references.listing():
+                return {"name": path, "type": "directory", "size": 0}
+            raise FileNotFoundError(path)
+        info = self._file_info(path, value)
+        if info["size"] is None:  # a whole file: its size comes from the target
             url = self._url_of(path, value[0])
             fs = self._fs_for(split_protocol(url)[0])
             try:
                 if fs is None:
-                    size = await asyncio.to_thread(os.path.getsize, _local_path(url))
+                    info["size"] = await asyncio.to_thread(os.path.getsize, _local_path(url))
                 else:
-                    size = await self._call_target(fs, "size", url)
+                    info["size"] = await self._call_target(fs, "size", url)
             except Exception as e:  # noqa: BLE001
                 raise FetchError(path, url, cause=e) from e
-            return {"name": path, "type": "file", "size": size}
-        return self.info(path)
+        return info
 
     def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
         path = self._strip_protocol(path)
