@@ -1,41 +1,84 @@
-/* cv_index.c: see cv_index.h for the contract and docs/format.md for the serialized layout. */
+/* cv_index.c: see cv_index.h for the contract and docs/format.md for the serialized layout.
+ *
+ * Records.  One arena holds every record, starting at byte 8 (bytes 0-7 are reserved so that no
+ * record sits at offset 0-7, which the slot encoding uses for "empty" and "deleted"):
+ *
+ *     fp  flags  klen8  vlen8  [varint klen]  [varint vlen]  key bytes  value (vlen bytes)
+ *
+ * four one-byte fields, then the key and value lengths as varints only where they do not fit a
+ * byte (klen8 / vlen8 = 255).  fp is bits 32-39 of the key's hash, so a bucket scan skips most
+ * other keys without comparing them.
+ *
+ * flags: bits 0-1 the kind (RANGE: url, offset, length varints; WHOLE: url varint; INLINE:
+ * varint data length then the data; FWD: varint arena offset of the record that replaced this
+ * one, 0 when the key was deleted) and bit 2 MOVED (the record replaced an earlier one and is
+ * reached through that one's forward pointer, so iteration does not visit it directly).  Values
+ * are padded with zero bytes to at least MIN_VALUE bytes so a forward pointer always fits.
+ *
+ * Slots.  u64: 0 empty, 1 deleted (tombstone), else (tag << 48) | record offset, where the tag is
+ * the top 16 bits of the key's XXH64 and the home slot is fastrange(low 32 bits, nslots).  Every
+ * record whose kind is not FWD is held by exactly one slot.
+ *
+ * Two modes.  While an index is being modified ("dynamic") its records lie in insertion order
+ * and the slot table finds them: a lookup touches a slot, then a record.  cv_index_shrink (and
+ * serialization) "freezes" it: records are regrouped by hash bucket (about BUCKET per bucket,
+ * insertion order within a bucket), a directory of bucket start offsets replaces the slots (a few
+ * bits per key: it stays in cache) and an order array keeps insertion order for iteration.  A
+ * frozen lookup reads two directory entries and scans one bucket, whose cache lines are all
+ * requested at once: one memory round trip.  The next modification thaws the index back.
+ *
+ * Every read of the arena is bounds-checked, so an opened file can never make a lookup read out
+ * of bounds, whatever its contents.
+ */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* madvise */
+#endif
 #include "cv_index.h"
 
 #include "cv_hash.h"
 
-#define ANCHOR_SHIFT 3
-#define ANCHOR_EVERY (1u << ANCHOR_SHIFT)
-#define LEN_BIG 0xFFFFFFFFu
-#define URL_DELETED 0xFFFFFFFDu /* internal: entry was deleted */
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #define HEADER_SIZE 128
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
+#define REC_START 8
+#define MIN_VALUE 7 /* a 48-bit forward pointer as a varint */
+#define SLOT_EMPTY 0u
+#define SLOT_TOMB 1u
+#define OFF_MASK ((UINT64_C(1) << 48) - 1)
+#define MAX_SLOTS UINT64_C(0xFFFFFFFF)
+
+enum { K_RANGE = 0, K_WHOLE = 1, K_INLINE = 2, K_FWD = 3 };
+#define F_KIND 3u
+#define F_MOVED 4u
+#define BUCKET 6 /* mean keys per bucket of a frozen index */
+
 static const uint8_t MAGIC[8] = {0x89, 'C', 'V', 'I', 'D', 'X', '\r', '\n'};
 
 struct cv_index {
-    size_t n;    /* entries, live + deleted */
-    size_t live; /* live entries */
-    size_t cap;  /* capacity of the entry arrays */
-    uint64_t *off;
-    uint32_t *len32;
-    uint8_t *url; /* url ids, url_w bytes each */
-    int url_w;
-    uint64_t *anchor; /* arena offset of entry 8k */
-    uint8_t *keys;
-    size_t keys_len, keys_cap;
-    uint8_t *ctrl; /* 0 = empty, else 0x80 | 7 hash bits */
-    uint32_t *slot;
+    uint64_t *slots;
     size_t nslots;
-    uint64_t *big; /* sorted (entry, length) pairs for lengths >= LEN_BIG */
-    size_t nbig, big_cap;
-    uint8_t *data; /* inline bytes */
-    size_t data_len, data_cap;
+    size_t used;  /* slots not empty (live + tombstones) */
+    size_t tombs; /* tombstone slots */
+    size_t live;  /* live keys */
+    uint8_t *rec; /* record arena */
+    size_t rec_len, rec_cap;
+    size_t garbage; /* arena bytes in FWD records */
     uint64_t *url_off; /* n_urls + 1 offsets into url_bytes */
     size_t n_urls, url_off_cap;
     uint8_t *url_bytes;
     size_t url_bytes_len, url_bytes_cap;
     uint32_t *url_hash; /* power-of-two open table of url id + 1 (0 = empty); built on demand */
     size_t url_hash_n;
-    int borrowed; /* arrays point into a caller's buffer */
+    int borrowed; /* rec, dir, order, url_off, url_bytes point into a caller's buffer */
+    /* frozen mode (slots == NULL): */
+    int frozen;
+    size_t nb;     /* buckets */
+    int w;         /* bytes per directory / order entry: 4 or 8 */
+    uint8_t *dir;  /* nb + 1 arena offsets: bucket b is [dir[b], dir[b+1]) */
+    uint8_t *order; /* live arena offsets in insertion order */
 };
 
 const char *cv_strerror(int status) {
@@ -60,13 +103,24 @@ const char *cv_strerror(int status) {
 
 /* ---------------------------------------------------------------- small helpers */
 
-static inline uint64_t key_hash(const uint8_t *key, size_t klen) { return cv_xxh64(key, klen, 0); }
+static inline uint64_t key_hash(const uint8_t *key, size_t klen) { return cv_keyhash(key, klen); }
 
-static inline size_t slot_of(uint64_t h, size_t nslots) {
-    return (size_t)(((h >> 32) * (uint64_t)nslots) >> 32);
+/* Key equality, with the common short keys compared as two overlapping words. */
+static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n) {
+    if (n >= 8 && n <= 16)
+        return cv_load64le(a) == cv_load64le(b) && cv_load64le(a + n - 8) == cv_load64le(b + n - 8);
+    if (n >= 4 && n < 8)
+        return cv_load32le(a) == cv_load32le(b) && cv_load32le(a + n - 4) == cv_load32le(b + n - 4);
+    return n == 0 || memcmp(a, b, n) == 0;
 }
 
-static inline uint8_t tag_of(uint64_t h) { return (uint8_t)(0x80u | (h & 0x7Fu)); }
+static inline size_t home_of(uint64_t h, size_t nslots) {
+    return (size_t)(((h & 0xFFFFFFFFu) * (uint64_t)nslots) >> 32);
+}
+
+static inline uint64_t tag_of(uint64_t h) { return h >> 48; }
+
+static inline uint8_t fp_of(uint64_t h) { return (uint8_t)(h >> 32); }
 
 static size_t varint_put(uint8_t *p, uint64_t v) {
     size_t n = 0;
@@ -87,13 +141,18 @@ static inline size_t varint_size(uint64_t v) {
     return n;
 }
 
-/* Read a varint at p (end bounds the buffer).  Returns bytes consumed or 0 on malformed input. */
+/* Read a varint in [p, end).  Returns the bytes consumed, or 0 on malformed input. */
 static inline size_t varint_get(const uint8_t *p, const uint8_t *end, uint64_t *out) {
+    if (CV_LIKELY(p < end && p[0] < 0x80)) {
+        *out = p[0];
+        return 1;
+    }
     uint64_t v = 0;
     size_t i = 0;
     int shift = 0;
     while (p + i < end && i < 10) {
         uint8_t b = p[i++];
+        if (shift == 63 && b > 1) return 0;
         v |= (uint64_t)(b & 0x7F) << shift;
         if (!(b & 0x80)) {
             *out = v;
@@ -104,82 +163,171 @@ static inline size_t varint_get(const uint8_t *p, const uint8_t *end, uint64_t *
     return 0;
 }
 
-static inline uint32_t url_max_id(int w) {
-    /* ids must stay below the two sentinels of the storage width */
-    return w == 1 ? 0xFDu : (w == 2 ? 0xFFFDu : URL_DELETED);
+/* Ask the kernel for transparent huge pages under a large table: random lookups then miss the
+ * TLB far less.  Only a hint; nothing depends on it. */
+static void hint_huge(void *p, size_t n) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    if (n < 2 * huge) return;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
 }
 
-static inline uint32_t url_load(const cv_index *idx, size_t i) {
-    switch (idx->url_w) {
-    case 1: {
-        uint8_t v = idx->url[i];
-        return v == 0xFF ? CV_URL_INLINE : (v == 0xFE ? URL_DELETED : v);
+/* ---------------------------------------------------------------- records */
+
+typedef struct {
+    unsigned fp;
+    const uint8_t *key;
+    size_t klen;
+    unsigned flags;
+    size_t val;  /* arena offset of the value */
+    size_t vlen; /* value bytes */
+    size_t end;  /* arena offset just past the record */
+} recview;
+
+/* Parse the record at arena offset off, which must end by rec_len.  Returns 0 when it does not
+ * fit.  The 4-byte header holds fp, flags, and the key and value lengths when below 255 (255:
+ * the length follows as a varint). */
+static inline int rec_parse(const uint8_t *rec, size_t rec_len, size_t off, recview *r) {
+    if (off < REC_START || off >= rec_len || rec_len - off < 4) return 0;
+    const uint8_t *p = rec + off, *end = rec + rec_len, *q = p + 4;
+    uint64_t klen = p[2], vlen = p[3];
+    r->fp = p[0];
+    r->flags = p[1] & 7u;
+    if (CV_UNLIKELY(klen == 255)) {
+        size_t n = varint_get(q, end, &klen);
+        if (!n || klen < 255) return 0;
+        q += n;
     }
-    case 2: {
-        uint16_t v;
-        memcpy(&v, idx->url + 2 * i, 2);
-        return v == 0xFFFF ? CV_URL_INLINE : (v == 0xFFFE ? URL_DELETED : v);
+    if (CV_UNLIKELY(vlen == 255)) {
+        size_t n = varint_get(q, end, &vlen);
+        if (!n || vlen < 255) return 0;
+        q += n;
     }
-    default: {
-        uint32_t v;
-        memcpy(&v, idx->url + 4 * i, 4);
-        return v;
-    }
-    }
+    if (klen > (uint64_t)(end - q)) return 0;
+    r->key = q;
+    r->klen = (size_t)klen;
+    q += klen;
+    if (vlen > (uint64_t)(end - q)) return 0;
+    r->val = (size_t)(q - rec);
+    r->vlen = (size_t)vlen;
+    r->end = r->val + r->vlen;
+    return 1;
 }
 
-static inline void url_store(cv_index *idx, size_t i, uint32_t id) {
-    switch (idx->url_w) {
-    case 1: {
-        uint8_t v = id == CV_URL_INLINE ? 0xFF : (id == URL_DELETED ? 0xFE : (uint8_t)id);
-        idx->url[i] = v;
-        break;
-    }
-    case 2: {
-        uint16_t v = id == CV_URL_INLINE ? 0xFFFF : (id == URL_DELETED ? 0xFFFE : (uint16_t)id);
-        memcpy(idx->url + 2 * i, &v, 2);
-        break;
-    }
+/* Decode a record's value into *ref (kinds RANGE, WHOLE, INLINE); URL ids must be < n_urls. */
+static inline int rec_value_n(const cv_index *idx, const recview *r, cv_ref *ref, size_t n_urls) {
+    const uint8_t *p = idx->rec + r->val, *end = p + r->vlen;
+    uint64_t u, a, b;
+    size_t n;
+    switch (r->flags & F_KIND) {
+    case K_RANGE:
+        if (!(n = varint_get(p, end, &u))) return CV_ECORRUPT;
+        p += n;
+        if (!(n = varint_get(p, end, &a))) return CV_ECORRUPT;
+        p += n;
+        if (!(n = varint_get(p, end, &b))) return CV_ECORRUPT;
+        if (u >= n_urls || b == CV_LEN_WHOLE || a > UINT64_MAX - b) return CV_ECORRUPT;
+        ref->url = (uint32_t)u;
+        ref->offset = a;
+        ref->length = b;
+        return CV_OK;
+    case K_WHOLE:
+        if (!varint_get(p, end, &u) || u >= n_urls) return CV_ECORRUPT;
+        ref->url = (uint32_t)u;
+        ref->offset = 0;
+        ref->length = CV_LEN_WHOLE;
+        return CV_OK;
+    case K_INLINE:
+        if (!(n = varint_get(p, end, &a)) || a > (uint64_t)(end - p - (ptrdiff_t)n))
+            return CV_ECORRUPT;
+        ref->url = CV_URL_INLINE;
+        ref->offset = (uint64_t)(p + n - idx->rec);
+        ref->length = a;
+        return CV_OK;
     default:
-        memcpy(idx->url + 4 * i, &id, 4);
+        return CV_ECORRUPT;
     }
 }
 
-static void *dup_bytes(const void *src, size_t n, size_t cap) {
-    void *p = CV_MALLOC(cap ? cap : 1);
+static inline int rec_value(const cv_index *idx, const recview *r, cv_ref *ref) {
+    return rec_value_n(idx, r, ref, idx->n_urls);
+}
+
+/* Encode a RANGE / WHOLE value into buf (at least 32 bytes); returns its length. */
+static size_t encode_ref(uint8_t *buf, unsigned kind, uint32_t url, uint64_t offset,
+                         uint64_t length) {
+    size_t n = varint_put(buf, url);
+    if (kind == K_RANGE) {
+        n += varint_put(buf + n, offset);
+        n += varint_put(buf + n, length);
+    }
+    return n;
+}
+
+static inline size_t padded(size_t vlen) { return vlen < MIN_VALUE ? MIN_VALUE : vlen; }
+
+/* ---------------------------------------------------------------- ownership and growth */
+
+static void *dup_bytes(const void *src, size_t n) {
+    void *p = CV_MALLOC(n ? n : 1);
     if (p && n) memcpy(p, src, n);
     return p;
 }
 
-/* Copy every borrowed array into owned memory (first modification of an opened index). */
+static inline uint64_t ent_get(const uint8_t *a, int w, size_t i) {
+    if (w == 4) {
+        uint32_t v;
+        memcpy(&v, a + 4 * i, 4);
+        return v;
+    }
+    uint64_t v;
+    memcpy(&v, a + 8 * i, 8);
+    return v;
+}
+
+static inline void ent_put(uint8_t *a, int w, size_t i, uint64_t v) {
+    if (w == 4) {
+        uint32_t x = (uint32_t)v;
+        memcpy(a + 4 * i, &x, 4);
+    } else {
+        memcpy(a + 8 * i, &v, 8);
+    }
+}
+
+/* Copy every borrowed array into owned memory (first modification of an opened index, which is
+ * always frozen). */
 static int own(cv_index *idx) {
     if (!idx->borrowed) return CV_OK;
-    size_t n = idx->n, na = (n + ANCHOR_EVERY - 1) / ANCHOR_EVERY;
-    uint64_t *off = dup_bytes(idx->off, n * 8, n * 8);
-    uint32_t *len32 = dup_bytes(idx->len32, n * 4, n * 4);
-    uint8_t *url = dup_bytes(idx->url, n * (size_t)idx->url_w, n * (size_t)idx->url_w);
-    uint64_t *anchor = dup_bytes(idx->anchor, na * 8, na * 8);
-    uint8_t *keys = dup_bytes(idx->keys, idx->keys_len, idx->keys_len);
-    uint8_t *ctrl = dup_bytes(idx->ctrl, idx->nslots, idx->nslots);
-    uint32_t *slot = dup_bytes(idx->slot, idx->nslots * 4, idx->nslots * 4);
-    uint64_t *big = dup_bytes(idx->big, idx->nbig * 16, idx->nbig * 16);
-    uint8_t *data = dup_bytes(idx->data, idx->data_len, idx->data_len);
-    uint64_t *url_off = dup_bytes(idx->url_off, (idx->n_urls + 1) * 8, (idx->n_urls + 1) * 8);
-    uint8_t *url_bytes = dup_bytes(idx->url_bytes, idx->url_bytes_len, idx->url_bytes_len);
-    if (!off || !len32 || !url || !anchor || !keys || !ctrl || !slot || !big || !data || !url_off ||
-        !url_bytes) {
-        CV_FREE(off); CV_FREE(len32); CV_FREE(url); CV_FREE(anchor); CV_FREE(keys);
-        CV_FREE(ctrl); CV_FREE(slot); CV_FREE(big); CV_FREE(data); CV_FREE(url_off);
+    size_t w = (size_t)idx->w;
+    uint8_t *dir = dup_bytes(idx->dir, (idx->nb + 1) * w);
+    uint8_t *order = dup_bytes(idx->order, idx->live * w);
+    uint8_t *rec = CV_MALLOC(idx->rec_len);
+    if (rec) {
+        hint_huge(rec, idx->rec_len); /* before the pages are first touched */
+        memcpy(rec, idx->rec, idx->rec_len);
+    }
+    uint64_t *url_off = dup_bytes(idx->url_off, (idx->n_urls + 1) * 8);
+    uint8_t *url_bytes = dup_bytes(idx->url_bytes, idx->url_bytes_len);
+    if (!dir || !order || !rec || !url_off || !url_bytes) {
+        CV_FREE(dir);
+        CV_FREE(order);
+        CV_FREE(rec);
+        CV_FREE(url_off);
         CV_FREE(url_bytes);
         return CV_ENOMEM;
     }
-    idx->off = off; idx->len32 = len32; idx->url = url; idx->anchor = anchor; idx->keys = keys;
-    idx->ctrl = ctrl; idx->slot = slot; idx->big = big; idx->data = data; idx->url_off = url_off;
+    idx->dir = dir;
+    idx->order = order;
+    idx->rec = rec;
+    idx->url_off = url_off;
     idx->url_bytes = url_bytes;
-    idx->cap = n;
-    idx->keys_cap = idx->keys_len;
-    idx->big_cap = idx->nbig;
-    idx->data_cap = idx->data_len;
+    idx->rec_cap = idx->rec_len;
     idx->url_off_cap = idx->n_urls + 1;
     idx->url_bytes_cap = idx->url_bytes_len;
     idx->borrowed = 0;
@@ -191,7 +339,7 @@ static int grow_bytes(uint8_t **buf, size_t *cap, size_t need) {
     size_t nc = *cap ? *cap : 64;
     while (nc < need) {
         if (nc > SIZE_MAX / 2) return CV_ERANGE;
-        nc *= 2;
+        nc = nc < ((size_t)1 << 24) ? nc * 2 : nc + nc / 2;
     }
     uint8_t *p = CV_REALLOC(*buf, nc);
     if (!p) return CV_ENOMEM;
@@ -200,266 +348,689 @@ static int grow_bytes(uint8_t **buf, size_t *cap, size_t need) {
     return CV_OK;
 }
 
+static int grow_rec(cv_index *idx, size_t more) {
+    if (more > ((size_t)OFF_MASK) - idx->rec_len) return CV_ERANGE;
+    size_t old = idx->rec_cap;
+    int st = grow_bytes(&idx->rec, &idx->rec_cap, idx->rec_len + more);
+    if (st == CV_OK && idx->rec_cap != old) hint_huge(idx->rec, idx->rec_cap);
+    return st;
+}
+
+/* Slots needed for n keys at a load factor of at most 4/5. */
+static size_t slots_for(size_t n) { return n < 13 ? 16 : n + n / 4 + 1; }
+
+static inline void slot_insert(uint64_t *slots, size_t nslots, uint64_t h, size_t off) {
+    size_t pos = home_of(h, nslots);
+    while (slots[pos] > SLOT_TOMB) {
+        if (++pos == nslots) pos = 0;
+    }
+    slots[pos] = (tag_of(h) << 48) | (uint64_t)off;
+}
+
+/* Rebuild the slot table with nslots slots from a sequential walk of the arena. */
+static int rehash(cv_index *idx, size_t nslots) {
+    if (nslots > MAX_SLOTS || nslots <= idx->live) return CV_ERANGE;
+    uint64_t *slots = CV_MALLOC(nslots * 8);
+    if (!slots) return CV_ENOMEM;
+    memset(slots, 0, nslots * 8);
+    hint_huge(slots, nslots * 8);
+    size_t off = REC_START, n = 0;
+    while (off < idx->rec_len) {
+        recview r;
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) {
+            CV_FREE(slots);
+            return CV_ECORRUPT;
+        }
+        if ((r.flags & F_KIND) != K_FWD) {
+            if (++n > idx->live) {
+                CV_FREE(slots);
+                return CV_ECORRUPT;
+            }
+            slot_insert(slots, nslots, key_hash(r.key, r.klen), off);
+        }
+        off = r.end;
+    }
+    if (n != idx->live) {
+        CV_FREE(slots);
+        return CV_ECORRUPT;
+    }
+    CV_FREE(idx->slots);
+    idx->slots = slots;
+    idx->nslots = nslots;
+    idx->used = n;
+    idx->tombs = 0;
+    return CV_OK;
+}
+
+/* Make room in the slot table for `more` new keys. */
+static int ensure_slots(cv_index *idx, size_t more) {
+    size_t need = idx->used + more;
+    if (idx->nslots && need * 5 <= idx->nslots * 4) return CV_OK;
+    size_t want = slots_for(idx->live + more);
+    if (want < idx->nslots && idx->tombs == 0) want = idx->nslots;
+    if (idx->live + more > 1024 && want < 2 * (idx->live + more)) want = 2 * (idx->live + more);
+    if (want > MAX_SLOTS) want = (size_t)MAX_SLOTS;
+    if ((idx->live + more) * 5 > want * 4) return CV_ERANGE;
+    return rehash(idx, want);
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 cv_index *cv_index_new(void) {
     cv_index *idx = CV_MALLOC(sizeof(cv_index));
     if (!idx) return NULL;
     memset(idx, 0, sizeof(*idx));
-    idx->url_w = 1;
     idx->url_off = CV_MALLOC(8 * 4);
-    if (!idx->url_off) {
+    idx->rec = CV_MALLOC(64);
+    if (!idx->url_off || !idx->rec) {
+        CV_FREE(idx->url_off);
+        CV_FREE(idx->rec);
         CV_FREE(idx);
         return NULL;
     }
     idx->url_off[0] = 0;
     idx->url_off_cap = 4;
+    memset(idx->rec, 0, REC_START);
+    idx->rec_len = REC_START;
+    idx->rec_cap = 64;
     return idx;
-}
-
-static void free_arrays(cv_index *idx) {
-    CV_FREE(idx->off); CV_FREE(idx->len32); CV_FREE(idx->url); CV_FREE(idx->anchor);
-    CV_FREE(idx->keys); CV_FREE(idx->ctrl); CV_FREE(idx->slot); CV_FREE(idx->big);
-    CV_FREE(idx->data); CV_FREE(idx->url_off); CV_FREE(idx->url_bytes);
 }
 
 void cv_index_free(cv_index *idx) {
     if (!idx) return;
-    if (!idx->borrowed) free_arrays(idx);
+    if (!idx->borrowed) {
+        CV_FREE(idx->slots);
+        CV_FREE(idx->rec);
+        CV_FREE(idx->url_off);
+        CV_FREE(idx->url_bytes);
+        CV_FREE(idx->dir);
+        CV_FREE(idx->order);
+    }
     CV_FREE(idx->url_hash);
     CV_FREE(idx);
 }
 
 size_t cv_index_len(const cv_index *idx) { return idx->live; }
-size_t cv_index_nentries(const cv_index *idx) { return idx->n; }
 
 size_t cv_index_memory(const cv_index *idx) {
-    size_t m = sizeof(*idx);
-    if (!idx->borrowed) {
-        m += idx->cap * (8 + 4 + (size_t)idx->url_w) + ((idx->cap + 7) / 8) * 8;
-        m += idx->keys_cap + idx->nslots * 5 + idx->big_cap * 16 + idx->data_cap;
-        m += idx->url_off_cap * 8 + idx->url_bytes_cap;
-    }
-    m += idx->url_hash_n * 4;
+    size_t m = sizeof(*idx) + idx->url_hash_n * 4;
+    if (!idx->borrowed)
+        m += idx->nslots * 8 + idx->rec_cap + idx->url_off_cap * 8 + idx->url_bytes_cap +
+             (idx->frozen ? (idx->nb + 1 + idx->live) * (size_t)idx->w : 0);
     return m;
 }
 
-/* ---------------------------------------------------------------- keys */
-
-/* Pointer to entry i's key record; returns 0 when the arena is corrupt. */
-static inline int key_at(const cv_index *idx, size_t i, const uint8_t **key, size_t *klen) {
-    const uint8_t *end = idx->keys + idx->keys_len;
-    uint64_t a = idx->anchor[i >> ANCHOR_SHIFT];
-    if (a >= idx->keys_len) return 0;
-    const uint8_t *p = idx->keys + a;
-    size_t skip = i & (ANCHOR_EVERY - 1);
-    for (;;) {
-        uint64_t l;
-        size_t h = varint_get(p, end, &l);
-        if (!h || l > (uint64_t)(end - p - (ptrdiff_t)h)) return 0;
-        if (skip == 0) {
-            *key = p + h;
-            *klen = (size_t)l;
-            return 1;
-        }
-        p += h + l;
-        skip--;
-    }
-}
-
-static int64_t find_h(const cv_index *idx, const uint8_t *key, size_t klen, uint64_t h) {
-    size_t ns = idx->nslots;
-    if (ns == 0) return CV_ENOTFOUND;
-    uint8_t tag = tag_of(h);
-    size_t pos = slot_of(h, ns);
-    for (size_t probes = 0; probes < ns; probes++) {
-        uint8_t c = idx->ctrl[pos];
-        if (c == 0) return CV_ENOTFOUND;
-        if (c == tag) {
-            uint32_t e = idx->slot[pos];
-            const uint8_t *k;
-            size_t kl;
-            if (e < idx->n && key_at(idx, e, &k, &kl) && kl == klen &&
-                (klen == 0 || memcmp(k, key, klen) == 0))
-                return (int64_t)e;
-        }
-        if (++pos == ns) pos = 0;
-    }
-    return CV_ENOTFOUND;
-}
-
-int64_t cv_index_find(const cv_index *idx, const uint8_t *key, size_t klen) {
-    int64_t e = find_h(idx, key, klen, key_hash(key, klen));
-    if (e >= 0 && url_load(idx, (size_t)e) == URL_DELETED) return CV_ENOTFOUND;
-    return e;
-}
-
-/* Rebuild the slot table with nslots slots. */
-static int rehash(cv_index *idx, size_t nslots) {
-    if (nslots > 0xFFFFFFFFu) return CV_ERANGE;
-    uint8_t *ctrl = CV_MALLOC(nslots ? nslots : 1);
-    uint32_t *slot = CV_MALLOC((nslots ? nslots : 1) * 4);
-    if (!ctrl || !slot) {
-        CV_FREE(ctrl);
-        CV_FREE(slot);
-        return CV_ENOMEM;
-    }
-    memset(ctrl, 0, nslots);
-    /* walk the arena once, sequentially */
-    const uint8_t *p = idx->keys, *end = idx->keys + idx->keys_len;
-    for (size_t i = 0; i < idx->n; i++) {
-        uint64_t l;
-        size_t hb = varint_get(p, end, &l);
-        if (!hb || l > (uint64_t)(end - p - (ptrdiff_t)hb)) {
-            CV_FREE(ctrl);
-            CV_FREE(slot);
-            return CV_ECORRUPT;
-        }
-        uint64_t h = key_hash(p + hb, (size_t)l);
-        size_t pos = slot_of(h, nslots);
-        while (ctrl[pos]) {
-            if (++pos == nslots) pos = 0;
-        }
-        ctrl[pos] = tag_of(h);
-        slot[pos] = (uint32_t)i;
-        p += hb + l;
-    }
-    CV_FREE(idx->ctrl);
-    CV_FREE(idx->slot);
-    idx->ctrl = ctrl;
-    idx->slot = slot;
-    idx->nslots = nslots;
-    return CV_OK;
-}
-
-static int grow_entries(cv_index *idx, size_t need) {
-    if (need <= idx->cap) return CV_OK;
-    if (need > CV_INDEX_MAX_ENTRIES) return CV_ERANGE;
-    size_t nc = idx->cap ? idx->cap : 16;
-    while (nc < need) nc = nc < 1024 ? nc * 2 : nc + nc / 2;
-    if (nc > CV_INDEX_MAX_ENTRIES) nc = CV_INDEX_MAX_ENTRIES;
-    size_t na = (nc + ANCHOR_EVERY - 1) / ANCHOR_EVERY;
-    uint64_t *off = CV_REALLOC(idx->off, nc * 8);
-    if (!off) return CV_ENOMEM;
-    idx->off = off;
-    uint32_t *len32 = CV_REALLOC(idx->len32, nc * 4);
-    if (!len32) return CV_ENOMEM;
-    idx->len32 = len32;
-    uint8_t *url = CV_REALLOC(idx->url, nc * (size_t)idx->url_w);
-    if (!url) return CV_ENOMEM;
-    idx->url = url;
-    uint64_t *anchor = CV_REALLOC(idx->anchor, na * 8);
-    if (!anchor) return CV_ENOMEM;
-    idx->anchor = anchor;
-    idx->cap = nc;
-    return CV_OK;
-}
-
-/* Slots needed for n entries at a load factor of at most 3/4. */
-static size_t slots_for(size_t n) { return n < 12 ? 16 : n + n / 3 + 1; }
+static int thaw(cv_index *idx);
+static int freeze(cv_index *idx);
 
 int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes) {
     int st = own(idx);
     if (st) return st;
-    if (nkeys > CV_INDEX_MAX_ENTRIES - idx->n) return CV_ERANGE;
-    size_t total = idx->n + nkeys;
-    if ((st = grow_entries(idx, total))) return st;
-    if (keybytes > SIZE_MAX - idx->keys_len - 10 * nkeys) return CV_ERANGE;
-    size_t kneed = idx->keys_len + keybytes + 2 * nkeys;
-    if (kneed > idx->keys_cap) {
-        uint8_t *k = CV_REALLOC(idx->keys, kneed);
-        if (!k) return CV_ENOMEM;
-        idx->keys = k;
-        idx->keys_cap = kneed;
-    }
-    if (total * 4 > idx->nslots * 3) return rehash(idx, slots_for(total));
-    return CV_OK;
+    if (idx->frozen && (st = thaw(idx))) return st;
+    if (nkeys > CV_INDEX_MAX_ENTRIES - idx->live) return CV_ERANGE;
+    if (keybytes > SIZE_MAX / 2 || nkeys > SIZE_MAX / 64) return CV_ERANGE;
+    /* a typical record: 1-2 header bytes, the key, 1 vlen byte and an 8-byte value */
+    if ((st = grow_rec(idx, keybytes + nkeys * 11))) return st;
+    return ensure_slots(idx, nkeys);
 }
 
-static int shrink_array(void **p, size_t bytes) {
-    void *q = CV_REALLOC(*p, bytes ? bytes : 1);
-    if (!q) return CV_ENOMEM;
-    *p = q;
-    return CV_OK;
-}
+static int compact(cv_index *idx);
 
 int cv_index_shrink(cv_index *idx) {
     int st;
-    if (idx->borrowed) return CV_OK; /* an opened index is already exact */
-    size_t n = idx->n, na = (n + ANCHOR_EVERY - 1) / ANCHOR_EVERY;
-    if (idx->cap > n) {
-        if ((st = shrink_array((void **)&idx->off, n * 8))) return st;
-        if ((st = shrink_array((void **)&idx->len32, n * 4))) return st;
-        if ((st = shrink_array((void **)&idx->url, n * (size_t)idx->url_w))) return st;
-        if ((st = shrink_array((void **)&idx->anchor, na * 8))) return st;
-        idx->cap = n;
-    }
-    if (idx->keys_cap > idx->keys_len) {
-        if ((st = shrink_array((void **)&idx->keys, idx->keys_len))) return st;
-        idx->keys_cap = idx->keys_len;
-    }
-    if (idx->data_cap > idx->data_len) {
-        if ((st = shrink_array((void **)&idx->data, idx->data_len))) return st;
-        idx->data_cap = idx->data_len;
-    }
-    size_t want = slots_for(n);
-    if (idx->nslots > want + want / 8) return rehash(idx, want);
-    return CV_OK;
+    if (idx->borrowed || idx->frozen) return CV_OK; /* already exact */
+    if (idx->garbage && (st = compact(idx))) return st;
+    return freeze(idx);
 }
 
-/* ---------------------------------------------------------------- lengths */
+/* ---------------------------------------------------------------- lookup */
 
-static size_t big_search(const cv_index *idx, uint64_t entry, int *found) {
-    size_t lo = 0, hi = idx->nbig;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (idx->big[2 * mid] < entry) lo = mid + 1;
-        else hi = mid;
-    }
-    *found = lo < idx->nbig && idx->big[2 * lo] == entry;
-    return lo;
-}
-
-static inline int len_load(const cv_index *idx, size_t i, uint64_t *out) {
-    uint32_t l = idx->len32[i];
-    if (CV_LIKELY(l != LEN_BIG)) {
-        *out = l;
-        return CV_OK;
-    }
-    int found;
-    size_t pos = big_search(idx, i, &found);
-    if (!found) return CV_ECORRUPT;
-    *out = idx->big[2 * pos + 1];
-    return CV_OK;
-}
-
-static int len_store(cv_index *idx, size_t i, uint64_t length) {
-    int found;
-    size_t pos = big_search(idx, i, &found);
-    if (length < LEN_BIG) {
-        idx->len32[i] = (uint32_t)length;
-        if (found) {
-            memmove(idx->big + 2 * pos, idx->big + 2 * pos + 2, (idx->nbig - pos - 1) * 16);
-            idx->nbig--;
+/* Arena offset of key's record, or 0 when absent; *slotpos (if given) gets its slot. */
+static inline size_t find_h(const cv_index *idx, const uint8_t *key, size_t klen, uint64_t h,
+                            size_t *slotpos) {
+    size_t ns = idx->nslots;
+    if (CV_UNLIKELY(ns == 0)) return 0;
+    uint64_t tag = tag_of(h);
+    size_t pos = home_of(h, ns);
+    /* a probe run crosses into the next cache line about a quarter of the time: ask for it now
+     * rather than after the first line arrives (prefetches never fault) */
+    CV_PREFETCH(idx->slots + pos + 8);
+    for (size_t probes = 0; probes < ns; probes++) {
+        uint64_t s = idx->slots[pos];
+        if (s == SLOT_EMPTY) return 0;
+        if ((s >> 48) == tag && s != SLOT_TOMB) {
+            recview r;
+            size_t off = (size_t)(s & OFF_MASK);
+            /* likewise a record's tail may sit in the next line: fetch both lines together */
+            CV_PREFETCH(idx->rec + off + 40);
+            if (rec_parse(idx->rec, idx->rec_len, off, &r) && r.klen == klen &&
+                key_eq(r.key, key, klen)) {
+                if (slotpos) *slotpos = pos;
+                return off;
+            }
         }
+        if (++pos == ns) pos = 0;
+    }
+    return 0;
+}
+
+static inline size_t bucket_of(uint64_t h, size_t nb) {
+    return (size_t)(((h & 0xFFFFFFFFu) * (uint64_t)nb) >> 32);
+}
+
+/* Bounds of bucket b of a frozen index; 0 when the directory is corrupt. */
+static inline int bucket_span(const cv_index *idx, size_t b, size_t *start, size_t *end) {
+    uint64_t a = ent_get(idx->dir, idx->w, b), z = ent_get(idx->dir, idx->w, b + 1);
+    if (a > z || z > idx->rec_len) return 0;
+    *start = (size_t)a;
+    *end = (size_t)z;
+    return 1;
+}
+
+static inline void prefetch_span(const uint8_t *rec, size_t start, size_t end) {
+    for (size_t a = start & ~(size_t)63; a < end; a += 64) CV_PREFETCH(rec + a);
+}
+
+/* Frozen lookup: scan bucket [start, end) for the key.  Returns the record offset or 0. */
+static inline size_t scan_bucket(const cv_index *idx, size_t start, size_t end,
+                                 const uint8_t *key, size_t klen, uint64_t h, recview *r) {
+    unsigned fp = fp_of(h);
+    size_t off = start;
+    /* one 4-byte load per record gives the next record's offset: the scan is a short chain of
+     * L1 hits, not a chain of varint decodes */
+    while (off < end && end - off >= 4) {
+        uint32_t hd = cv_load32le(idx->rec + off);
+        size_t kl = (hd >> 16) & 0xFF, vl = hd >> 24;
+        if (CV_UNLIKELY(kl == 255 || vl == 255)) {
+            if (!rec_parse(idx->rec, end, off, r)) return 0;
+            if (r->fp == fp && r->klen == klen && key_eq(r->key, key, klen)) return off;
+            off = r->end;
+            continue;
+        }
+        size_t next = off + 4 + kl + vl;
+        if (next > end) return 0;
+        if ((hd & 0xFF) == fp && kl == klen && key_eq(idx->rec + off + 4, key, klen))
+            return rec_parse(idx->rec, end, off, r) ? off : 0;
+        off = next;
+    }
+    return 0;
+}
+
+static inline size_t frozen_find(const cv_index *idx, const uint8_t *key, size_t klen,
+                                 uint64_t h, recview *r) {
+    size_t start, end;
+    if (!bucket_span(idx, bucket_of(h, idx->nb), &start, &end)) return 0;
+    prefetch_span(idx->rec, start, end);
+    return scan_bucket(idx, start, end, key, klen, h, r);
+}
+
+/* Record offset of key in either mode (0 when absent), parsed into *r. */
+static inline size_t locate(const cv_index *idx, const uint8_t *key, size_t klen, uint64_t h,
+                            recview *r) {
+    if (idx->frozen) return frozen_find(idx, key, klen, h, r);
+    size_t off = find_h(idx, key, klen, h, NULL);
+    if (off && !rec_parse(idx->rec, idx->rec_len, off, r)) return 0;
+    return off;
+}
+
+int64_t cv_index_find(const cv_index *idx, const uint8_t *key, size_t klen) {
+    recview r;
+    size_t off = locate(idx, key, klen, key_hash(key, klen), &r);
+    return off ? (int64_t)off : CV_ENOTFOUND;
+}
+
+int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *ref) {
+    recview r;
+    size_t off = locate(idx, key, klen, key_hash(key, klen), &r);
+    if (!off) return CV_ENOTFOUND;
+    return rec_value(idx, &r, ref);
+}
+
+int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
+                          const size_t *klens, int64_t *url_ids, uint64_t *offsets,
+                          uint64_t *lengths) {
+    /* A software pipeline keeps many independent cache misses in flight.  Frozen: key i is
+     * hashed and its directory entry prefetched; key i - D has its bucket's lines prefetched;
+     * key i - 2D scans its bucket, now in cache.  Dynamic: the same with the slot in place of
+     * the directory entry and the first tag match's record in place of the bucket. */
+    enum { D = 10, R = 32 };
+    uint64_t hs[R];
+    size_t spans[R][2];
+    int64_t found = 0;
+    int corrupt = 0;
+    size_t ns = idx->nslots, nb = idx->nb;
+    int frozen = idx->frozen;
+    if (frozen ? nb == 0 : ns == 0) {
+        for (size_t i = 0; i < n; i++) {
+            url_ids[i] = CV_ID_MISSING;
+            offsets[i] = lengths[i] = 0;
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < n + 2 * D; i++) {
+        if (i < n) {
+            uint64_t h = key_hash(keys[i], klens[i]);
+            hs[i % R] = h;
+            if (frozen) CV_PREFETCH(idx->dir + bucket_of(h, nb) * (size_t)idx->w);
+            else CV_PREFETCH(idx->slots + home_of(h, ns));
+        }
+        if (i >= D && i - D < n) {
+            size_t j = (i - D) % R;
+            uint64_t h = hs[j];
+            if (frozen) {
+                size_t a = 0, z = 0;
+                if (bucket_span(idx, bucket_of(h, nb), &a, &z)) prefetch_span(idx->rec, a, z);
+                spans[j][0] = a;
+                spans[j][1] = z;
+            } else {
+                size_t pos = home_of(h, ns);
+                uint64_t tag = tag_of(h);
+                for (int probes = 0; probes < 8; probes++) {
+                    uint64_t s = idx->slots[pos];
+                    if (s == SLOT_EMPTY) break;
+                    if ((s >> 48) == tag && s != SLOT_TOMB) {
+                        size_t off = (size_t)(s & OFF_MASK);
+                        CV_PREFETCH(idx->rec + off);
+                        CV_PREFETCH(idx->rec + off + 40);
+                        break;
+                    }
+                    if (++pos == ns) pos = 0;
+                }
+            }
+        }
+        if (i >= 2 * D) {
+            size_t k = i - 2 * D, j = k % R;
+            recview r;
+            cv_ref ref;
+            size_t off;
+            if (frozen) off = scan_bucket(idx, spans[j][0], spans[j][1], keys[k], klens[k], hs[j], &r);
+            else off = locate(idx, keys[k], klens[k], hs[j], &r);
+            if (off && rec_value(idx, &r, &ref) == CV_OK) {
+                url_ids[k] = ref.url == CV_URL_INLINE ? CV_ID_INLINE : (int64_t)ref.url;
+                offsets[k] = ref.offset;
+                lengths[k] = ref.length;
+                found++;
+            } else {
+                corrupt |= off != 0;
+                url_ids[k] = CV_ID_MISSING;
+                offsets[k] = 0;
+                lengths[k] = 0;
+            }
+        }
+    }
+    return corrupt ? CV_ECORRUPT : found;
+}
+
+int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len) {
+    if (ref->url != CV_URL_INLINE) return CV_EINVAL;
+    if (ref->offset > idx->rec_len || ref->length > idx->rec_len - ref->offset) return CV_ECORRUPT;
+    *data = idx->rec + ref->offset;
+    *len = (size_t)ref->length;
+    return CV_OK;
+}
+
+/* ---------------------------------------------------------------- iteration */
+
+/* Next live entry from *cursor: *found gets the arena offset of the record holding its value
+ * (after following forward pointers) and *r its parse. */
+static int next_rec(const cv_index *idx, size_t *cursor, size_t *found, recview *r) {
+    if (idx->frozen) { /* cursor counts entries of the order array */
+        if (*cursor >= idx->live) return CV_ENOTFOUND;
+        uint64_t off = ent_get(idx->order, idx->w, *cursor);
+        if (off >= idx->rec_len || !rec_parse(idx->rec, idx->rec_len, (size_t)off, r) ||
+            (r->flags & F_KIND) == K_FWD)
+            return CV_ECORRUPT;
+        *found = (size_t)off;
+        ++*cursor;
         return CV_OK;
     }
-    idx->len32[i] = LEN_BIG;
-    if (found) {
-        idx->big[2 * pos + 1] = length;
+    size_t off = *cursor < REC_START ? REC_START : *cursor;
+    while (off < idx->rec_len) {
+        if (!rec_parse(idx->rec, idx->rec_len, off, r)) return CV_ECORRUPT;
+        size_t next = r->end;
+        if (!(r->flags & F_MOVED)) {
+            /* follow forward pointers; each points strictly later, so this ends */
+            size_t at = off;
+            while ((r->flags & F_KIND) == K_FWD) {
+                uint64_t t;
+                if (!varint_get(idx->rec + r->val, idx->rec + r->end, &t)) return CV_ECORRUPT;
+                if (t == 0) break;
+                if (t <= at || !rec_parse(idx->rec, idx->rec_len, (size_t)t, r))
+                    return CV_ECORRUPT;
+                at = (size_t)t;
+            }
+            if ((r->flags & F_KIND) != K_FWD) {
+                *found = at;
+                *cursor = next;
+                return CV_OK;
+            }
+        }
+        off = next;
+    }
+    *cursor = off;
+    return CV_ENOTFOUND;
+}
+
+int cv_index_next(const cv_index *idx, size_t *cursor, const uint8_t **key, size_t *klen,
+                  cv_ref *ref) {
+    recview r;
+    size_t at;
+    int st = next_rec(idx, cursor, &at, &r);
+    if (st) return st;
+    if ((st = rec_value(idx, &r, ref))) return st;
+    *key = r.key;
+    *klen = r.klen;
+    return CV_OK;
+}
+
+/* Rewrite the arena with only live records, in iteration order, and rebuild the slots. */
+static int compact(cv_index *idx) {
+    size_t cap = idx->rec_len - idx->garbage + REC_START;
+    uint8_t *nr = CV_MALLOC(cap);
+    if (!nr) return CV_ENOMEM;
+    hint_huge(nr, cap);
+    memset(nr, 0, REC_START);
+    size_t len = REC_START, cursor = 0, at;
+    recview r;
+    int st;
+    while ((st = next_rec(idx, &cursor, &at, &r)) == CV_OK) {
+        uint64_t h;
+        size_t sz = r.end - at;
+        if (sz > cap - len || !varint_get(idx->rec + at, idx->rec + r.end, &h)) {
+            CV_FREE(nr);
+            return CV_ECORRUPT;
+        }
+        /* same header with MOVED cleared: the flag bits sit in the first byte */
+        memcpy(nr + len, idx->rec + at, sz);
+        nr[len + 1] = (uint8_t)(nr[len + 1] & ~F_MOVED);
+        len += sz;
+    }
+    if (st != CV_ENOTFOUND) {
+        CV_FREE(nr);
+        return st;
+    }
+    if (!idx->borrowed) CV_FREE(idx->rec);
+    idx->rec = nr;
+    idx->rec_len = len;
+    idx->rec_cap = cap;
+    idx->garbage = 0;
+    return rehash(idx, slots_for(idx->live));
+}
+
+/* ---------------------------------------------------------------- freeze / thaw */
+
+/* Regroup the records of a dynamic index without garbage by hash bucket. */
+static int freeze(cv_index *idx) {
+    size_t n = idx->live;
+    if (idx->garbage) return CV_EINVAL;
+    size_t nb = n / BUCKET + 1;
+    int w = idx->rec_len <= 0xFFFFFFFFu ? 4 : 8;
+    uint8_t *dir = CV_MALLOC((nb + 1) * (size_t)w);
+    uint8_t *order = CV_MALLOC((n ? n : 1) * (size_t)w);
+    uint8_t *nr = CV_MALLOC(idx->rec_len);
+    uint32_t *bk = CV_MALLOC((n ? n : 1) * sizeof(uint32_t));
+    uint64_t *fill = CV_MALLOC((nb + 1) * sizeof(uint64_t));
+    if (!dir || !order || !nr || !bk || !fill) {
+        CV_FREE(dir); CV_FREE(order); CV_FREE(nr); CV_FREE(bk); CV_FREE(fill);
+        return CV_ENOMEM;
+    }
+    memset(fill, 0, (nb + 1) * sizeof(uint64_t));
+    hint_huge(nr, idx->rec_len); /* before the pages are first touched */
+    /* pass 1: bucket of every record, bytes per bucket */
+    size_t off = REC_START, i = 0;
+    int st = CV_OK;
+    while (off < idx->rec_len) {
+        recview r;
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r) || (r.flags & F_KIND) == K_FWD || i >= n) {
+            st = CV_ECORRUPT;
+            break;
+        }
+        size_t b = bucket_of(key_hash(r.key, r.klen), nb);
+        bk[i++] = (uint32_t)b;
+        fill[b + 1] += r.end - off;
+        off = r.end;
+    }
+    if (st == CV_OK && i != n) st = CV_ECORRUPT;
+    if (st) {
+        CV_FREE(dir); CV_FREE(order); CV_FREE(nr); CV_FREE(bk); CV_FREE(fill);
+        return st;
+    }
+    fill[0] = REC_START;
+    for (size_t b = 0; b < nb; b++) fill[b + 1] += fill[b];
+    for (size_t b = 0; b <= nb; b++) ent_put(dir, w, b, fill[b]);
+    /* pass 2: copy each record to its bucket, clearing MOVED; remember insertion order */
+    memset(nr, 0, REC_START);
+    off = REC_START;
+    for (i = 0; i < n; i++) {
+        recview r;
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) { /* checked in pass 1: cannot fail */
+            CV_FREE(dir); CV_FREE(order); CV_FREE(nr); CV_FREE(bk); CV_FREE(fill);
+            return CV_ECORRUPT;
+        }
+        size_t sz = r.end - off, at = (size_t)fill[bk[i]];
+        memcpy(nr + at, idx->rec + off, sz);
+        nr[at + 1] = (uint8_t)(nr[at + 1] & ~F_MOVED);
+        ent_put(order, w, i, at);
+        fill[bk[i]] += sz;
+        off = r.end;
+    }
+    CV_FREE(bk);
+    CV_FREE(fill);
+    CV_FREE(idx->rec);
+    CV_FREE(idx->slots);
+    idx->rec = nr;
+    idx->rec_cap = idx->rec_len;
+    idx->slots = NULL;
+    idx->nslots = idx->used = idx->tombs = 0;
+    idx->dir = dir;
+    idx->order = order;
+    idx->nb = nb;
+    idx->w = w;
+    idx->frozen = 1;
+    return CV_OK;
+}
+
+/* Back to insertion order and a slot table (before a modification). */
+static int thaw(cv_index *idx) {
+    size_t n = idx->live, cap = idx->rec_len + 64;
+    uint8_t *nr = CV_MALLOC(cap);
+    if (!nr) return CV_ENOMEM;
+    hint_huge(nr, cap);
+    memset(nr, 0, REC_START);
+    size_t len = REC_START;
+    for (size_t i = 0; i < n; i++) {
+        recview r;
+        uint64_t off = ent_get(idx->order, idx->w, i);
+        if (off >= idx->rec_len || !rec_parse(idx->rec, idx->rec_len, (size_t)off, &r) ||
+            (r.flags & F_KIND) == K_FWD || r.end - off > cap - len) {
+            CV_FREE(nr);
+            return CV_ECORRUPT;
+        }
+        memcpy(nr + len, idx->rec + off, r.end - off);
+        len += r.end - (size_t)off;
+    }
+    uint8_t *old = idx->rec;
+    size_t old_len = idx->rec_len, old_cap = idx->rec_cap;
+    idx->rec = nr;
+    idx->rec_len = len;
+    idx->rec_cap = cap;
+    idx->frozen = 0;
+    int st = rehash(idx, slots_for(n < 1024 ? 2048 : n * 2));
+    if (st) {
+        idx->rec = old;
+        idx->rec_len = old_len;
+        idx->rec_cap = old_cap;
+        idx->frozen = 1;
+        CV_FREE(nr);
+        return st;
+    }
+    CV_FREE(old);
+    CV_FREE(idx->dir);
+    CV_FREE(idx->order);
+    idx->dir = idx->order = NULL;
+    idx->nb = 0;
+    return CV_OK;
+}
+
+/* ---------------------------------------------------------------- insert */
+
+/* Append a record; returns its arena offset (> 0) or a CV_E* code. */
+static int64_t append_rec(cv_index *idx, const uint8_t *key, size_t klen, uint64_t h,
+                          unsigned flags, const uint8_t *v1, size_t n1, const uint8_t *v2,
+                          size_t n2) {
+    if (klen > SIZE_MAX / 4 || n2 > SIZE_MAX / 4) return CV_ERANGE;
+    size_t vlen = padded(n1 + n2);
+    size_t need = 4 + 20 + klen + vlen;
+    int st = grow_rec(idx, need);
+    if (st) return st;
+    size_t off = idx->rec_len;
+    uint8_t *p = idx->rec + off;
+    p[0] = fp_of(h);
+    p[1] = (uint8_t)flags;
+    p[2] = (uint8_t)(klen < 255 ? klen : 255);
+    p[3] = (uint8_t)(vlen < 255 ? vlen : 255);
+    size_t n = 4;
+    if (klen >= 255) n += varint_put(p + n, klen);
+    if (vlen >= 255) n += varint_put(p + n, vlen);
+    if (klen) memcpy(p + n, key, klen);
+    n += klen;
+    if (n1) memcpy(p + n, v1, n1);
+    if (n2) memcpy(p + n + n1, v2, n2);
+    if (vlen > n1 + n2) memset(p + n + n1 + n2, 0, vlen - n1 - n2);
+    idx->rec_len += n + vlen;
+    return (int64_t)off;
+}
+
+/* Set the kind / MOVED bits of the record at off (its second byte). */
+static inline void set_flags(cv_index *idx, size_t off, unsigned flags) {
+    idx->rec[off + 1] = (uint8_t)((idx->rec[off + 1] & ~7u) | flags);
+}
+
+/* Turn the record r at off into a forward pointer to target (0: deleted).  Returns 0 if the
+ * pointer does not fit its value (records written elsewhere may be unpadded). */
+static int make_fwd(cv_index *idx, size_t off, const recview *r, uint64_t target) {
+    if (varint_size(target) > r->vlen) return 0;
+    memset(idx->rec + r->val, 0, r->vlen);
+    varint_put(idx->rec + r->val, target);
+    set_flags(idx, off, K_FWD | (r->flags & F_MOVED));
+    idx->garbage += r->end - off;
+    return 1;
+}
+
+static int upsert(cv_index *idx, const uint8_t *key, size_t klen, unsigned kind,
+                  const uint8_t *v1, size_t n1, const uint8_t *v2, size_t n2) {
+    int st;
+    if ((st = own(idx))) return st;
+    if (idx->frozen && (st = thaw(idx))) return st;
+    if (idx->garbage > 65536 && idx->garbage > idx->rec_len / 2) {
+        if ((st = compact(idx))) return st;
+    }
+    if (klen && key >= idx->rec && key < idx->rec + idx->rec_cap) {
+        /* a key taken from this index: appending can move the arena under it */
+        uint8_t *tmp = dup_bytes(key, klen);
+        if (!tmp) return CV_ENOMEM;
+        st = upsert(idx, tmp, klen, kind, v1, n1, v2, n2);
+        CV_FREE(tmp);
+        return st;
+    }
+    uint64_t h = key_hash(key, klen);
+    size_t pos = 0;
+    size_t off = find_h(idx, key, klen, h, &pos);
+    if (off) {
+        recview r;
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) return CV_ECORRUPT;
+        if (n1 + n2 <= r.vlen) { /* in place */
+            uint8_t *p = idx->rec + r.val;
+            if (n1) memcpy(p, v1, n1);
+            if (n2) memmove(p + n1, v2, n2);
+            memset(p + n1 + n2, 0, r.vlen - n1 - n2);
+            set_flags(idx, off, kind | (r.flags & F_MOVED));
+            return CV_OK;
+        }
+        int64_t no = append_rec(idx, key, klen, h, kind | F_MOVED, v1, n1, v2, n2);
+        if (no < 0) return (int)no;
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) return CV_ECORRUPT; /* arena moved */
+        if (!make_fwd(idx, off, &r, (uint64_t)no)) {
+            /* cannot forward: drop the old record and let the new one take the end position */
+            make_fwd(idx, off, &r, 0);
+            set_flags(idx, (size_t)no, kind);
+        }
+        idx->slots[pos] = (tag_of(h) << 48) | (uint64_t)no;
         return CV_OK;
     }
-    if (idx->nbig == idx->big_cap) {
-        size_t nc = idx->big_cap ? idx->big_cap * 2 : 4;
-        uint64_t *b = CV_REALLOC(idx->big, nc * 16);
-        if (!b) return CV_ENOMEM;
-        idx->big = b;
-        idx->big_cap = nc;
+    if (idx->live >= CV_INDEX_MAX_ENTRIES) return CV_ERANGE;
+    if ((st = ensure_slots(idx, 1))) return st;
+    int64_t no = append_rec(idx, key, klen, h, kind, v1, n1, v2, n2);
+    if (no < 0) return (int)no;
+    size_t p = home_of(h, idx->nslots);
+    while (idx->slots[p] > SLOT_TOMB) {
+        if (++p == idx->nslots) p = 0;
     }
-    memmove(idx->big + 2 * pos + 2, idx->big + 2 * pos, (idx->nbig - pos) * 16);
-    idx->big[2 * pos] = i;
-    idx->big[2 * pos + 1] = length;
-    idx->nbig++;
+    if (idx->slots[p] == SLOT_TOMB) idx->tombs--;
+    else idx->used++;
+    idx->slots[p] = (tag_of(h) << 48) | (uint64_t)no;
+    idx->live++;
+    return CV_OK;
+}
+
+int cv_index_put(cv_index *idx, const uint8_t *key, size_t klen, uint32_t url, uint64_t offset,
+                 uint64_t length) {
+    if (url >= idx->n_urls) return CV_EINVAL;
+    if (length != CV_LEN_WHOLE && offset > UINT64_MAX - length) return CV_ERANGE;
+    uint8_t buf[32];
+    unsigned kind = length == CV_LEN_WHOLE ? K_WHOLE : K_RANGE;
+    size_t n = encode_ref(buf, kind, url, offset, length);
+    return upsert(idx, key, klen, kind, buf, n, NULL, 0);
+}
+
+int cv_index_put_inline(cv_index *idx, const uint8_t *key, size_t klen, const uint8_t *data,
+                        size_t dlen) {
+    uint8_t buf[10];
+    if (dlen > ((size_t)OFF_MASK)) return CV_ERANGE;
+    size_t n = varint_put(buf, dlen);
+    /* data may live in this index's own arena (copying one inline value to another key): copy
+     * it out first, since appending can move the arena */
+    if (dlen && data >= idx->rec && data < idx->rec + idx->rec_cap) {
+        uint8_t *tmp = dup_bytes(data, dlen);
+        if (!tmp) return CV_ENOMEM;
+        int st = upsert(idx, key, klen, K_INLINE, buf, n, tmp, dlen);
+        CV_FREE(tmp);
+        return st;
+    }
+    return upsert(idx, key, klen, K_INLINE, buf, n, data, dlen);
+}
+
+int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys, const size_t *klens,
+                      const uint32_t *url_ids, const uint64_t *offsets, const uint64_t *lengths) {
+    size_t kb = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (url_ids[i] >= idx->n_urls) return CV_EINVAL;
+        if (lengths[i] != CV_LEN_WHOLE && offsets[i] > UINT64_MAX - lengths[i]) return CV_ERANGE;
+        if (klens[i] > SIZE_MAX / 4 - kb) return CV_ERANGE;
+        kb += klens[i];
+    }
+    int st = cv_index_reserve(idx, n, kb);
+    if (st) return st;
+    for (size_t i = 0; i < n; i++) {
+        if ((st = cv_index_put(idx, keys[i], klens[i], url_ids[i], offsets[i], lengths[i])))
+            return st;
+    }
+    return CV_OK;
+}
+
+int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen) {
+    int st;
+    if (cv_index_find(idx, key, klen) < 0) return CV_ENOTFOUND;
+    if ((st = own(idx))) return st;
+    if (idx->frozen && (st = thaw(idx))) return st;
+    size_t pos = 0;
+    size_t off = find_h(idx, key, klen, key_hash(key, klen), &pos);
+    recview r;
+    if (!off || !rec_parse(idx->rec, idx->rec_len, off, &r)) return CV_ECORRUPT;
+    if (!make_fwd(idx, off, &r, 0)) return CV_ECORRUPT; /* every value holds at least one byte */
+    idx->slots[pos] = SLOT_TOMB;
+    idx->tombs++;
+    idx->live--;
     return CV_OK;
 }
 
@@ -497,25 +1068,6 @@ int cv_index_url_get(const cv_index *idx, uint32_t id, const uint8_t **url, size
     return CV_OK;
 }
 
-static int widen_urls(cv_index *idx, int w) {
-    uint8_t *nu = CV_MALLOC((idx->cap ? idx->cap : 1) * (size_t)w);
-    if (!nu) return CV_ENOMEM;
-    uint8_t *old = idx->url;
-    int ow = idx->url_w;
-    for (size_t i = 0; i < idx->n; i++) {
-        uint32_t v = url_load(idx, i);
-        idx->url = nu;
-        idx->url_w = w;
-        url_store(idx, i, v);
-        idx->url = old;
-        idx->url_w = ow;
-    }
-    CV_FREE(old);
-    idx->url = nu;
-    idx->url_w = w;
-    return CV_OK;
-}
-
 int64_t cv_index_url_intern(cv_index *idx, const uint8_t *u, size_t len) {
     int st;
     if ((st = own(idx))) return st;
@@ -533,9 +1085,6 @@ int64_t cv_index_url_intern(cv_index *idx, const uint8_t *u, size_t len) {
     }
     if (idx->n_urls >= CV_URL_MAX) return CV_ERANGE;
     uint32_t id = (uint32_t)idx->n_urls;
-    if (id >= url_max_id(idx->url_w)) {
-        if ((st = widen_urls(idx, idx->url_w == 1 ? 2 : 4))) return st;
-    }
     if ((st = grow_bytes(&idx->url_bytes, &idx->url_bytes_cap, idx->url_bytes_len + len))) return st;
     if (idx->n_urls + 2 > idx->url_off_cap) {
         size_t nc = idx->url_off_cap * 2;
@@ -558,7 +1107,7 @@ int cv_index_urls_replace(cv_index *idx, size_t n, const uint8_t *const *urls, c
     if ((st = own(idx))) return st;
     uint32_t *map = CV_MALLOC((n ? n : 1) * 4);
     if (!map) return CV_ENOMEM;
-    /* build a fresh URL table, then remap the entries */
+    /* build a fresh URL table, then remap the records */
     uint64_t *old_off = idx->url_off;
     uint8_t *old_bytes = idx->url_bytes;
     size_t old_cap = idx->url_off_cap, old_bcap = idx->url_bytes_cap, old_blen = idx->url_bytes_len;
@@ -600,218 +1149,38 @@ int cv_index_urls_replace(cv_index *idx, size_t n, const uint8_t *const *urls, c
     CV_FREE(old_bytes);
     int same = 1;
     for (size_t i = 0; i < n; i++) same &= map[i] == i;
+    st = CV_OK;
     if (!same) {
-        for (size_t i = 0; i < idx->n; i++) {
-            uint32_t v = url_load(idx, i);
-            if (v < n) url_store(idx, i, map[v]);
+        /* merged ids are never larger than the old ones (first occurrence wins), so every
+         * re-encoded value fits where the old one was */
+        size_t off = REC_START;
+        while (off < idx->rec_len) {
+            recview r;
+            cv_ref ref;
+            if (!rec_parse(idx->rec, idx->rec_len, off, &r)) {
+                st = CV_ECORRUPT;
+                break;
+            }
+            unsigned kind = r.flags & F_KIND;
+            if (kind == K_RANGE || kind == K_WHOLE) {
+                if (rec_value_n(idx, &r, &ref, n) != CV_OK) {
+                    st = CV_ECORRUPT;
+                    break;
+                }
+                uint8_t buf[32];
+                size_t len = encode_ref(buf, kind, map[ref.url], ref.offset, ref.length);
+                if (len > r.vlen) {
+                    st = CV_ECORRUPT;
+                    break;
+                }
+                memcpy(idx->rec + r.val, buf, len);
+                memset(idx->rec + r.val + len, 0, r.vlen - len);
+            }
+            off = r.end;
         }
     }
     CV_FREE(map);
-    return CV_OK;
-}
-
-/* ---------------------------------------------------------------- insert */
-
-/* Find or add the entry for key; *e receives its entry number. */
-static int upsert(cv_index *idx, const uint8_t *key, size_t klen, size_t *e) {
-    int st;
-    uint64_t h = key_hash(key, klen);
-    int64_t found = find_h(idx, key, klen, h);
-    if (found >= 0) {
-        if (url_load(idx, (size_t)found) == URL_DELETED) idx->live++;
-        *e = (size_t)found;
-        return CV_OK;
-    }
-    if (idx->n >= CV_INDEX_MAX_ENTRIES) return CV_ERANGE;
-    if ((idx->n + 1) * 4 > idx->nslots * 3) {
-        size_t want = slots_for(idx->n < 1024 ? 2048 : (idx->n * 2));
-        if ((st = rehash(idx, want))) return st;
-    }
-    if ((st = grow_entries(idx, idx->n + 1))) return st;
-    if (klen > SIZE_MAX - 10 - idx->keys_len) return CV_ERANGE;
-    if ((st = grow_bytes(&idx->keys, &idx->keys_cap, idx->keys_len + 10 + klen))) return st;
-    size_t i = idx->n;
-    if ((i & (ANCHOR_EVERY - 1)) == 0) idx->anchor[i >> ANCHOR_SHIFT] = idx->keys_len;
-    idx->keys_len += varint_put(idx->keys + idx->keys_len, klen);
-    if (klen) memcpy(idx->keys + idx->keys_len, key, klen);
-    idx->keys_len += klen;
-    size_t pos = slot_of(h, idx->nslots);
-    while (idx->ctrl[pos]) {
-        if (++pos == idx->nslots) pos = 0;
-    }
-    idx->ctrl[pos] = tag_of(h);
-    idx->slot[pos] = (uint32_t)i;
-    idx->len32[i] = 0;
-    idx->off[i] = 0;
-    idx->n++;
-    idx->live++;
-    *e = i;
-    return CV_OK;
-}
-
-int cv_index_put(cv_index *idx, const uint8_t *key, size_t klen, uint32_t url, uint64_t offset,
-                 uint64_t length) {
-    int st;
-    if (url >= idx->n_urls) return CV_EINVAL;
-    if (length != CV_LEN_WHOLE && offset > UINT64_MAX - length) return CV_ERANGE;
-    if ((st = own(idx))) return st;
-    size_t e;
-    if ((st = upsert(idx, key, klen, &e))) return st;
-    idx->off[e] = offset;
-    url_store(idx, e, url);
-    return len_store(idx, e, length);
-}
-
-int cv_index_put_inline(cv_index *idx, const uint8_t *key, size_t klen, const uint8_t *data,
-                        size_t dlen) {
-    int st;
-    if ((st = own(idx))) return st;
-    if (dlen > SIZE_MAX - idx->data_len) return CV_ERANGE;
-    if ((st = grow_bytes(&idx->data, &idx->data_cap, idx->data_len + dlen))) return st;
-    size_t e;
-    if ((st = upsert(idx, key, klen, &e))) return st;
-    if (dlen) memcpy(idx->data + idx->data_len, data, dlen);
-    idx->off[e] = idx->data_len;
-    idx->data_len += dlen;
-    url_store(idx, e, CV_URL_INLINE);
-    return len_store(idx, e, dlen);
-}
-
-int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys, const size_t *klens,
-                      const uint32_t *url_ids, const uint64_t *offsets, const uint64_t *lengths) {
-    size_t kb = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (url_ids[i] >= idx->n_urls) return CV_EINVAL;
-        if (lengths[i] != CV_LEN_WHOLE && offsets[i] > UINT64_MAX - lengths[i]) return CV_ERANGE;
-        if (klens[i] > SIZE_MAX - kb) return CV_ERANGE;
-        kb += klens[i];
-    }
-    int st = cv_index_reserve(idx, n, kb);
-    if (st) return st;
-    for (size_t i = 0; i < n; i++) {
-        if ((st = cv_index_put(idx, keys[i], klens[i], url_ids[i], offsets[i], lengths[i])))
-            return st;
-    }
-    return CV_OK;
-}
-
-int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen) {
-    int st;
-    int64_t e = cv_index_find(idx, key, klen);
-    if (e < 0) return (int)e;
-    if ((st = own(idx))) return st;
-    url_store(idx, (size_t)e, URL_DELETED);
-    idx->off[e] = 0;
-    idx->live--;
-    return len_store(idx, (size_t)e, 0);
-}
-
-/* ---------------------------------------------------------------- lookup */
-
-static inline int fill_ref(const cv_index *idx, size_t e, cv_ref *ref) {
-    uint32_t u = url_load(idx, e);
-    if (u == URL_DELETED) return CV_ENOTFOUND;
-    ref->url = u;
-    ref->offset = idx->off[e];
-    return len_load(idx, e, &ref->length);
-}
-
-int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *ref) {
-    int64_t e = find_h(idx, key, klen, key_hash(key, klen));
-    if (e < 0) return (int)e;
-    return fill_ref(idx, (size_t)e, ref);
-}
-
-/* First entry whose tag matches at the probe start (a guess used only for prefetching). */
-static inline int64_t guess_entry(const cv_index *idx, uint64_t h) {
-    size_t ns = idx->nslots;
-    size_t pos = slot_of(h, ns);
-    uint8_t tag = tag_of(h);
-    for (int probes = 0; probes < 4; probes++) {
-        uint8_t c = idx->ctrl[pos];
-        if (c == 0) return -1;
-        if (c == tag) return idx->slot[pos] < idx->n ? (int64_t)idx->slot[pos] : -1;
-        if (++pos == ns) pos = 0;
-    }
-    return -1;
-}
-
-int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
-                          const size_t *klens, uint32_t *url_ids, uint64_t *offsets,
-                          uint64_t *lengths) {
-    /* A software pipeline keeps many independent cache misses in flight: key i is hashed and
-     * its slot prefetched, key i - D has its entry guessed and the entry's arrays prefetched,
-     * key i - 2D has its key text prefetched, and key i - 3D is looked up (now from cache). */
-    enum { D = 8, R = 32 };
-    uint64_t hs[R];
-    int64_t guess[R];
-    int64_t found = 0;
-    if (idx->nslots == 0 || idx->n == 0) {
-        for (size_t i = 0; i < n; i++) {
-            url_ids[i] = CV_URL_MISSING;
-            offsets[i] = lengths[i] = 0;
-        }
-        return 0;
-    }
-    for (size_t i = 0; i < n + 3 * D; i++) {
-        if (i < n) {
-            uint64_t h = key_hash(keys[i], klens[i]);
-            size_t pos = slot_of(h, idx->nslots);
-            hs[i % R] = h;
-            CV_PREFETCH(idx->ctrl + pos);
-            CV_PREFETCH(idx->slot + pos);
-        }
-        if (i >= D && i - D < n) {
-            size_t j = i - D;
-            int64_t e = guess_entry(idx, hs[j % R]);
-            guess[j % R] = e;
-            if (e >= 0) {
-                CV_PREFETCH(idx->anchor + (e >> ANCHOR_SHIFT));
-                CV_PREFETCH(idx->off + e);
-                CV_PREFETCH(idx->len32 + e);
-                CV_PREFETCH(idx->url + (size_t)e * (size_t)idx->url_w);
-            }
-        }
-        if (i >= 2 * D && i - 2 * D < n) {
-            int64_t e = guess[(i - 2 * D) % R];
-            if (e >= 0) {
-                uint64_t a = idx->anchor[e >> ANCHOR_SHIFT];
-                if (a < idx->keys_len) CV_PREFETCH(idx->keys + a);
-            }
-        }
-        if (i >= 3 * D) {
-            size_t k = i - 3 * D;
-            int64_t e = find_h(idx, keys[k], klens[k], hs[k % R]);
-            cv_ref r;
-            if (e >= 0 && fill_ref(idx, (size_t)e, &r) == CV_OK) {
-                url_ids[k] = r.url;
-                offsets[k] = r.offset;
-                lengths[k] = r.length;
-                found++;
-            } else {
-                url_ids[k] = CV_URL_MISSING;
-                offsets[k] = 0;
-                lengths[k] = 0;
-            }
-        }
-    }
-    return found;
-}
-
-int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len) {
-    if (ref->url != CV_URL_INLINE) return CV_EINVAL;
-    if (ref->offset > idx->data_len || ref->length > idx->data_len - ref->offset) return CV_ECORRUPT;
-    *data = idx->data + ref->offset;
-    *len = (size_t)ref->length;
-    return CV_OK;
-}
-
-int cv_index_entry(const cv_index *idx, size_t i, const uint8_t **key, size_t *klen, cv_ref *ref) {
-    if (i >= idx->n) return CV_EINVAL;
-    int st = fill_ref(idx, i, ref);
-    if (st) return st;
-    if (!key_at(idx, i, key, klen)) return CV_ECORRUPT;
-    return CV_OK;
+    return st;
 }
 
 /* ---------------------------------------------------------------- native format */
@@ -819,32 +1188,22 @@ int cv_index_entry(const cv_index *idx, size_t i, const uint8_t **key, size_t *k
 static inline size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 typedef struct {
-    size_t n, n_urls, nslots, nbig, url_w, keys_len, data_len, url_bytes_len;
-    size_t sec[11]; /* section offsets */
+    size_t live, n_urls, nb, w, rec_len, url_bytes_len;
+    size_t sec[5]; /* section offsets: url offsets, directory, order, records, url text */
     size_t total;
 } layout;
 
-/* Compute section offsets; returns 0 on overflow. */
+/* Compute section offsets; returns 0 when a count is out of range. */
 static int layout_compute(layout *L) {
     const size_t lim = (size_t)1 << 47; /* no section exceeds 128 TiB: keeps sums overflow-free */
-    if (L->n > CV_INDEX_MAX_ENTRIES || L->n_urls > CV_URL_MAX || L->nslots > 0xFFFFFFFFu ||
-        L->nbig > L->n || L->keys_len > lim || L->data_len > lim || L->url_bytes_len > lim)
+    if (L->n_urls > CV_URL_MAX || L->live > CV_INDEX_MAX_ENTRIES || L->nb == 0 ||
+        L->nb > L->live + 1 || L->rec_len > lim || L->rec_len < REC_START ||
+        L->url_bytes_len > lim || (L->w != 4 && L->w != 8))
         return 0;
-    size_t sizes[11] = {
-        L->n * 8,                                        /* offsets */
-        L->n * 4,                                        /* lengths */
-        L->n * L->url_w,                                 /* url ids */
-        ((L->n + ANCHOR_EVERY - 1) / ANCHOR_EVERY) * 8,  /* anchors */
-        L->nbig * 16,                                    /* big lengths */
-        (L->n_urls + 1) * 8,                             /* url offsets */
-        L->nslots,                                       /* ctrl */
-        L->nslots * 4,                                   /* slots */
-        L->keys_len,                                     /* key arena */
-        L->url_bytes_len,                                /* url bytes */
-        L->data_len,                                     /* inline data */
-    };
+    size_t sizes[5] = {(L->n_urls + 1) * 8, (L->nb + 1) * L->w, L->live * L->w, L->rec_len,
+                       L->url_bytes_len};
     size_t pos = HEADER_SIZE;
-    for (int s = 0; s < 11; s++) {
+    for (int s = 0; s < 5; s++) {
         L->sec[s] = pos;
         pos += pad8(sizes[s]);
     }
@@ -852,46 +1211,131 @@ static int layout_compute(layout *L) {
     return 1;
 }
 
-int64_t cv_index_serialized_size(const cv_index *idx) {
-    layout L = {idx->n, idx->n_urls, idx->nslots, idx->nbig, (size_t)idx->url_w, idx->keys_len,
-                idx->data_len, idx->url_bytes_len, {0}, 0};
+int64_t cv_index_serialized_size(cv_index *idx) {
+    int st = cv_index_shrink(idx);
+    if (st) return st;
+    layout L = {idx->live, idx->n_urls, idx->nb, (size_t)idx->w, idx->rec_len,
+                idx->url_bytes_len, {0}, 0};
     if (!layout_compute(&L)) return CV_ERANGE;
     return (int64_t)L.total;
 }
 
-int64_t cv_index_serialize(const cv_index *idx, uint8_t *dst, size_t dstcap) {
+int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap) {
     if (!cv_host_is_le()) return CV_EUNSUPPORTED;
-    layout L = {idx->n, idx->n_urls, idx->nslots, idx->nbig, (size_t)idx->url_w, idx->keys_len,
-                idx->data_len, idx->url_bytes_len, {0}, 0};
+    int st = cv_index_shrink(idx);
+    if (st) return st;
+    layout L = {idx->live, idx->n_urls, idx->nb, (size_t)idx->w, idx->rec_len,
+                idx->url_bytes_len, {0}, 0};
     if (!layout_compute(&L)) return CV_ERANGE;
     if (dstcap < L.total) return CV_ERANGE;
-    memset(dst, 0, L.total);
+    memset(dst, 0, HEADER_SIZE);
     memcpy(dst, MAGIC, 8);
     cv_store32le(dst + 8, FORMAT_VERSION);
     cv_store32le(dst + 12, HEADER_SIZE);
-    cv_store64le(dst + 16, idx->n);
-    cv_store64le(dst + 24, idx->live);
-    cv_store64le(dst + 32, idx->n_urls);
-    cv_store64le(dst + 40, idx->nslots);
-    cv_store64le(dst + 48, idx->nbig);
-    cv_store32le(dst + 56, (uint32_t)idx->url_w);
-    cv_store32le(dst + 60, ANCHOR_SHIFT);
-    cv_store64le(dst + 64, idx->keys_len);
-    cv_store64le(dst + 72, idx->data_len);
-    cv_store64le(dst + 80, idx->url_bytes_len);
-    cv_store64le(dst + 88, L.total);
-    const void *src[11] = {idx->off, idx->len32, idx->url, idx->anchor, idx->big, idx->url_off,
-                           idx->ctrl, idx->slot, idx->keys, idx->url_bytes, idx->data};
-    size_t n = idx->n;
-    size_t sizes[11] = {n * 8, n * 4, n * (size_t)idx->url_w,
-                        ((n + ANCHOR_EVERY - 1) / ANCHOR_EVERY) * 8, idx->nbig * 16,
-                        (idx->n_urls + 1) * 8, idx->nslots, idx->nslots * 4, idx->keys_len,
-                        idx->url_bytes_len, idx->data_len};
-    for (int s = 0; s < 11; s++)
+    cv_store64le(dst + 16, idx->live);
+    cv_store64le(dst + 24, idx->n_urls);
+    cv_store64le(dst + 32, idx->nb);
+    cv_store64le(dst + 40, (uint64_t)idx->w);
+    cv_store64le(dst + 48, idx->rec_len);
+    cv_store64le(dst + 56, idx->url_bytes_len);
+    cv_store64le(dst + 64, L.total);
+    const void *src[5] = {idx->url_off, idx->dir, idx->order, idx->rec, idx->url_bytes};
+    size_t sizes[5] = {(idx->n_urls + 1) * 8, (idx->nb + 1) * (size_t)idx->w,
+                       idx->live * (size_t)idx->w, idx->rec_len, idx->url_bytes_len};
+    for (int s = 0; s < 5; s++) {
+        size_t end = s < 4 ? L.sec[s + 1] : L.total;
         if (sizes[s]) memcpy(dst + L.sec[s], src[s], sizes[s]);
+        memset(dst + L.sec[s] + sizes[s], 0, end - L.sec[s] - sizes[s]);
+    }
     cv_store64le(dst + 112, cv_xxh64(dst + HEADER_SIZE, L.total - HEADER_SIZE, 0));
     cv_store64le(dst + 120, cv_xxh64(dst, 120, 0));
     return (int64_t)L.total;
+}
+
+int cv_index_check(const cv_index *idx) {
+    size_t live = 0, off = REC_START;
+    if (idx->frozen) {
+        /* buckets tile the arena; every record sits in the bucket its key hashes to; the order
+         * array names each record exactly once (records are in bucket order, so the order entries
+         * sorted must equal the record starts: checked by counting starts in a bitmap) */
+        size_t nbits = idx->rec_len;
+        uint8_t *seen = CV_MALLOC(nbits / 8 + 1);
+        if (!seen) return CV_ENOMEM;
+        memset(seen, 0, nbits / 8 + 1);
+        int st = CV_OK;
+        if (ent_get(idx->dir, idx->w, 0) != REC_START ||
+            ent_get(idx->dir, idx->w, idx->nb) != idx->rec_len)
+            st = CV_EFORMAT;
+        for (size_t b = 0; st == CV_OK && b < idx->nb; b++) {
+            size_t a, z;
+            if (!bucket_span(idx, b, &a, &z) || a != off) {
+                st = CV_EFORMAT;
+                break;
+            }
+            while (off < z) {
+                recview r;
+                cv_ref ref;
+                if (!rec_parse(idx->rec, z, off, &r) || (r.flags & F_KIND) == K_FWD ||
+                    (r.flags & F_MOVED) || rec_value(idx, &r, &ref) != CV_OK) {
+                    st = CV_EFORMAT;
+                    break;
+                }
+                uint64_t h = key_hash(r.key, r.klen);
+                if (bucket_of(h, idx->nb) != b || r.fp != fp_of(h)) {
+                    st = CV_EFORMAT;
+                    break;
+                }
+                seen[off >> 3] |= (uint8_t)(1u << (off & 7));
+                live++;
+                off = r.end;
+            }
+        }
+        if (st == CV_OK && (off != idx->rec_len || live != idx->live)) st = CV_EFORMAT;
+        for (size_t i = 0; st == CV_OK && i < idx->live; i++) {
+            uint64_t o = ent_get(idx->order, idx->w, i);
+            if (o >= idx->rec_len || !(seen[o >> 3] & (1u << (o & 7)))) st = CV_EFORMAT;
+            else seen[o >> 3] &= (uint8_t)~(1u << (o & 7)); /* each at most once */
+        }
+        CV_FREE(seen);
+        return st;
+    }
+    /* dynamic: every record parses, values decode, forward pointers point later; each slot names
+     * a record that is not a forward pointer and whose key hashes to the slot's tag */
+    size_t targets = 0, garbage = 0;
+    while (off < idx->rec_len) {
+        recview r;
+        cv_ref ref;
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) return CV_EFORMAT;
+        if ((r.flags & F_KIND) == K_FWD) {
+            uint64_t t;
+            if (!varint_get(idx->rec + r.val, idx->rec + r.end, &t)) return CV_EFORMAT;
+            if (t != 0 && (t <= off || t >= idx->rec_len)) return CV_EFORMAT;
+            garbage += r.end - off;
+        } else {
+            if (rec_value(idx, &r, &ref) != CV_OK) return CV_EFORMAT;
+            targets++;
+        }
+        off = r.end;
+    }
+    if (targets != idx->live || garbage != idx->garbage) return CV_EFORMAT;
+    size_t used = 0, tombs = 0;
+    for (size_t s = 0; s < idx->nslots; s++) {
+        uint64_t v = idx->slots[s];
+        if (v == SLOT_EMPTY) continue;
+        used++;
+        if (v == SLOT_TOMB) {
+            tombs++;
+            continue;
+        }
+        recview r;
+        if (!rec_parse(idx->rec, idx->rec_len, (size_t)(v & OFF_MASK), &r) ||
+            (r.flags & F_KIND) == K_FWD || tag_of(key_hash(r.key, r.klen)) != (v >> 48))
+            return CV_EFORMAT;
+        live++;
+    }
+    if (live != idx->live || used != idx->used || tombs != idx->tombs) return CV_EFORMAT;
+    if (idx->live && used >= idx->nslots) return CV_EFORMAT;
+    return CV_OK;
 }
 
 static cv_index *open_fail(cv_index *idx, int st, int *status) {
@@ -907,94 +1351,54 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
     if (len < HEADER_SIZE) return open_fail(NULL, CV_ETRUNCATED, status);
     if (cv_load64le(buf + 120) != cv_xxh64(buf, 120, 0)) return open_fail(NULL, CV_ECHECKSUM, status);
     if (cv_load32le(buf + 8) != FORMAT_VERSION) return open_fail(NULL, CV_EVERSION, status);
-    if (cv_load32le(buf + 12) != HEADER_SIZE || cv_load32le(buf + 60) != ANCHOR_SHIFT)
-        return open_fail(NULL, CV_EFORMAT, status);
-    uint64_t h[12];
-    for (int i = 0; i < 12; i++) h[i] = cv_load64le(buf + 16 + 8 * i);
-    /* h: n, live, n_urls, nslots, nbig, (w|shift), keys_len, data_len, url_bytes_len, total */
-    uint32_t w = cv_load32le(buf + 56);
-    if (w != 1 && w != 2 && w != 4) return open_fail(NULL, CV_EFORMAT, status);
+    if (cv_load32le(buf + 12) != HEADER_SIZE) return open_fail(NULL, CV_EFORMAT, status);
+    uint64_t h[7];
+    for (int i = 0; i < 7; i++) h[i] = cv_load64le(buf + 16 + 8 * i);
+    /* h: live, n_urls, nb, w, rec_len, url_len, total */
     const uint64_t lim = (uint64_t)1 << 47;
-    for (int i = 0; i < 10; i++)
-        if (i != 5 && h[i] > lim) return open_fail(NULL, CV_EFORMAT, status);
-    layout L = {(size_t)h[0], (size_t)h[2], (size_t)h[3], (size_t)h[4], w, (size_t)h[6],
-                (size_t)h[7], (size_t)h[8], {0}, 0};
+    for (int i = 0; i < 7; i++)
+        if (h[i] > lim) return open_fail(NULL, CV_EFORMAT, status);
+    layout L = {(size_t)h[0], (size_t)h[1], (size_t)h[2], (size_t)h[3], (size_t)h[4],
+                (size_t)h[5], {0}, 0};
     if (!layout_compute(&L)) return open_fail(NULL, CV_EFORMAT, status);
-    if (h[9] != L.total) return open_fail(NULL, CV_EFORMAT, status);
+    if (h[6] != L.total) return open_fail(NULL, CV_EFORMAT, status);
     if (len < L.total) return open_fail(NULL, CV_ETRUNCATED, status);
     if (len > L.total) return open_fail(NULL, CV_EFORMAT, status);
+    if (L.w == 4 && L.rec_len > 0xFFFFFFFFu) return open_fail(NULL, CV_EFORMAT, status);
     if (verify && cv_load64le(buf + 112) != cv_xxh64(buf + HEADER_SIZE, L.total - HEADER_SIZE, 0))
         return open_fail(NULL, CV_ECHECKSUM, status);
-    size_t n = L.n;
-    if (h[1] > n) return open_fail(NULL, CV_EFORMAT, status);
-    if (n > 0 && L.nslots <= n) return open_fail(NULL, CV_EFORMAT, status);
-    if (n > 0 && L.keys_len < n) return open_fail(NULL, CV_EFORMAT, status);
-    if (L.n_urls >= url_max_id((int)w) + 1 && L.n_urls > 0) return open_fail(NULL, CV_EFORMAT, status);
 
     cv_index *idx = CV_MALLOC(sizeof(cv_index));
     if (!idx) return open_fail(NULL, CV_ENOMEM, status);
     memset(idx, 0, sizeof(*idx));
     idx->borrowed = 1;
-    idx->n = n;
-    idx->live = (size_t)h[1];
-    idx->cap = n;
-    idx->url_w = (int)w;
+    idx->frozen = 1;
+    idx->live = L.live;
     idx->n_urls = L.n_urls;
-    idx->nslots = L.nslots;
-    idx->nbig = L.nbig;
-    idx->keys_len = L.keys_len;
-    idx->data_len = L.data_len;
+    idx->nb = L.nb;
+    idx->w = (int)L.w;
+    idx->rec_len = L.rec_len;
     idx->url_bytes_len = L.url_bytes_len;
-    idx->off = (uint64_t *)(buf + L.sec[0]);
-    idx->len32 = (uint32_t *)(buf + L.sec[1]);
-    idx->url = (uint8_t *)(buf + L.sec[2]);
-    idx->anchor = (uint64_t *)(buf + L.sec[3]);
-    idx->big = (uint64_t *)(buf + L.sec[4]);
-    idx->url_off = (uint64_t *)(buf + L.sec[5]);
-    idx->ctrl = (uint8_t *)(buf + L.sec[6]);
-    idx->slot = (uint32_t *)(buf + L.sec[7]);
-    idx->keys = (uint8_t *)(buf + L.sec[8]);
-    idx->url_bytes = (uint8_t *)(buf + L.sec[9]);
-    idx->data = (uint8_t *)(buf + L.sec[10]);
-    /* the arrays are read in place, so the buffer must be 8-byte aligned; otherwise copy */
+    idx->url_off = (uint64_t *)(buf + L.sec[0]);
+    idx->dir = (uint8_t *)(buf + L.sec[1]);
+    idx->order = (uint8_t *)(buf + L.sec[2]);
+    idx->rec = (uint8_t *)(buf + L.sec[3]);
+    idx->url_bytes = (uint8_t *)(buf + L.sec[4]);
+    /* the URL offsets are read in place, so the buffer must be 8-byte aligned; otherwise copy */
     if (copy || ((uintptr_t)buf & 7u)) {
         int st = own(idx);
         if (st) {
             idx->borrowed = 0; /* own() left nothing allocated */
-            idx->off = NULL; idx->len32 = NULL; idx->url = NULL; idx->anchor = NULL;
-            idx->keys = NULL; idx->ctrl = NULL; idx->slot = NULL; idx->big = NULL;
-            idx->data = NULL; idx->url_off = NULL; idx->url_bytes = NULL;
+            idx->url_off = NULL;
+            idx->dir = idx->order = idx->rec = idx->url_bytes = NULL;
             return open_fail(idx, st, status);
         }
     }
-    /* structural checks: nothing below may read out of bounds later */
+    /* URL offsets are checked now (few); the directory, order and records on every access, and
+     * all of them by cv_index_check */
     if (idx->url_off[0] != 0 || idx->url_off[L.n_urls] != L.url_bytes_len)
         return open_fail(idx, CV_EFORMAT, status);
     for (size_t i = 0; i < L.n_urls; i++)
         if (idx->url_off[i] > idx->url_off[i + 1]) return open_fail(idx, CV_EFORMAT, status);
-    size_t na = (n + ANCHOR_EVERY - 1) / ANCHOR_EVERY;
-    for (size_t a = 0; a < na; a++) {
-        if (idx->anchor[a] >= L.keys_len || (a && idx->anchor[a] <= idx->anchor[a - 1]))
-            return open_fail(idx, CV_EFORMAT, status);
-    }
-    for (size_t b = 0; b < L.nbig; b++) {
-        if (idx->big[2 * b] >= n || (b && idx->big[2 * b] <= idx->big[2 * b - 2]))
-            return open_fail(idx, CV_EFORMAT, status);
-    }
-    size_t deleted = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = url_load(idx, i);
-        if (u == URL_DELETED) deleted++;
-        else if (u != CV_URL_INLINE && u >= L.n_urls) return open_fail(idx, CV_EFORMAT, status);
-    }
-    if (n - deleted != idx->live) return open_fail(idx, CV_EFORMAT, status);
-    size_t occupied = 0;
-    for (size_t s = 0; s < L.nslots; s++) {
-        if (idx->ctrl[s]) {
-            if (!(idx->ctrl[s] & 0x80) || idx->slot[s] >= n) return open_fail(idx, CV_EFORMAT, status);
-            occupied++;
-        }
-    }
-    if (occupied != n) return open_fail(idx, CV_EFORMAT, status);
     return idx;
 }

@@ -13,10 +13,12 @@
  * first modification copies everything into owned memory.
  *
  * Layout (also what the native file format stores, see docs/format.md):
- *   entries in insertion order, struct-of-arrays: offset u64, length u32 (UINT32_MAX escapes to a
- *   sorted side table of 64-bit lengths), url id in 1, 2 or 4 bytes (widened as URLs are added);
- *   keys in one arena as varint(length) + bytes, with the arena offset of every 8th entry kept;
- *   an open-addressing table (linear probing) of 1-byte tags and 4-byte entry numbers.
+ *   records in one arena, in insertion order: varint(key length << 3 | flags), key bytes,
+ *   varint(value length), value bytes (url id, offset and length as varints, or inline bytes);
+ *   an open-addressing table (linear probing) of 64-bit slots: a 16-bit hash tag and the 48-bit
+ *   arena offset of the key's record.  A lookup touches one slot and one record: two cache lines.
+ *   An overwrite rewrites the value in place when it fits and otherwise appends a new record and
+ *   leaves a forward pointer behind, so iteration keeps dict order.
  *
  * Not thread-safe for writers; any number of concurrent readers is fine.
  */
@@ -33,7 +35,9 @@ extern "C" {
 #define CV_URL_MISSING 0xFFFFFFFEu /* batch lookup: key not present */
 #define CV_URL_MAX 0xFFFFFFF0u     /* URL ids are below this */
 #define CV_LEN_WHOLE UINT64_MAX    /* reference covers a whole file */
-#define CV_INDEX_MAX_ENTRIES 0xFFFFFFF0u
+#define CV_INDEX_MAX_ENTRIES 3000000000u /* keeps the slot table below 2^32 slots */
+#define CV_ID_INLINE (-1)  /* batch lookup: reference holds inline bytes */
+#define CV_ID_MISSING (-2) /* batch lookup: key not present */
 
 typedef struct cv_index cv_index;
 
@@ -50,14 +54,12 @@ void cv_index_free(cv_index *idx);
 /* Pre-size for nkeys more keys holding keybytes more key bytes (avoids rehashing). */
 int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes);
 
-/* Release spare capacity after a bulk build: arrays shrink to their contents and the slot table
- * to a load factor of 3/4. */
+/* Finish a bulk build: drop overwritten records and freeze the index (records regrouped by hash
+ * bucket for one-miss lookups; the slot table is freed).  The next modification thaws it. */
 int cv_index_shrink(cv_index *idx);
 
 /* Number of live references (deleted ones not counted). */
 size_t cv_index_len(const cv_index *idx);
-/* Number of entry slots (live + deleted), the bound for cv_index_entry. */
-size_t cv_index_nentries(const cv_index *idx);
 
 /* URLs.  cv_index_url_intern returns the id (>= 0) of url, adding it if new, or a CV_E* code. */
 int64_t cv_index_url_intern(cv_index *idx, const uint8_t *url, size_t len);
@@ -80,29 +82,36 @@ int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen);
 
 /* Lookup.  Returns CV_OK and fills *ref, or CV_ENOTFOUND. */
 int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *ref);
-/* Entry number of key (>= 0), or CV_ENOTFOUND. */
+/* Position of key's record (>= 0, stable until the index is modified), or CV_ENOTFOUND. */
 int64_t cv_index_find(const cv_index *idx, const uint8_t *key, size_t klen);
-/* Batch lookup of n keys; missing keys get url = CV_URL_MISSING, offset = length = 0.  Returns the
- * number of keys found. */
+/* Batch lookup of n keys: url_ids[i] is the URL id, CV_ID_INLINE for inline bytes (offsets and
+ * lengths then locate them for cv_index_inline) or CV_ID_MISSING (offset = length = 0).  Returns the
+ * number of keys found, or CV_ECORRUPT if a record of an opened file is malformed. */
 int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
-                          const size_t *klens, uint32_t *url_ids, uint64_t *offsets,
+                          const size_t *klens, int64_t *url_ids, uint64_t *offsets,
                           uint64_t *lengths);
 /* Inline bytes of a reference with url == CV_URL_INLINE. */
 int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len);
 
-/* Entry i (0 <= i < cv_index_nentries) in insertion order: key and reference.
- * Returns CV_ENOTFOUND for a deleted entry. */
-int cv_index_entry(const cv_index *idx, size_t i, const uint8_t **key, size_t *klen, cv_ref *ref);
+/* Iteration in insertion order.  Start with *cursor = 0; each call returns CV_OK with the next live
+ * key and reference and advances *cursor, CV_ENOTFOUND at the end, or CV_ECORRUPT. */
+int cv_index_next(const cv_index *idx, size_t *cursor, const uint8_t **key, size_t *klen,
+                  cv_ref *ref);
+/* Walk every record and slot and check them (an opened file is otherwise checked lazily, on each
+ * access).  CV_OK or CV_EFORMAT. */
+int cv_index_check(const cv_index *idx);
 
 /* Totals for reporting: bytes of memory held by the index. */
 size_t cv_index_memory(const cv_index *idx);
 
-/* Native format (docs/format.md).  cv_index_serialized_size gives the exact size;
+/* Native format (docs/format.md).  Both functions first freeze the index (cv_index_shrink), so
+ * they modify it (not its contents).  cv_index_serialized_size gives the exact size;
  * cv_index_serialize writes it into dst (dstcap bytes) and returns the byte count or a CV_E* code. */
-int64_t cv_index_serialized_size(const cv_index *idx);
-int64_t cv_index_serialize(const cv_index *idx, uint8_t *dst, size_t dstcap);
+int64_t cv_index_serialized_size(cv_index *idx);
+int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap);
 /* Open a serialized index.  copy == 0: borrow buf (must stay alive and unchanged while the index
- * lives); copy != 0: copy what is needed.  verify != 0 checks the body checksum.  On failure
+ * lives); copy != 0: copy it.  verify != 0 checks the body checksum.  Whatever the bytes, every
+ * later read is bounds-checked; cv_index_check walks the whole structure up front.  On failure
  * returns NULL and stores a CV_E* code in *status. */
 cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int verify, int *status);
 

@@ -850,6 +850,52 @@ static int read_top(rj *r, const uint8_t **pp, top_info *info) {
     return CV_OK;
 }
 
+typedef struct {
+    uint64_t off;
+    size_t i;
+} defkey;
+
+static int defkey_cmp(const void *a, const void *b) {
+    const defkey *x = a, *y = b;
+    if (x->off != y->off) return x->off < y->off ? -1 : 1;
+    return x->i < y->i ? -1 : (x->i > y->i);
+}
+
+/* A key deferred twice whose second value overwrote the first in place shares one placeholder:
+ * keep only the last entry for each placeholder, in the original order. */
+static int deferred_dedupe(rj *r) {
+    cv_refjson_result *res = r->res;
+    size_t n = res->ndeferred;
+    if (n < 2) return CV_OK;
+    defkey *ks = CV_MALLOC(n * sizeof(defkey));
+    uint8_t *keep = CV_MALLOC(n);
+    if (!ks || !keep) {
+        CV_FREE(ks);
+        CV_FREE(keep);
+        return CV_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ks[i].off = r->defoff[i];
+        ks[i].i = i;
+        keep[i] = 1;
+    }
+    qsort(ks, n, sizeof(defkey), defkey_cmp);
+    for (size_t a = 0; a + 1 < n; a++)
+        if (ks[a].off == ks[a + 1].off) keep[ks[a].i] = 0;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        res->deferred[2 * j] = res->deferred[2 * i];
+        res->deferred[2 * j + 1] = res->deferred[2 * i + 1];
+        r->defoff[j] = r->defoff[i];
+        j++;
+    }
+    res->ndeferred = j;
+    CV_FREE(ks);
+    CV_FREE(keep);
+    return CV_OK;
+}
+
 /* Drop deferred entries whose key was overridden by a later member (their placeholder is gone). */
 static int deferred_filter(rj *r) {
     cv_refjson_result *res = r->res;
@@ -865,11 +911,12 @@ static int deferred_filter(rj *r) {
             ref.offset == r->defoff[i] && ref.length == vt.len) {
             res->deferred[2 * j] = kt;
             res->deferred[2 * j + 1] = vt;
+            r->defoff[j] = r->defoff[i];
             j++;
         }
     }
     res->ndeferred = j;
-    return CV_OK;
+    return deferred_dedupe(r);
 }
 
 static int parse(rj *r) {

@@ -136,6 +136,53 @@ def test_native_corruption_is_detected():
         ChunkIndex.frombytes(bytes(bad))
 
 
+def _resign(data: bytearray) -> bytes:
+    """Recompute both checksums, as a hostile or buggy writer would."""
+    from chunkview._index import xxh64
+
+    data[112:120] = xxh64(bytes(data[128:])).to_bytes(8, "little")
+    data[120:128] = xxh64(bytes(data[:120])).to_bytes(8, "little")
+    return bytes(data)
+
+
+def test_native_corruption_with_valid_checksums_fails_cleanly():
+    """Checksums only catch accidents: a file with consistent checksums but broken structure must
+    still never crash or read out of bounds; check() finds the damage up front."""
+    keys = [f"t2m/{i}.0" for i in range(400)] + ["meta/.zarray"]
+    idx = ChunkIndex.from_arrays(keys[:-1], np.arange(400) % 3, np.arange(400) * 1000,
+                                 np.full(400, 999), ["a.h5", "b.h5", "c.h5"])
+    idx["meta/.zarray"] = b'{"chunks": [1]}'
+    good = idx.tobytes()
+    rng = np.random.default_rng(0)
+    flagged = 0
+    for _ in range(400):
+        data = bytearray(good)
+        for pos in rng.integers(128, len(data), size=rng.integers(1, 4)):
+            data[pos] ^= int(rng.integers(1, 256))
+        try:
+            bad = ChunkIndex.frombytes(_resign(data))
+        except chunkview.ReferenceFormatError:
+            flagged += 1
+            continue
+        try:
+            bad.check()
+        except chunkview.ReferenceFormatError:
+            flagged += 1
+        # whatever check() said, every access either works or raises a chunkview error
+        for k in keys:
+            try:
+                bad.get(k)
+            except chunkview.ChunkviewError:
+                pass
+        try:
+            list(bad.items())
+            bad.lookup_many(keys)
+        except chunkview.ChunkviewError:
+            pass
+    assert flagged > 200
+    ChunkIndex.frombytes(good).check()  # the intact file passes
+
+
 def test_checksum_is_xxh64():
     xxhash = pytest.importorskip("xxhash")
     from chunkview._index import xxh64

@@ -70,18 +70,21 @@ static void test_basic(void) {
         CHECK(j != NULL);
         if (!j) continue;
         CHECK_EQ(cv_index_len(j), cv_index_len(idx));
-        for (size_t i = 0; i < cv_index_nentries(idx); i++) {
+        size_t c1 = 0, c2 = 0, seen = 0;
+        for (;;) {
             const uint8_t *k1, *k2;
             size_t l1, l2;
             cv_ref r1, r2;
-            int s1 = cv_index_entry(idx, i, &k1, &l1, &r1);
-            int s2 = cv_index_entry(j, i, &k2, &l2, &r2);
+            int s1 = cv_index_next(idx, &c1, &k1, &l1, &r1);
+            int s2 = cv_index_next(j, &c2, &k2, &l2, &r2);
             CHECK_EQ(s1, s2);
-            if (s1 == CV_OK) {
-                CHECK(l1 == l2 && memcmp(k1, k2, l1) == 0);
-                CHECK(r1.url == r2.url && r1.offset == r2.offset && r1.length == r2.length);
-            }
+            if (s1 != CV_OK) break;
+            seen++;
+            CHECK(l1 == l2 && memcmp(k1, k2, l1) == 0);
+            CHECK(r1.url == r2.url && r1.length == r2.length);
+            if (r1.url != CV_URL_INLINE) CHECK(r1.offset == r2.offset);
         }
+        CHECK_EQ(seen, cv_index_len(idx));
         /* mutation of a borrowed index copies first */
         CHECK_EQ(cv_index_put(j, (const uint8_t *)"new", 3, 0, 1, 2), CV_OK);
         CHECK_EQ(cv_index_get(j, (const uint8_t *)"v/99", 4, &r), CV_OK);
@@ -154,13 +157,216 @@ static void test_batch(void) {
     uint32_t uid[3] = {0, 0, 0};
     uint64_t off[3] = {1, 2, 3}, len[3] = {4, 5, 6};
     CHECK_EQ(cv_index_put_many(idx, 2, keys, kl, uid, off, len), CV_OK);
-    uint32_t ou[3];
+    int64_t ou[3];
     uint64_t oo[3], ol[3];
     CHECK_EQ(cv_index_get_many(idx, 3, keys, kl, ou, oo, ol), 2);
     CHECK(ou[0] == 0 && oo[0] == 1 && ol[0] == 4);
     CHECK(ou[1] == 0 && oo[1] == 2 && ol[1] == 5);
-    CHECK(ou[2] == CV_URL_MISSING);
+    CHECK(ou[2] == CV_ID_MISSING);
     cv_index_free(idx);
+}
+
+/* Overwrites that grow, deletes and re-inserts against a model of a Python dict: iteration
+ * keeps first-insertion order, like dict. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+#define NK 40
+typedef struct {
+    int present;
+    unsigned long order; /* insertion stamp */
+    int inline_;
+    uint64_t off, len;
+    uint8_t data[300];
+    size_t dlen;
+} model_t;
+
+static void check_model(cv_index *idx, model_t *m) {
+    /* expected order: present keys sorted by stamp */
+    int ord[NK], n = 0;
+    for (int i = 0; i < NK; i++)
+        if (m[i].present) ord[n++] = i;
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && m[ord[b - 1]].order > m[ord[b]].order; b--) {
+            int t = ord[b]; ord[b] = ord[b - 1]; ord[b - 1] = t;
+        }
+    CHECK_EQ(cv_index_len(idx), (size_t)n);
+    size_t cursor = 0;
+    int seen = 0;
+    const uint8_t *k;
+    size_t kl;
+    cv_ref r;
+    while (cv_index_next(idx, &cursor, &k, &kl, &r) == CV_OK) {
+        char want[16];
+        int wl = seen < n ? snprintf(want, sizeof want, "key%d", ord[seen]) : 0;
+        CHECK(seen < n && kl == (size_t)wl && memcmp(k, want, kl) == 0);
+        if (seen < n) {
+            model_t *e = &m[ord[seen]];
+            if (e->inline_) {
+                const uint8_t *d;
+                size_t dl;
+                CHECK(r.url == CV_URL_INLINE && cv_index_inline(idx, &r, &d, &dl) == CV_OK &&
+                      dl == e->dlen && memcmp(d, e->data, dl) == 0);
+            } else {
+                CHECK(r.url == 0 && r.offset == e->off && r.length == e->len);
+            }
+        }
+        seen++;
+    }
+    CHECK_EQ(seen, n);
+}
+
+static void test_order_model(void) {
+    for (int round = 0; round < 20; round++) {
+        cv_index *idx = cv_index_new();
+        cv_index_url_intern(idx, (const uint8_t *)"u", 1);
+        model_t m[NK];
+        memset(m, 0, sizeof m);
+        unsigned long stamp = 0;
+        for (int step = 0; step < 3000; step++) {
+            int i = (int)(rnd() % NK);
+            char key[16];
+            int kl = snprintf(key, sizeof key, "key%d", i);
+            unsigned op = (unsigned)(rnd() % 10);
+            if (op < 2) {
+                int st = cv_index_del(idx, (uint8_t *)key, (size_t)kl);
+                CHECK_EQ(st, m[i].present ? CV_OK : CV_ENOTFOUND);
+                m[i].present = 0;
+            } else if (op < 4) {
+                size_t dl = (size_t)(rnd() % 300);
+                uint8_t d[300];
+                for (size_t j = 0; j < dl; j++) d[j] = (uint8_t)rnd();
+                CHECK_EQ(cv_index_put_inline(idx, (uint8_t *)key, (size_t)kl, d, dl), CV_OK);
+                if (!m[i].present) m[i].order = stamp++;
+                m[i].present = 1;
+                m[i].inline_ = 1;
+                memcpy(m[i].data, d, dl);
+                m[i].dlen = dl;
+            } else {
+                /* offsets of 1 to 8 bytes: values grow and shrink */
+                uint64_t off = rnd() >> (rnd() % 64), len = rnd() >> (32 + rnd() % 32);
+                if (off > UINT64_MAX - len) off = 0;
+                CHECK_EQ(cv_index_put(idx, (uint8_t *)key, (size_t)kl, 0, off, len), CV_OK);
+                if (!m[i].present) m[i].order = stamp++;
+                m[i].present = 1;
+                m[i].inline_ = 0;
+                m[i].off = off;
+                m[i].len = len;
+            }
+            if (step % 97 == 0) check_model(idx, m);
+            if (step % 1000 == 999) {
+                /* round trip through the native format; the opened copy must agree */
+                CHECK_EQ(cv_index_shrink(idx), CV_OK);
+                check_model(idx, m);
+                int64_t sz = cv_index_serialized_size(idx);
+                uint8_t *buf = malloc((size_t)sz);
+                CHECK_EQ(cv_index_serialize(idx, buf, (size_t)sz), sz);
+                int st;
+                cv_index *j = cv_index_open_buffer(buf, (size_t)sz, 1, 1, &st);
+                CHECK(j != NULL);
+                if (j) {
+                    check_model(j, m);
+                    cv_index_free(j);
+                }
+                free(buf);
+            }
+        }
+        check_model(idx, m);
+        cv_index_free(idx);
+    }
+}
+
+/* Random byte flips in a serialized index, opened without verification: lookups and iteration
+ * must fail cleanly or succeed, never read out of bounds (run under SAN=1). */
+static void test_open_corrupt_fuzz(void) {
+    cv_index *idx = cv_index_new();
+    cv_index_url_intern(idx, (const uint8_t *)"u", 1);
+    char key[16];
+    for (int i = 0; i < 300; i++) {
+        int kl = snprintf(key, sizeof key, "v/%d", i);
+        if (i % 5 == 0) cv_index_put_inline(idx, (uint8_t *)key, (size_t)kl, (uint8_t *)"abcdef", 6);
+        else cv_index_put(idx, (uint8_t *)key, (size_t)kl, 0, (uint64_t)i * 1000, 77);
+    }
+    for (int i = 0; i < 300; i += 7) {
+        int kl = snprintf(key, sizeof key, "v/%d", i);
+        cv_index_put(idx, (uint8_t *)key, (size_t)kl, 0, UINT64_C(1) << 50, 1); /* relocate */
+    }
+    int64_t sz = cv_index_serialized_size(idx);
+    uint8_t *good = malloc((size_t)sz), *buf = malloc((size_t)sz);
+    CHECK_EQ(cv_index_serialize(idx, good, (size_t)sz), sz);
+    for (int trial = 0; trial < 3000; trial++) {
+        memcpy(buf, good, (size_t)sz);
+        int flips = 1 + (int)(rnd() % 4);
+        for (int f = 0; f < flips; f++) buf[128 + rnd() % ((uint64_t)sz - 128)] ^= (uint8_t)(1 + rnd() % 255);
+        int st;
+        cv_index *j = cv_index_open_buffer(buf, (size_t)sz, (int)(trial & 1), 0, &st);
+        if (!j) continue;
+        size_t cursor = 0;
+        const uint8_t *k;
+        size_t kl2;
+        cv_ref r;
+        int guard = 0;
+        while (cv_index_next(j, &cursor, &k, &kl2, &r) == CV_OK && guard++ < 1000) {
+            const uint8_t *d;
+            size_t dl;
+            if (r.url == CV_URL_INLINE) (void)cv_index_inline(j, &r, &d, &dl);
+        }
+        for (int i = 0; i < 300; i += 3) {
+            int kl = snprintf(key, sizeof key, "v/%d", i);
+            (void)cv_index_get(j, (uint8_t *)key, (size_t)kl, &r);
+        }
+        /* modifications of a corrupt index must fail cleanly too */
+        (void)cv_index_put(j, (const uint8_t *)"new", 3, 0, 1, 2);
+        (void)cv_index_del(j, (const uint8_t *)"v/3", 3);
+        (void)cv_index_shrink(j);
+        cv_index_free(j);
+    }
+    /* the verified open rejects every flip in the body via the checksum */
+    free(good);
+    free(buf);
+    cv_index_free(idx);
+}
+
+/* The key hash spreads typical chunk keys evenly: bucket loads of 1M "v/i" keys over 1M/6
+ * buckets stay near Poisson(6) (max well under 40), and similar keys differ in many bits. */
+static void test_keyhash_spread(void) {
+    size_t n = 1000000, nb = n / 6 + 1;
+    uint32_t *cnt = calloc(nb, 4);
+    char key[32];
+    for (size_t i = 0; i < n; i++) {
+        int kl = snprintf(key, sizeof key, (i & 1) ? "v/%zu" : "t2m/%zu.0.0", i);
+        uint64_t h = cv_keyhash((uint8_t *)key, (size_t)kl);
+        cnt[(size_t)(((h & 0xFFFFFFFFu) * (uint64_t)nb) >> 32)]++;
+    }
+    uint32_t mx = 0;
+    double var = 0;
+    for (size_t b = 0; b < nb; b++) {
+        if (cnt[b] > mx) mx = cnt[b];
+        var += ((double)cnt[b] - 6.0) * ((double)cnt[b] - 6.0);
+    }
+    var /= (double)nb;
+    CHECK(mx < 40);
+    CHECK(var > 4.0 && var < 8.0); /* Poisson(6): variance 6 */
+    free(cnt);
+    int flips = 0;
+    for (int i = 0; i < 64; i++) {
+        char a[8] = "v/000000", b[8];
+        memcpy(b, a, 8);
+        b[2 + (i % 6)] ^= (char)(1 << (i / 6 % 7));
+        flips += __builtin_popcountll(cv_keyhash((uint8_t *)a, 8) ^ cv_keyhash((uint8_t *)b, 8));
+    }
+    CHECK(flips > 64 * 24 && flips < 64 * 40); /* about 32 bits of 64 change */
+    for (size_t len = 0; len < 40; len++) { /* every length reads only its own bytes (SAN) */
+        uint8_t *buf = malloc(len ? len : 1);
+        memset(buf, 'x', len);
+        (void)cv_keyhash(buf, len);
+        free(buf);
+    }
 }
 
 static void test_xxh64(void) {
@@ -174,5 +380,8 @@ int main(void) {
     test_basic();
     test_url_widening();
     test_batch();
+    test_keyhash_spread();
+    test_order_model();
+    test_open_corrupt_fuzz();
     CVT_DONE("test_index");
 }

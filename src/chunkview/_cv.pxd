@@ -29,6 +29,8 @@ cdef extern from "cv_index.h" nogil:
     uint32_t CV_URL_INLINE
     uint32_t CV_URL_MISSING
     uint64_t CV_LEN_WHOLE
+    int64_t CV_ID_INLINE
+    int64_t CV_ID_MISSING
 
     ctypedef struct cv_index:
         pass
@@ -43,7 +45,6 @@ cdef extern from "cv_index.h" nogil:
     int cv_index_reserve(cv_index *idx, size_t nkeys, size_t keybytes)
     int cv_index_shrink(cv_index *idx)
     size_t cv_index_len(const cv_index *idx)
-    size_t cv_index_nentries(const cv_index *idx)
     int64_t cv_index_url_intern(cv_index *idx, const uint8_t *url, size_t len)
     size_t cv_index_url_count(const cv_index *idx)
     int cv_index_url_get(const cv_index *idx, uint32_t id, const uint8_t **url, size_t *len)
@@ -59,14 +60,15 @@ cdef extern from "cv_index.h" nogil:
     int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *ref)
     int64_t cv_index_find(const cv_index *idx, const uint8_t *key, size_t klen)
     int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
-                              const size_t *klens, uint32_t *url_ids, uint64_t *offsets,
+                              const size_t *klens, int64_t *url_ids, uint64_t *offsets,
                               uint64_t *lengths)
     int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len)
-    int cv_index_entry(const cv_index *idx, size_t i, const uint8_t **key, size_t *klen,
-                       cv_ref *ref)
+    int cv_index_next(const cv_index *idx, size_t *cursor, const uint8_t **key, size_t *klen,
+                      cv_ref *ref)
+    int cv_index_check(const cv_index *idx)
     size_t cv_index_memory(const cv_index *idx)
-    int64_t cv_index_serialized_size(const cv_index *idx)
-    int64_t cv_index_serialize(const cv_index *idx, uint8_t *dst, size_t dstcap)
+    int64_t cv_index_serialized_size(cv_index *idx)
+    int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap)
     cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int verify,
                                    int *status)
 

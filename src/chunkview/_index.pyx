@@ -303,7 +303,8 @@ cdef class ChunkIndex:
         """Batch lookup.  Returns numpy arrays ``(url_ids int64, offsets uint64, lengths uint64)``;
         url_id is INLINE (-1) for inline data and MISSING (-2) for absent keys."""
         cdef Py_ssize_t n = len(keys), i, kl
-        cdef cnp.ndarray[uint32_t, ndim=1] ids = np.empty(n, dtype=np.uint32)
+        cdef int64_t found
+        cdef cnp.ndarray[int64_t, ndim=1] ids = np.empty(n, dtype=np.int64)
         cdef cnp.ndarray[uint64_t, ndim=1] offs = np.empty(n, dtype=np.uint64)
         cdef cnp.ndarray[uint64_t, ndim=1] lens = np.empty(n, dtype=np.uint64)
         cdef const uint8_t **kp = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
@@ -318,18 +319,17 @@ cdef class ChunkIndex:
                 kls[i] = <size_t>kl
             if n > 64:
                 with nogil:
-                    cv_index_get_many(self.idx, <size_t>n, kp, kls, <uint32_t *>ids.data,
-                                      <uint64_t *>offs.data, <uint64_t *>lens.data)
+                    found = cv_index_get_many(self.idx, <size_t>n, kp, kls, <int64_t *>ids.data,
+                                              <uint64_t *>offs.data, <uint64_t *>lens.data)
             else:
-                cv_index_get_many(self.idx, <size_t>n, kp, kls, <uint32_t *>ids.data,
-                                  <uint64_t *>offs.data, <uint64_t *>lens.data)
+                found = cv_index_get_many(self.idx, <size_t>n, kp, kls, <int64_t *>ids.data,
+                                          <uint64_t *>offs.data, <uint64_t *>lens.data)
         finally:
             free(kp)
             free(kls)
-        out = ids.astype(np.int64)
-        out[ids == CV_URL_INLINE] = INLINE
-        out[ids == CV_URL_MISSING] = MISSING
-        return out, offs, lens
+        if found < 0:
+            raise status_error(<int>found, "batch lookup")
+        return ids, offs, lens
 
     def inline(self, key):
         """Inline bytes of ``key`` (ReferenceNotFound / ValueError if it is not inline)."""
@@ -390,16 +390,16 @@ cdef class ChunkIndex:
             raise status_error(st, f"key {key!r}")
 
     def _iter_raw(self, bint values):
-        cdef size_t i, n = cv_index_nentries(self.idx), kl
+        cdef size_t cursor = 0, kl
         cdef const uint8_t *kp
         cdef cv_ref r
         cdef int st
-        for i in range(n):
-            st = cv_index_entry(self.idx, i, &kp, &kl, &r)
+        while True:
+            st = cv_index_next(self.idx, &cursor, &kp, &kl, &r)
             if st == CV_ENOTFOUND:
-                continue
+                return
             if st != CV_OK:
-                raise status_error(st, f"entry {i}")
+                raise status_error(st, f"record at byte {cursor}")
             key = (<const char *>kp)[:kl].decode("utf-8", "surrogateescape")
             if values:
                 yield key, self._value(&r)
@@ -418,7 +418,7 @@ cdef class ChunkIndex:
     def to_arrays(self):
         """All entries in insertion order: ``(keys, url_ids, offsets, lengths)`` with url_id
         INLINE (-1) for inline entries (offset/length then locate nothing useful: use ``inline``)."""
-        cdef size_t i, n = cv_index_nentries(self.idx), kl, j = 0
+        cdef size_t cursor = 0, kl, j = 0
         cdef const uint8_t *kp
         cdef cv_ref r
         cdef int st
@@ -427,18 +427,31 @@ cdef class ChunkIndex:
         cdef cnp.ndarray[uint64_t, ndim=1] offs = np.empty(live, dtype=np.uint64)
         cdef cnp.ndarray[uint64_t, ndim=1] lens = np.empty(live, dtype=np.uint64)
         keys = []
-        for i in range(n):
-            st = cv_index_entry(self.idx, i, &kp, &kl, &r)
+        while True:
+            st = cv_index_next(self.idx, &cursor, &kp, &kl, &r)
             if st == CV_ENOTFOUND:
-                continue
+                break
             if st != CV_OK:
-                raise status_error(st, f"entry {i}")
+                raise status_error(st, f"record at byte {cursor}")
+            if j >= live:
+                raise status_error(CV_ECORRUPT, "more records than the live count")
             keys.append((<const char *>kp)[:kl].decode("utf-8", "surrogateescape"))
             ids[j] = INLINE if r.url == CV_URL_INLINE else <int64_t>r.url
             offs[j] = r.offset
             lens[j] = r.length
             j += 1
+        if j != live:
+            raise status_error(CV_ECORRUPT, "fewer records than the live count")
         return keys, ids, offs, lens
+
+    def check(self):
+        """Walk every bucket, record and order entry (an opened file is otherwise checked lazily,
+        on each access).  Raises ReferenceFormatError when the structure is inconsistent."""
+        cdef int st
+        with nogil:
+            st = cv_index_check(self.idx)
+        if st != CV_OK:
+            raise status_error(st, "index structure")
 
     @property
     def nbytes(self):
