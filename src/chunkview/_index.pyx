@@ -6,6 +6,7 @@ exceptions; all logic lives in C (below) or Python (above).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -46,7 +47,19 @@ cdef object status_error(int st, str what):
     return errors.ChunkviewError(msg)
 
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    bint PyList_CheckExact(object o)
+    PyObject *PyList_GET_ITEM(object o, Py_ssize_t i)
+
+
 cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
+    if PyUnicode_Check(key) and PyUnicode_IS_COMPACT_ASCII(key):
+        # ASCII text is its own UTF-8: the bytes are right there
+        n[0] = PyUnicode_GET_LENGTH(key)
+        return <const uint8_t *>PyUnicode_DATA(key)
     if PyUnicode_Check(key):
         try:
             return <const uint8_t *>PyUnicode_AsUTF8AndSize(key, n)
@@ -314,9 +327,14 @@ cdef class ChunkIndex:
             free(kls)
             raise MemoryError()
         try:
-            for i in range(n):
-                kp[i] = key_ptr(keys[i], &kl)
-                kls[i] = <size_t>kl
+            if PyList_CheckExact(keys):
+                for i in range(n):
+                    kp[i] = key_ptr(<object>PyList_GET_ITEM(keys, i), &kl)
+                    kls[i] = <size_t>kl
+            else:
+                for i in range(n):
+                    kp[i] = key_ptr(keys[i], &kl)
+                    kls[i] = <size_t>kl
             if n > 64:
                 with nogil:
                     found = cv_index_get_many(self.idx, <size_t>n, kp, kls, <int64_t *>ids.data,
