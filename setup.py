@@ -4,6 +4,8 @@ Switches from the environment:
   CHUNKVIEW_DEBUG=1      -O0 -g, assertions on
   CHUNKVIEW_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer (gcc/clang)
   CHUNKVIEW_COVERAGE=1   Cython line tracing and gcc --coverage
+  CHUNKVIEW_INFLATE=zlib use stock zlib even when libdeflate is installed (default: libdeflate
+                         when its header is found, else zlib)
 """
 
 import os
@@ -18,6 +20,34 @@ CSRC = "csrc"
 
 def env_flag(name):
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def find_header(name):
+    """Directory holding a system header, or None."""
+    dirs = [os.path.join(sys.prefix, "include"), "/usr/include", "/usr/local/include",
+            "/opt/homebrew/include"]
+    dirs += [d for d in os.environ.get("CPATH", "").split(os.pathsep) if d]
+    for d in dirs:
+        if os.path.exists(os.path.join(d, name)):
+            return d
+    return None
+
+
+def inflate_backend():
+    """(macros, libraries, include dirs) for libdeflate, or zlib as the fallback."""
+    want = os.environ.get("CHUNKVIEW_INFLATE", "").strip().lower()
+    if want != "zlib":
+        d = find_header("libdeflate.h")
+        if d is not None:
+            return [("CV_HAVE_LIBDEFLATE", "1")], ["deflate"], [d]
+        if want == "libdeflate":
+            sys.exit("CHUNKVIEW_INFLATE=libdeflate but libdeflate.h was not found "
+                     "(Debian: apt install libdeflate-dev)")
+    if find_header("zlib.h") is None and sys.platform != "win32":
+        sys.exit("neither libdeflate.h nor zlib.h was found: install libdeflate-dev (preferred) "
+                 "or zlib1g-dev")
+    print("chunkview: libdeflate not found, building with zlib (slower inflate)", file=sys.stderr)
+    return [], ["z" if sys.platform != "win32" else "zlib"], []
 
 
 def build_extensions():
@@ -59,10 +89,21 @@ def build_extensions():
         Extension(
             "chunkview._index",
             sources=["src/chunkview/_index.pyx",
-                     f"{CSRC}/cv_index.c", f"{CSRC}/cv_hash.c", f"{CSRC}/cv_refjson.c"],
+                     f"{CSRC}/cv_index.c", f"{CSRC}/cv_hash.c", f"{CSRC}/cv_refjson.c",
+                     f"{CSRC}/cv_common.c"],
             **common,
         ),
     ]
+    inf_macros, inf_libs, inf_dirs = inflate_backend()
+    exts.append(
+        Extension(
+            "chunkview._decode",
+            sources=["src/chunkview/_decode.pyx", f"{CSRC}/cv_decode.c", f"{CSRC}/cv_common.c"],
+            libraries=inf_libs,
+            **{**common, "include_dirs": common["include_dirs"] + inf_dirs,
+               "define_macros": common["define_macros"] + inf_macros},
+        )
+    )
     return cythonize(exts, compiler_directives=directives, annotate=False)
 
 

@@ -20,3 +20,16 @@ def test_c_unit_tests(tmp_path):
     print(res.stdout[-3000:], res.stderr[-3000:])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "0 failed" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None or not Path("/usr/include/zlib.h").exists(),
+                    reason="needs make and zlib's header")
+def test_c_unit_tests_with_zlib_fallback(tmp_path):
+    """The same C tests with stock zlib as the inflate backend (what builds without libdeflate
+    get)."""
+    build = tmp_path / "ctests"
+    shutil.copytree(CSRC.parent, build / "csrc")
+    res = subprocess.run(["make", "-C", str(build / "csrc" / "tests"), "INFLATE=zlib"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "inflate backend: zlib" in res.stdout

@@ -5,6 +5,7 @@
     g = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=2)
 """
 
+from chunkview._decode import build_info
 from chunkview._index import ChunkIndex
 from chunkview.errors import (
     ChecksumError,
@@ -31,6 +32,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "build_info",
     "ChunkIndex",
     "ChunkviewFileSystem",
     "References",

@@ -92,3 +92,30 @@ cdef extern from "cv_refjson.h" nogil:
     int cv_refjson_parse(cv_index *idx, const uint8_t *src, size_t srclen,
                          cv_refjson_result *res)
     void cv_refjson_result_free(cv_refjson_result *res)
+
+
+cdef extern from "cv_decode.h" nogil:
+    enum:
+        CV_FMT_ZLIB
+        CV_FMT_DEFLATE
+        CV_FMT_GZIP
+        CV_SIMD_SSE2
+        CV_SIMD_AVX2
+        CV_SIMD_NEON
+
+    ctypedef struct cv_inflater:
+        pass
+
+    cv_inflater *cv_inflater_new()
+    void cv_inflater_free(cv_inflater *z)
+    int cv_inflate(cv_inflater *z, int format, const uint8_t *src, size_t srclen, uint8_t *dst,
+                   size_t dstcap, size_t *outlen)
+    void cv_unshuffle(const uint8_t *src, uint8_t *dst, size_t nbytes, size_t elemsize)
+    void cv_shuffle(const uint8_t *src, uint8_t *dst, size_t nbytes, size_t elemsize)
+    uint32_t cv_fletcher32(const uint8_t *src, size_t n)
+    int cv_fletcher32_verify(const uint8_t *src, size_t n)
+    const char *cv_inflate_backend()
+    unsigned cv_simd_built()
+    unsigned cv_simd_available()
+    int cv_unshuffle_with(unsigned kernel, const uint8_t *src, uint8_t *dst, size_t nbytes,
+                          size_t elemsize)
