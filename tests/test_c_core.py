@@ -15,7 +15,7 @@ CSRC = Path(__file__).resolve().parents[1] / "csrc" / "tests"
 def test_c_unit_tests(tmp_path):
     build = tmp_path / "ctests"
     shutil.copytree(CSRC.parent, build / "csrc")
-    res = subprocess.run(["make", "-C", str(build / "csrc" / "tests")], capture_output=True,
+    res = subprocess.run(["make", "-C", str(build / "csrc" / "tests"), "clean", "all"], capture_output=True,
                          text=True, timeout=600)
     print(res.stdout[-3000:], res.stderr[-3000:])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -29,7 +29,7 @@ def test_c_unit_tests_with_zlib_fallback(tmp_path):
     get)."""
     build = tmp_path / "ctests"
     shutil.copytree(CSRC.parent, build / "csrc")
-    res = subprocess.run(["make", "-C", str(build / "csrc" / "tests"), "INFLATE=zlib"],
+    res = subprocess.run(["make", "-C", str(build / "csrc" / "tests"), "INFLATE=zlib", "clean", "all"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "inflate backend: zlib" in res.stdout
