@@ -896,7 +896,9 @@ static int deferred_dedupe(rj *r) {
     return CV_OK;
 }
 
-/* Drop deferred entries whose key was overridden by a later member (their placeholder is gone). */
+/* Drop deferred entries whose key was overridden by a later member (their placeholder is gone).
+ * Known gap: a later plain string value with exactly the placeholder's length is rewritten in
+ * the same place, so it still looks deferred (a duplicated key in the JSON; not seen in practice). */
 static int deferred_filter(rj *r) {
     cv_refjson_result *res = r->res;
     size_t j = 0;
