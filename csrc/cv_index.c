@@ -472,17 +472,12 @@ static inline size_t find_h(const cv_index *idx, const uint8_t *key, size_t klen
     if (CV_UNLIKELY(ns == 0)) return 0;
     uint64_t tag = tag_of(h);
     size_t pos = home_of(h, ns);
-    /* a probe run crosses into the next cache line about a quarter of the time: ask for it now
-     * rather than after the first line arrives (prefetches never fault) */
-    CV_PREFETCH(idx->slots + pos + 8);
     for (size_t probes = 0; probes < ns; probes++) {
         uint64_t s = idx->slots[pos];
         if (s == SLOT_EMPTY) return 0;
         if ((s >> 48) == tag && s != SLOT_TOMB) {
             recview r;
             size_t off = (size_t)(s & OFF_MASK);
-            /* likewise a record's tail may sit in the next line: fetch both lines together */
-            CV_PREFETCH(idx->rec + off + 40);
             if (rec_parse(idx->rec, idx->rec_len, off, &r) && r.klen == klen &&
                 key_eq(r.key, key, klen)) {
                 if (slotpos) *slotpos = pos;
@@ -714,13 +709,12 @@ static int compact(cv_index *idx) {
     recview r;
     int st;
     while ((st = next_rec(idx, &cursor, &at, &r)) == CV_OK) {
-        uint64_t h;
         size_t sz = r.end - at;
-        if (sz > cap - len || !varint_get(idx->rec + at, idx->rec + r.end, &h)) {
+        if (sz > cap - len) {
             CV_FREE(nr);
             return CV_ECORRUPT;
         }
-        /* same header with MOVED cleared: the flag bits sit in the first byte */
+        /* same record with MOVED cleared (flags are its second byte) */
         memcpy(nr + len, idx->rec + at, sz);
         nr[len + 1] = (uint8_t)(nr[len + 1] & ~F_MOVED);
         len += sz;
@@ -900,18 +894,23 @@ static int make_fwd(cv_index *idx, size_t off, const recview *r, uint64_t target
 static int upsert(cv_index *idx, const uint8_t *key, size_t klen, unsigned kind,
                   const uint8_t *v1, size_t n1, const uint8_t *v2, size_t n2) {
     int st;
+    const uint8_t *lo = idx->rec, *hi = idx->rec + idx->rec_len;
+    int key_in = klen && key >= lo && key < hi, val_in = n2 && v2 >= lo && v2 < hi;
+    if (key_in || val_in) {
+        /* a key or inline value taken from this index: thawing, compacting or appending can
+         * move the arena under it, so copy both out first */
+        uint8_t *tmp = CV_MALLOC(klen + n2 + 1);
+        if (!tmp) return CV_ENOMEM;
+        if (klen) memcpy(tmp, key, klen);
+        if (n2) memcpy(tmp + klen, v2, n2);
+        st = upsert(idx, tmp, klen, kind, v1, n1, tmp + klen, n2);
+        CV_FREE(tmp);
+        return st;
+    }
     if ((st = own(idx))) return st;
     if (idx->frozen && (st = thaw(idx))) return st;
     if (idx->garbage > 65536 && idx->garbage > idx->rec_len / 2) {
         if ((st = compact(idx))) return st;
-    }
-    if (klen && key >= idx->rec && key < idx->rec + idx->rec_cap) {
-        /* a key taken from this index: appending can move the arena under it */
-        uint8_t *tmp = dup_bytes(key, klen);
-        if (!tmp) return CV_ENOMEM;
-        st = upsert(idx, tmp, klen, kind, v1, n1, v2, n2);
-        CV_FREE(tmp);
-        return st;
     }
     uint64_t h = key_hash(key, klen);
     size_t pos = 0;
@@ -968,15 +967,6 @@ int cv_index_put_inline(cv_index *idx, const uint8_t *key, size_t klen, const ui
     uint8_t buf[10];
     if (dlen > ((size_t)OFF_MASK)) return CV_ERANGE;
     size_t n = varint_put(buf, dlen);
-    /* data may live in this index's own arena (copying one inline value to another key): copy
-     * it out first, since appending can move the arena */
-    if (dlen && data >= idx->rec && data < idx->rec + idx->rec_cap) {
-        uint8_t *tmp = dup_bytes(data, dlen);
-        if (!tmp) return CV_ENOMEM;
-        int st = upsert(idx, key, klen, K_INLINE, buf, n, tmp, dlen);
-        CV_FREE(tmp);
-        return st;
-    }
     return upsert(idx, key, klen, K_INLINE, buf, n, data, dlen);
 }
 

@@ -12,13 +12,13 @@
  * (cv_index_open_buffer with copy == 0) borrows that buffer, which must outlive the index; the
  * first modification copies everything into owned memory.
  *
- * Layout (also what the native file format stores, see docs/format.md):
- *   records in one arena, in insertion order: varint(key length << 3 | flags), key bytes,
- *   varint(value length), value bytes (url id, offset and length as varints, or inline bytes);
- *   an open-addressing table (linear probing) of 64-bit slots: a 16-bit hash tag and the 48-bit
- *   arena offset of the key's record.  A lookup touches one slot and one record: two cache lines.
- *   An overwrite rewrites the value in place when it fits and otherwise appends a new record and
- *   leaves a forward pointer behind, so iteration keeps dict order.
+ * Layout (cv_index.c's header comment has the details, docs/format.md the file format):
+ *   records in one arena (a 4-byte header of hash fingerprint, flags and lengths; the key; the
+ *   value as varints or inline bytes).  A built ("frozen", see cv_index_shrink) index groups the
+ *   records by hash bucket behind a small directory: a lookup is one trip to memory.  While it
+ *   is being modified, records lie in insertion order behind a table of 64-bit slots (16-bit tag,
+ *   48-bit record offset); an overwrite that does not fit in place leaves a forward pointer, so
+ *   iteration keeps dict order.
  *
  * Not thread-safe for writers; any number of concurrent readers is fine.
  */

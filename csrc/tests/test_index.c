@@ -369,6 +369,36 @@ static void test_keyhash_spread(void) {
     }
 }
 
+/* Keys and inline bytes handed back by the index may be fed to it again, even when the call
+ * thaws the frozen index and so frees the memory they point into (run under SAN=1). */
+static void test_aliased_inputs(void) {
+    cv_index *idx = cv_index_new();
+    cv_index_url_intern(idx, (const uint8_t *)"u", 1);
+    CHECK_EQ(cv_index_put_inline(idx, (const uint8_t *)"meta/.zarray", 12,
+                                 (const uint8_t *)"{\"chunks\": [4]}", 15), CV_OK);
+    CHECK_EQ(cv_index_put(idx, (const uint8_t *)"v/0", 3, 0, 10, 20), CV_OK);
+    CHECK_EQ(cv_index_shrink(idx), CV_OK); /* frozen */
+    size_t cursor = 0;
+    const uint8_t *k;
+    size_t kl;
+    cv_ref r;
+    CHECK_EQ(cv_index_next(idx, &cursor, &k, &kl, &r), CV_OK);
+    const uint8_t *d;
+    size_t dl;
+    CHECK_EQ(cv_index_inline(idx, &r, &d, &dl), CV_OK);
+    CHECK_EQ(cv_index_put_inline(idx, k, kl, d, dl), CV_OK); /* same key, its own bytes */
+    CHECK_EQ(cv_index_shrink(idx), CV_OK);
+    cursor = 0;
+    CHECK_EQ(cv_index_next(idx, &cursor, &k, &kl, &r), CV_OK);
+    CHECK_EQ(cv_index_inline(idx, &r, &d, &dl), CV_OK);
+    CHECK_EQ(cv_index_put_inline(idx, (const uint8_t *)"copy", 4, d, dl), CV_OK);
+    CHECK_EQ(cv_index_get(idx, (const uint8_t *)"copy", 4, &r), CV_OK);
+    CHECK_EQ(cv_index_inline(idx, &r, &d, &dl), CV_OK);
+    CHECK(dl == 15 && memcmp(d, "{\"chunks\": [4]}", 15) == 0);
+    CHECK_EQ(cv_index_len(idx), 3);
+    cv_index_free(idx);
+}
+
 static void test_xxh64(void) {
     /* reference values from the xxhash package (xxh64_intdigest) */
     CHECK_EQ(cv_xxh64((const uint8_t *)"", 0, 0), 0xEF46DB3751D8E999ULL);
@@ -381,6 +411,7 @@ int main(void) {
     test_url_widening();
     test_batch();
     test_keyhash_spread();
+    test_aliased_inputs();
     test_order_model();
     test_open_corrupt_fuzz();
     CVT_DONE("test_index");
