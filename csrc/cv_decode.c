@@ -114,10 +114,11 @@ int cv_inflate(cv_inflater *z, int format, const uint8_t *src, size_t srclen, ui
 
 /* ---------------------------------------------------------------- shuffle */
 
-static void unshuffle_scalar(const uint8_t *src, uint8_t *dst, size_t n, size_t es, size_t from) {
-    /* elements [from, n) */
+static void unshuffle_scalar(const uint8_t *src, size_t st, uint8_t *dst, size_t n, size_t es,
+                             size_t from) {
+    /* elements [from, n); byte plane j starts at src + j * st */
     if (es == 4) {
-        const uint8_t *p0 = src, *p1 = src + n, *p2 = src + 2 * n, *p3 = src + 3 * n;
+        const uint8_t *p0 = src, *p1 = src + st, *p2 = src + 2 * st, *p3 = src + 3 * st;
         for (size_t i = from; i < n; i++) {
             dst[4 * i] = p0[i];
             dst[4 * i + 1] = p1[i];
@@ -127,26 +128,27 @@ static void unshuffle_scalar(const uint8_t *src, uint8_t *dst, size_t n, size_t 
         return;
     }
     for (size_t i = from; i < n; i++)
-        for (size_t j = 0; j < es; j++) dst[i * es + j] = src[j * n + i];
+        for (size_t j = 0; j < es; j++) dst[i * es + j] = src[j * st + i];
 }
 
 #if defined(CV_X86)
 /* SSE2: 16 elements per step. */
-static size_t unshuffle_sse2(const uint8_t *src, uint8_t *dst, size_t n, size_t es) {
+static size_t unshuffle_sse2(const uint8_t *src, size_t st, uint8_t *dst, size_t n,
+                             size_t es) {
     size_t i = 0;
     if (es == 2) {
         for (; i + 16 <= n; i += 16) {
             __m128i a = _mm_loadu_si128((const __m128i *)(src + i));
-            __m128i b = _mm_loadu_si128((const __m128i *)(src + n + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(src + st + i));
             _mm_storeu_si128((__m128i *)(dst + 2 * i), _mm_unpacklo_epi8(a, b));
             _mm_storeu_si128((__m128i *)(dst + 2 * i + 16), _mm_unpackhi_epi8(a, b));
         }
     } else if (es == 4) {
         for (; i + 16 <= n; i += 16) {
             __m128i a = _mm_loadu_si128((const __m128i *)(src + i));
-            __m128i b = _mm_loadu_si128((const __m128i *)(src + n + i));
-            __m128i c = _mm_loadu_si128((const __m128i *)(src + 2 * n + i));
-            __m128i d = _mm_loadu_si128((const __m128i *)(src + 3 * n + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(src + st + i));
+            __m128i c = _mm_loadu_si128((const __m128i *)(src + 2 * st + i));
+            __m128i d = _mm_loadu_si128((const __m128i *)(src + 3 * st + i));
             __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
             __m128i cd0 = _mm_unpacklo_epi8(c, d), cd1 = _mm_unpackhi_epi8(c, d);
             uint8_t *o = dst + 4 * i;
@@ -158,7 +160,7 @@ static size_t unshuffle_sse2(const uint8_t *src, uint8_t *dst, size_t n, size_t 
     } else if (es == 8) {
         for (; i + 16 <= n; i += 16) {
             __m128i p[8], u[8], v[8];
-            for (int k = 0; k < 8; k++) p[k] = _mm_loadu_si128((const __m128i *)(src + k * n + i));
+            for (int k = 0; k < 8; k++) p[k] = _mm_loadu_si128((const __m128i *)(src + k * st + i));
             for (int k = 0; k < 4; k++) {
                 u[2 * k] = _mm_unpacklo_epi8(p[2 * k], p[2 * k + 1]);     /* elems 0-7 */
                 u[2 * k + 1] = _mm_unpackhi_epi8(p[2 * k], p[2 * k + 1]); /* elems 8-15 */
@@ -184,12 +186,13 @@ static size_t unshuffle_sse2(const uint8_t *src, uint8_t *dst, size_t n, size_t 
 
 /* AVX2: 32 elements per step; unpacks work within 128-bit lanes, so the halves are regrouped
  * with permute2x128 before storing. */
-CV_TARGET_AVX2 static size_t unshuffle_avx2(const uint8_t *src, uint8_t *dst, size_t n, size_t es) {
+CV_TARGET_AVX2 static size_t unshuffle_avx2(const uint8_t *src, size_t st, uint8_t *dst, size_t n,
+                             size_t es) {
     size_t i = 0;
     if (es == 2) {
         for (; i + 32 <= n; i += 32) {
             __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
-            __m256i b = _mm256_loadu_si256((const __m256i *)(src + n + i));
+            __m256i b = _mm256_loadu_si256((const __m256i *)(src + st + i));
             __m256i lo = _mm256_unpacklo_epi8(a, b), hi = _mm256_unpackhi_epi8(a, b);
             _mm256_storeu_si256((__m256i *)(dst + 2 * i), _mm256_permute2x128_si256(lo, hi, 0x20));
             _mm256_storeu_si256((__m256i *)(dst + 2 * i + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
@@ -197,9 +200,9 @@ CV_TARGET_AVX2 static size_t unshuffle_avx2(const uint8_t *src, uint8_t *dst, si
     } else if (es == 4) {
         for (; i + 32 <= n; i += 32) {
             __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
-            __m256i b = _mm256_loadu_si256((const __m256i *)(src + n + i));
-            __m256i c = _mm256_loadu_si256((const __m256i *)(src + 2 * n + i));
-            __m256i d = _mm256_loadu_si256((const __m256i *)(src + 3 * n + i));
+            __m256i b = _mm256_loadu_si256((const __m256i *)(src + st + i));
+            __m256i c = _mm256_loadu_si256((const __m256i *)(src + 2 * st + i));
+            __m256i d = _mm256_loadu_si256((const __m256i *)(src + 3 * st + i));
             __m256i ab0 = _mm256_unpacklo_epi8(a, b), ab1 = _mm256_unpackhi_epi8(a, b);
             __m256i cd0 = _mm256_unpacklo_epi8(c, d), cd1 = _mm256_unpackhi_epi8(c, d);
             __m256i o0 = _mm256_unpacklo_epi16(ab0, cd0); /* elems 0-3 | 16-19 */
@@ -216,7 +219,7 @@ CV_TARGET_AVX2 static size_t unshuffle_avx2(const uint8_t *src, uint8_t *dst, si
         for (; i + 32 <= n; i += 32) {
             __m256i p[8], u[8], v[8], w[8];
             for (int k = 0; k < 8; k++)
-                p[k] = _mm256_loadu_si256((const __m256i *)(src + k * n + i));
+                p[k] = _mm256_loadu_si256((const __m256i *)(src + k * st + i));
             for (int k = 0; k < 4; k++) {
                 u[2 * k] = _mm256_unpacklo_epi8(p[2 * k], p[2 * k + 1]);
                 u[2 * k + 1] = _mm256_unpackhi_epi8(p[2 * k], p[2 * k + 1]);
@@ -248,22 +251,23 @@ CV_TARGET_AVX2 static size_t unshuffle_avx2(const uint8_t *src, uint8_t *dst, si
 
 #if defined(CV_ARM64)
 /* NEON: the structured stores interleave 2 or 4 planes directly. */
-static size_t unshuffle_neon(const uint8_t *src, uint8_t *dst, size_t n, size_t es) {
+static size_t unshuffle_neon(const uint8_t *src, size_t st, uint8_t *dst, size_t n,
+                             size_t es) {
     size_t i = 0;
     if (es == 2) {
         for (; i + 16 <= n; i += 16) {
             uint8x16x2_t v;
             v.val[0] = vld1q_u8(src + i);
-            v.val[1] = vld1q_u8(src + n + i);
+            v.val[1] = vld1q_u8(src + st + i);
             vst2q_u8(dst + 2 * i, v);
         }
     } else if (es == 4) {
         for (; i + 16 <= n; i += 16) {
             uint8x16x4_t v;
             v.val[0] = vld1q_u8(src + i);
-            v.val[1] = vld1q_u8(src + n + i);
-            v.val[2] = vld1q_u8(src + 2 * n + i);
-            v.val[3] = vld1q_u8(src + 3 * n + i);
+            v.val[1] = vld1q_u8(src + st + i);
+            v.val[2] = vld1q_u8(src + 2 * st + i);
+            v.val[3] = vld1q_u8(src + 3 * st + i);
             vst4q_u8(dst + 4 * i, v);
         }
     }
@@ -301,6 +305,30 @@ unsigned cv_simd_built(void) {
 #endif
 }
 
+unsigned cv_unshuffle_kernel(void) {
+    unsigned avail = cv_simd_available();
+    return (avail & CV_SIMD_AVX2)   ? CV_SIMD_AVX2
+           : (avail & CV_SIMD_SSE2) ? CV_SIMD_SSE2
+           : (avail & CV_SIMD_NEON) ? CV_SIMD_NEON
+                                    : 8;
+}
+
+void cv_unshuffle_run(unsigned kernel, const uint8_t *src, size_t stride, uint8_t *dst, size_t n,
+                      size_t es) {
+    size_t done = 0;
+    switch (kernel) {
+#if defined(CV_X86)
+    case CV_SIMD_SSE2: done = unshuffle_sse2(src, stride, dst, n, es); break;
+    case CV_SIMD_AVX2: done = unshuffle_avx2(src, stride, dst, n, es); break;
+#endif
+#if defined(CV_ARM64)
+    case CV_SIMD_NEON: done = unshuffle_neon(src, stride, dst, n, es); break;
+#endif
+    default: break;
+    }
+    unshuffle_scalar(src, stride, dst, n, es, done);
+}
+
 unsigned cv_simd_available(void) {
     unsigned b = cv_simd_built();
     if ((b & CV_SIMD_AVX2) && !cpu_has_avx2()) b &= ~(unsigned)CV_SIMD_AVX2;
@@ -310,30 +338,14 @@ unsigned cv_simd_available(void) {
 int cv_unshuffle_with(unsigned kernel, const uint8_t *src, uint8_t *dst, size_t nbytes,
                       size_t elemsize) {
     unsigned avail = cv_simd_available();
-    if (kernel == 0) {
-        kernel = (avail & CV_SIMD_AVX2) ? CV_SIMD_AVX2
-                 : (avail & CV_SIMD_SSE2) ? CV_SIMD_SSE2
-                 : (avail & CV_SIMD_NEON) ? CV_SIMD_NEON
-                                          : 8;
-    }
+    if (kernel == 0) kernel = cv_unshuffle_kernel();
     if (kernel != 8 && !(kernel & avail)) return CV_EUNSUPPORTED;
     if (elemsize <= 1 || nbytes < elemsize) {
         if (nbytes) memcpy(dst, src, nbytes);
         return CV_OK;
     }
-    size_t n = nbytes / elemsize, done = 0;
-    switch (kernel) {
-    case 8: break;
-#if defined(CV_X86)
-    case CV_SIMD_SSE2: done = unshuffle_sse2(src, dst, n, elemsize); break;
-    case CV_SIMD_AVX2: done = unshuffle_avx2(src, dst, n, elemsize); break;
-#endif
-#if defined(CV_ARM64)
-    case CV_SIMD_NEON: done = unshuffle_neon(src, dst, n, elemsize); break;
-#endif
-    default: return CV_EUNSUPPORTED;
-    }
-    unshuffle_scalar(src, dst, n, elemsize, done);
+    size_t n = nbytes / elemsize;
+    cv_unshuffle_run(kernel, src, n, dst, n, elemsize);
     size_t tail = nbytes - n * elemsize;
     if (tail) memcpy(dst + n * elemsize, src + n * elemsize, tail);
     return CV_OK;

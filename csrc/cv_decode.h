@@ -56,6 +56,15 @@ unsigned cv_simd_available(void);
 int cv_unshuffle_with(unsigned kernel, const uint8_t *src, uint8_t *dst, size_t nbytes,
                       size_t elemsize);
 
+/* The kernel cv_unshuffle_with(0, ...) picks on this CPU (a CV_SIMD_* bit, or 8 for scalar). */
+unsigned cv_unshuffle_kernel(void);
+/* Unshuffle n whole elements whose byte planes start at src, src + stride, ...,
+ * src + (es - 1) * stride into dst (n * es bytes): a run of a larger shuffled buffer, so a chunk
+ * can be unshuffled row by row straight into its place in an output array.  kernel: a value
+ * returned by cv_unshuffle_kernel() or 8 (scalar). */
+void cv_unshuffle_run(unsigned kernel, const uint8_t *src, size_t stride, uint8_t *dst, size_t n,
+                      size_t es);
+
 #ifdef __cplusplus
 }
 #endif
