@@ -98,7 +98,8 @@ def build_extensions():
     exts.append(
         Extension(
             "chunkview._decode",
-            sources=["src/chunkview/_decode.pyx", f"{CSRC}/cv_decode.c", f"{CSRC}/cv_common.c"],
+            sources=["src/chunkview/_decode.pyx", f"{CSRC}/cv_decode.c", f"{CSRC}/cv_batch.c",
+                     f"{CSRC}/cv_common.c"],
             libraries=inf_libs,
             **{**common, "include_dirs": common["include_dirs"] + inf_dirs,
                "define_macros": common["define_macros"] + inf_macros},

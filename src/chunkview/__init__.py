@@ -28,11 +28,18 @@ def __getattr__(name):
         from chunkview.filesystem import ChunkviewFileSystem
 
         return ChunkviewFileSystem
+    if name in ("open", "Array", "Group"):
+        from chunkview import array
+
+        return getattr(array, name)
     raise AttributeError(f"module 'chunkview' has no attribute {name!r}")
 
 
 __all__ = [
     "build_info",
+    "open",
+    "Array",
+    "Group",
     "ChunkIndex",
     "ChunkviewFileSystem",
     "References",

@@ -119,3 +119,52 @@ cdef extern from "cv_decode.h" nogil:
     unsigned cv_simd_available()
     int cv_unshuffle_with(unsigned kernel, const uint8_t *src, uint8_t *dst, size_t nbytes,
                           size_t elemsize)
+    unsigned cv_unshuffle_kernel()
+
+
+cdef extern from "cv_batch.h" nogil:
+    enum:
+        CV_MAX_DIMS
+        CV_MAX_STEPS
+        CV_STEP_FLETCHER32
+        CV_STEP_ZLIB
+        CV_STEP_DEFLATE
+        CV_STEP_GZIP
+        CV_STEP_UNSHUFFLE
+
+    ctypedef struct cv_step:
+        int kind
+        int mask_bit
+        size_t param
+
+    ctypedef struct cv_plan:
+        int ndim
+        size_t itemsize
+        int64_t chunk[32]
+        int64_t ostride[32]
+        int nsteps
+        cv_step steps[8]
+        const uint8_t *fill
+        const uint8_t *out_lo
+        const uint8_t *out_hi
+        size_t nbytes
+
+    ctypedef struct cv_job:
+        const uint8_t *src
+        size_t srclen
+        uint8_t *out
+        const int64_t *sel
+        uint32_t mask
+        int status
+        int step
+        int64_t detail
+
+    ctypedef struct cv_worker:
+        pass
+
+    int cv_plan_init(cv_plan *p)
+    cv_worker *cv_worker_new()
+    void cv_worker_free(cv_worker *w)
+    int cv_decode_job(cv_worker *w, const cv_plan *p, cv_job *j)
+    size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs,
+                          size_t *next, size_t grain)

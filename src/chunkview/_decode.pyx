@@ -1,10 +1,20 @@
 # cython: freethreading_compatible = True
 """Decode kernels (csrc/cv_decode.c): inflate, HDF5 unshuffle, fletcher32."""
-from libc.stdint cimport uint8_t, uint32_t
+from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+
+cimport numpy as cnp
 
 from chunkview._cv cimport *
 
+import os
+import threading
+
 from chunkview import errors
+
+cnp.import_array()
 
 _FORMATS = {"zlib": CV_FMT_ZLIB, "deflate": CV_FMT_DEFLATE, "gzip": CV_FMT_GZIP}
 _KERNELS = {None: 0, "auto": 0, "scalar": 8, "sse2": CV_SIMD_SSE2, "avx2": CV_SIMD_AVX2,
@@ -120,3 +130,196 @@ def fletcher32_verify(const uint8_t[::1] src):
     if st != CV_OK:
         raise errors.DecodeError("fletcher32 checksum mismatch: the chunk is corrupt")
     return n - 4
+
+
+# ------------------------------------------------------------------ batch decode
+
+STEP_KINDS = {"fletcher32": CV_STEP_FLETCHER32, "zlib": CV_STEP_ZLIB,
+              "deflate": CV_STEP_DEFLATE, "gzip": CV_STEP_GZIP, "shuffle": CV_STEP_UNSHUFFLE}
+MAX_DIMS = CV_MAX_DIMS
+MAX_STEPS = CV_MAX_STEPS
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _executor(int threads):
+    """The shared pool of decode threads (grown on demand, never shrunk)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < threads:
+            from concurrent.futures import ThreadPoolExecutor
+
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=max(threads, os.cpu_count() or 1),
+                                       thread_name_prefix="chunkview-decode")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+cdef class _Batch:
+    """The C plan and job table of one batch; run() decodes jobs until none are left."""
+    cdef cv_plan plan
+    cdef cv_job *jobs
+    cdef size_t njobs
+    cdef size_t next
+    cdef size_t grain
+    cdef Py_buffer *views
+    cdef Py_ssize_t nviews
+    cdef Py_ssize_t nacquired
+    cdef object keep
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.views != NULL:
+            for i in range(self.nacquired):
+                PyBuffer_Release(&self.views[i])
+            free(self.views)
+        free(self.jobs)
+
+    def run(self):
+        cdef cv_worker *w = cv_worker_new()
+        if w == NULL:
+            raise MemoryError()
+        with nogil:
+            cv_decode_jobs(w, &self.plan, self.jobs, self.njobs, &self.next, self.grain)
+        cv_worker_free(w)
+
+
+def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
+                 const int64_t[::1] out_offsets, const int64_t[:, :, ::1] sel, list bufs,
+                 const int32_t[::1] buf_index, const int64_t[::1] offsets,
+                 const int64_t[::1] lengths, const uint32_t[::1] masks=None, fill=None,
+                 int threads=1):
+    """Decode chunks into ``out`` (any strides, ``out.ndim == len(chunk)``), the GIL released
+    once per batch in each of ``threads`` threads.
+
+    ``steps``: the filter pipeline in decode order, ``(kind, mask_bit, param)`` with kind one of
+    STEP_KINDS.  Job i reads ``bufs[buf_index[i]][offsets[i]:offsets[i] + lengths[i]]``
+    (``buf_index[i] == -1``: a missing chunk, filled with ``fill``, itemsize bytes or None for
+    zeros), skips the steps whose mask bit is set in ``masks[i]``, and writes the part
+    ``sel[i]`` (ndim x (start, step, count) in chunk coordinates) at byte ``out_offsets[i]``
+    of ``out``.  Returns ``[(i, status, text, step, detail), ...]`` for the jobs that failed
+    (``step``: index into ``steps`` or -1; ``detail``: a size found, or -1).
+    """
+    cdef _Batch b = _Batch()
+    cdef Py_ssize_t n = out_offsets.shape[0], i, d
+    cdef int ndim = len(chunk)
+    cdef int st, nst = len(steps)
+    cdef bytes fillb
+    if ndim > CV_MAX_DIMS or nst > CV_MAX_STEPS:
+        raise errors.UnsupportedError(f"at most {CV_MAX_DIMS} dimensions and {CV_MAX_STEPS} "
+                                      "filters are supported")
+    if out.ndim != ndim:
+        raise ValueError(f"out has {out.ndim} dimensions, the chunks {ndim}")
+    if not cnp.PyArray_ISWRITEABLE(out):
+        raise ValueError("out is read-only")
+    if out.itemsize != <Py_ssize_t>itemsize:
+        raise ValueError(f"out has items of {out.itemsize} bytes, the chunks {itemsize}")
+    if (sel.shape[0] != n or (n and (sel.shape[1] != ndim or sel.shape[2] != 3))
+            or buf_index.shape[0] != n or offsets.shape[0] != n or lengths.shape[0] != n
+            or (masks is not None and masks.shape[0] != n)):
+        raise ValueError("job arrays disagree in length")
+    memset(&b.plan, 0, sizeof(cv_plan))
+    b.plan.ndim = ndim
+    b.plan.itemsize = itemsize
+    cdef Py_ssize_t lo = 0, hi = itemsize, ext
+    for d in range(ndim):
+        b.plan.chunk[d] = chunk[d]
+        b.plan.ostride[d] = out.strides[d]
+        if out.shape[d] == 0:
+            return []
+        ext = out.strides[d] * (out.shape[d] - 1)
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    cdef uint8_t *base = <uint8_t *>cnp.PyArray_DATA(out)
+    b.plan.out_lo = base + lo
+    b.plan.out_hi = base + hi
+    b.plan.nsteps = nst
+    for i, (kind, mask_bit, param) in enumerate(steps):
+        b.plan.steps[i].kind = STEP_KINDS[kind]
+        b.plan.steps[i].mask_bit = mask_bit
+        b.plan.steps[i].param = param
+    if fill is not None:
+        fillb = bytes(fill)
+        if len(fillb) != <Py_ssize_t>itemsize:
+            raise ValueError(f"fill value has {len(fillb)} bytes, items {itemsize}")
+        b.plan.fill = <const uint8_t *>fillb
+    else:
+        fillb = None
+    st = cv_plan_init(&b.plan)
+    if st != CV_OK:
+        raise errors.UnsupportedError(f"cannot decode chunks of shape {chunk} with filters "
+                                      f"{steps}: {cv_strerror(st).decode()}")
+    b.keep = (out, sel, fillb, bufs)
+    if n == 0:
+        return []
+    b.njobs = n
+    b.jobs = <cv_job *>calloc(n, sizeof(cv_job))
+    b.nviews = len(bufs)
+    b.views = <Py_buffer *>calloc(b.nviews if b.nviews else 1, sizeof(Py_buffer))
+    if b.jobs == NULL or b.views == NULL:
+        raise MemoryError()
+    for i in range(b.nviews):
+        PyObject_GetBuffer(bufs[i], &b.views[i], PyBUF_SIMPLE)
+        b.nacquired = i + 1
+    failed = []
+    cdef int32_t bi
+    cdef int64_t off, ln, oo
+    cdef Py_ssize_t span = hi - lo
+    for i in range(n):
+        bi = buf_index[i]
+        off = offsets[i]
+        ln = lengths[i]
+        oo = out_offsets[i]
+        b.jobs[i].sel = &sel[i, 0, 0]
+        b.jobs[i].mask = masks[i] if masks is not None else 0
+        if oo < lo or oo >= hi:
+            b.jobs[i].status = CV_EINVAL  # outside out: the C check would refuse it too
+            b.jobs[i].src = NULL
+            b.jobs[i].out = NULL
+            failed.append((i, CV_EINVAL, "the selection lies outside the output", -1, -1))
+            continue
+        b.jobs[i].out = base + oo
+        if bi == -1:
+            b.jobs[i].src = NULL
+        elif bi < 0 or bi >= b.nviews or off < 0 or ln < 0 or off > b.views[bi].len \
+                or ln > b.views[bi].len - off:
+            failed.append((i, CV_ETRUNCATED, "fetched bytes are shorter than the reference", -1,
+                           -1 if bi < 0 or bi >= b.nviews else b.views[bi].len - off))
+            b.jobs[i].out = NULL
+        else:
+            b.jobs[i].src = <const uint8_t *>b.views[bi].buf + off
+            b.jobs[i].srclen = ln
+    if failed:
+        # run only the good jobs: compact the table (failed ones have out == NULL)
+        d = 0
+        for i in range(n):
+            if b.jobs[i].out != NULL:
+                b.jobs[d] = b.jobs[i]
+                d += 1
+        bad = {f[0] for f in failed}
+        good = [i for i in range(n) if i not in bad]
+        b.njobs = d
+    else:
+        good = None
+    cdef size_t nt = max(1, min(threads, b.njobs))
+    b.grain = max(1, min(64, b.njobs // (nt * 16)))
+    if nt == 1:
+        b.run()
+    else:
+        pool = _executor(nt - 1)
+        futs = [pool.submit(b.run) for _ in range(nt - 1)]
+        b.run()
+        for f in futs:
+            f.result()
+    for i in range(b.njobs):
+        if b.jobs[i].status != CV_OK:
+            failed.append((good[i] if good is not None else i, b.jobs[i].status,
+                           cv_strerror(b.jobs[i].status).decode(), b.jobs[i].step,
+                           b.jobs[i].detail))
+    failed.sort()
+    return failed

@@ -1,0 +1,452 @@
+"""The direct array API: ``chunkview.open(refs) -> Group``, arrays that index like numpy.
+
+    g = chunkview.open("refs.json")
+    t = g["t2m"]                   # chunkview.Array: .shape .dtype .chunks .attrs
+    a = t[0:8, ::2]                # numpy array
+    t.read(out=buf)                # into a caller's array
+
+A selection is planned with numpy (which chunks, which part of each, where it goes), the
+references are looked up in one batch, the stored bytes fetched in one batch (local files are
+memory-mapped, remote ranges merged), and every chunk is decoded straight into the output by
+the C batch decoder with the GIL released, on ``threads`` threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from chunkview import _decode
+from chunkview._fetch import Segments, Source
+from chunkview.codecs import Pipeline, pipeline_from_zarray
+from chunkview.errors import DecodeError, ReferenceFormatError, UnsupportedError
+from chunkview.references import References, load
+
+MASK_KEY = ".cvmask"
+
+
+def _json_of(refs, key: str, source=None):
+    raw = refs.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise ReferenceFormatError(f"metadata key {key!r} is a reference to a file range, "
+                                   "not inline JSON", key=key, source=source)
+    try:
+        return json.loads(bytes(raw))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ReferenceFormatError(f"invalid JSON metadata: {e}", key=key, source=source) from None
+
+
+def _dtype_of(spec) -> np.dtype:
+    if isinstance(spec, list):
+        return np.dtype([tuple(_field(f)) for f in spec])
+    return np.dtype(spec)
+
+
+def _field(f):
+    name, typ = f[0], f[1]
+    typ = _dtype_of(typ) if isinstance(typ, list) else typ
+    return (name, typ, tuple(f[2])) if len(f) > 2 else (name, typ)
+
+
+def _fill_bytes(fill, dtype: np.dtype):
+    """The fill value as itemsize bytes, or None for zeros (zarr v2 ``null``)."""
+    if fill is None:
+        return None
+    if dtype.kind in "SV" or dtype.fields is not None:
+        if isinstance(fill, str):
+            raw = base64.standard_b64decode(fill)
+            return raw.ljust(dtype.itemsize, b"\0")[: dtype.itemsize]
+        if fill == 0:
+            return None
+    if isinstance(fill, str):
+        fill = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}.get(fill, fill)
+    if dtype.kind == "c" and isinstance(fill, list):
+        fill = complex(fill[0], fill[1])
+    try:
+        return np.array(fill, dtype=dtype).tobytes()
+    except (TypeError, ValueError) as e:
+        raise ReferenceFormatError(f"fill value {fill!r} does not fit dtype {dtype}") from e
+
+
+# ------------------------------------------------------------------ selections
+
+
+def _normalize(selection, shape):
+    """Per dimension ``(start, step, count, drop, reverse)`` with step > 0, for integers and
+    slices (negative steps become a reversed positive one)."""
+    if not isinstance(selection, tuple):
+        selection = (selection,)
+    n_ell = sum(1 for s in selection if s is Ellipsis)
+    if n_ell > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if n_ell:
+        i = next(i for i, s in enumerate(selection) if s is Ellipsis)
+        fill = len(shape) - (len(selection) - 1)
+        selection = selection[:i] + (slice(None),) * max(fill, 0) + selection[i + 1:]
+    if len(selection) > len(shape):
+        raise IndexError(f"too many indices: array is {len(shape)}-dimensional, "
+                         f"but {len(selection)} were indexed")
+    selection = selection + (slice(None),) * (len(shape) - len(selection))
+    out = []
+    for d, (s, n) in enumerate(zip(selection, shape)):
+        if isinstance(s, slice):
+            start, stop, step = s.indices(n)
+            r = range(start, stop, step)
+            if step > 0:
+                out.append((start, step, len(r), False, False))
+            else:
+                out.append((r[-1] if len(r) else 0, -step, len(r), False, True))
+        elif isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+            i = int(s)
+            if i < -n or i >= n:
+                raise IndexError(f"index {i} is out of bounds for axis {d} with size {n}")
+            out.append((i % n, 1, 1, True, False))
+        else:
+            raise IndexError("chunkview arrays take integers, slices and '...'; for fancy "
+                             "indexing read a slice and index it with numpy, or use zarr "
+                             "(chunkview.open_zarr)")
+    return out
+
+
+def _dim_plan(start, step, count, c):
+    """Chunks of one dimension touched by the selection: (chunk index, start in chunk,
+    count, first output position), numpy arrays."""
+    last = start + (count - 1) * step
+    k = np.arange(start // c, last // c + 1, dtype=np.int64)
+    b = k * c
+    first = np.where(b <= start, start, start + (-((start - b) // step)) * step)
+    end = np.minimum(b + c - 1, last)
+    ok = first <= end
+    if not ok.all():
+        k, b, first, end = k[ok], b[ok], first[ok], end[ok]
+    cnt = (end - first) // step + 1
+    return k, first - b, cnt, (first - start) // step
+
+
+def plan_selection(dims, chunks):
+    """Cartesian product of the per-dimension plans: (chunk coords (n, ndim), sel (n, ndim, 3),
+    output start positions (n, ndim))."""
+    per = [_dim_plan(s, st, cnt, c) for (s, st, cnt, _, _), c in zip(dims, chunks)]
+    if not per:
+        return (np.zeros((1, 0), np.int64), np.zeros((1, 0, 3), np.int64),
+                np.zeros((1, 0), np.int64))
+    sizes = [len(p[0]) for p in per]
+    total = int(np.prod(sizes))
+    nd = len(per)
+    coords = np.empty((total, nd), np.int64)
+    sel = np.empty((total, nd, 3), np.int64)
+    opos = np.empty((total, nd), np.int64)
+    for d, (k, s0, cnt, o0) in enumerate(per):
+        shape = [1] * nd
+        shape[d] = sizes[d]
+        full = sizes
+        coords[:, d] = np.broadcast_to(k.reshape(shape), full).reshape(-1)
+        sel[:, d, 0] = np.broadcast_to(s0.reshape(shape), full).reshape(-1)
+        sel[:, d, 1] = dims[d][1]
+        sel[:, d, 2] = np.broadcast_to(cnt.reshape(shape), full).reshape(-1)
+        opos[:, d] = np.broadcast_to(o0.reshape(shape), full).reshape(-1)
+    return coords, sel, opos
+
+
+def chunk_keys(prefix: str, coords: np.ndarray, sep: str) -> list[str]:
+    """zarr v2 chunk keys ``prefix + "i.j.k"`` (``"0"`` for a 0-d array)."""
+    n, nd = coords.shape
+    if nd == 0:
+        return [prefix + "0"] * n
+    if nd == 1:
+        return [prefix + s for s in map(str, coords[:, 0].tolist())]
+    cols = [list(map(str, coords[:, d].tolist())) for d in range(nd)]
+    return [prefix + sep.join(t) for t in zip(*cols)]
+
+
+# ------------------------------------------------------------------ arrays
+
+
+class Array:
+    """One array of a reference set, read with chunkview's batch decoder."""
+
+    def __init__(self, group: Group, path: str, meta: dict, attrs: dict):
+        self._group = group
+        self.path = path
+        self.name = "/" + path
+        self._meta = meta
+        if meta.get("zarr_format", 2) != 2:
+            raise UnsupportedError(f"array {path!r}: only zarr v2 metadata is read directly")
+        self.shape = tuple(int(x) for x in meta["shape"])
+        self.chunks = tuple(int(x) for x in meta["chunks"])
+        if len(self.chunks) != len(self.shape) or any(c < 1 for c in self.chunks):
+            raise ReferenceFormatError(f"array {path!r}: chunks {self.chunks} do not fit shape "
+                                       f"{self.shape}")
+        self.dtype = _dtype_of(meta["dtype"])
+        self.order = meta.get("order", "C")
+        self.fill_value = meta.get("fill_value")
+        self._fill = _fill_bytes(self.fill_value, self.dtype)
+        self._sep = meta.get("dimension_separator") or "."
+        self.attrs = attrs
+        self.pipeline: Pipeline = pipeline_from_zarray(meta, self.dtype.itemsize)
+        masks = _json_of(group._refs, f"{path}/{MASK_KEY}")
+        self._masks = {str(k): int(v) for k, v in (masks or {}).items()}
+
+    # ----------------------------------------------------------------- numpy-like
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def nchunks(self) -> int:
+        return int(np.prod([-(-s // c) for s, c in zip(self.shape, self.chunks)], dtype=np.int64))
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return (f"<chunkview.Array {self.name} shape={self.shape} dtype={self.dtype} "
+                f"chunks={self.chunks}>")
+
+    def __getitem__(self, selection):
+        return self.read(selection)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.read()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    # ----------------------------------------------------------------- reading
+
+    def read(self, selection=Ellipsis, *, out=None, threads: int | None = None):
+        """Read ``selection`` (integers, slices, ``...``) into a new array or into ``out``."""
+        if self.dtype.hasobject:
+            raise UnsupportedError(f"array {self.path!r} has object dtype; read it with zarr "
+                                   "(chunkview.open_zarr)")
+        dims = _normalize(selection, self.shape)
+        out_shape = tuple(cnt for (_, _, cnt, drop, _) in dims if not drop)
+        if out is None:
+            res = np.empty(out_shape, dtype=self.dtype)
+        else:
+            if not isinstance(out, np.ndarray):
+                raise TypeError("out must be a numpy array")
+            if out.shape != out_shape or out.dtype != self.dtype:
+                raise ValueError(f"out must have shape {out_shape} and dtype {self.dtype}, not "
+                                 f"{out.shape} {out.dtype}")
+            res = out
+        if res.size == 0:
+            return res if out is None or res.ndim else res
+        full = self._chunk_space_view(res, dims)
+        coords, sel, opos = plan_selection(dims, self.chunks)
+        out_offsets = (opos * np.asarray(full.strides, np.int64)).sum(axis=1) if self.ndim \
+            else np.zeros(len(coords), np.int64)
+        self._group._read_into(self, full, coords, sel, out_offsets, threads)
+        return res if out is not None or res.ndim else res[()]
+
+    def _chunk_space_view(self, res, dims):
+        """A view of ``res`` with one dimension per array dimension (stride 0 where an integer
+        index dropped it), reversed where the selection's step was negative."""
+        from numpy.lib.stride_tricks import as_strided
+
+        shape, strides, flip = [], [], []
+        it = iter(zip(res.shape, res.strides))
+        for (_, _, cnt, drop, rev) in dims:
+            if drop:
+                shape.append(1)
+                strides.append(0)
+            else:
+                n, s = next(it)
+                shape.append(n)
+                strides.append(s)
+            flip.append(rev)
+        full = as_strided(res, shape=tuple(shape), strides=tuple(strides), writeable=True)
+        if any(flip):
+            full = full[tuple(slice(None, None, -1) if r else slice(None) for r in flip)]
+        return full
+
+
+class Group(Mapping):
+    """A group of a reference set: ``g["name"]`` gives an :class:`Array` or a subgroup."""
+
+    def __init__(self, refs: References, source: Source, *, path: str = "",
+                 threads: int | None = None, _cache: dict | None = None):
+        self._refs = refs
+        self._source = source
+        self.path = path
+        self.name = "/" + path
+        self.threads = threads or os.cpu_count() or 1
+        self._cache = {} if _cache is None else _cache
+        self._zmeta = self._cache.get("__zmetadata__")
+        if "__zmetadata__" not in self._cache:
+            zm = _json_of(refs, ".zmetadata", refs.source) if ".zmetadata" in refs else None
+            self._zmeta = (zm or {}).get("metadata")
+            self._cache["__zmetadata__"] = self._zmeta
+        self.attrs = self._meta(self._join(".zattrs")) or {}
+
+    def _join(self, name: str) -> str:
+        return f"{self.path}/{name}" if self.path else name
+
+    def _meta(self, key: str):
+        if self._zmeta is not None and key in self._zmeta:
+            return self._zmeta[key]
+        if key in self._refs:
+            return _json_of(self._refs, key, self._refs.source)
+        return None
+
+    def __getitem__(self, name: str):
+        path = self._join(name.strip("/"))
+        hit = self._cache.get(path)
+        if hit is not None:
+            return hit
+        zarray = self._meta(path + "/.zarray")
+        if zarray is not None:
+            obj = Array(self, path, zarray, self._meta(path + "/.zattrs") or {})
+        elif self._meta(path + "/.zgroup") is not None or (
+                self._zmeta is None and any(True for _ in self._children(path))):
+            obj = Group(self._refs, self._source, path=path, threads=self.threads,
+                        _cache=self._cache)
+        else:
+            raise KeyError(name)
+        self._cache[path] = obj
+        return obj
+
+    def _children(self, path: str):
+        listing = self._refs.listing()
+        return iter(listing.get(path, {}).get("dirs", ()))
+
+    def __iter__(self) -> Iterator[str]:
+        names = set()
+        if self._zmeta is not None:
+            pre = self._join("")
+            for k in self._zmeta:
+                if k.startswith(pre) and k.endswith((".zarray", ".zgroup")):
+                    rest = k[len(pre):].split("/")
+                    if len(rest) == 2:
+                        names.add(rest[0])
+        else:
+            for d in self._children(self.path):
+                name = d.rsplit("/", 1)[-1]
+                if self._meta(d + "/.zarray") is not None or self._meta(d + "/.zgroup") is not None:
+                    names.add(name)
+        return iter(sorted(names))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def arrays(self):
+        return [(k, v) for k, v in self.items() if isinstance(v, Array)]
+
+    def groups(self):
+        return [(k, v) for k, v in self.items() if isinstance(v, Group)]
+
+    def __repr__(self) -> str:
+        return f"<chunkview.Group {self.name} ({len(self)} members)>"
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ----------------------------------------------------------------- the read path
+
+    def _read_into(self, arr: Array, full, coords, sel, out_offsets, threads):
+        threads = threads or self.threads
+        keys = chunk_keys(arr.path + "/", coords, arr._sep)
+        ids, offs, lens = self._refs.lookup_many(keys)
+        seg = self._source.fetch(keys, ids, offs, lens)
+        masks = None
+        if arr._masks:
+            pre = len(arr.path) + 1
+            masks = np.array([arr._masks.get(k[pre:], 0) for k in keys], dtype=np.uint32)
+        chunk = arr.chunks
+        if arr.order == "F":  # a Fortran-ordered chunk is the C-ordered transposed chunk
+            chunk = chunk[::-1]
+            full = full.transpose()
+            sel = np.ascontiguousarray(sel[:, ::-1, :])
+        pipe = arr.pipeline
+        steps = list(pipe.steps) if pipe.fast else []
+        if not pipe.fast:
+            seg = self._decode_slow(arr, keys, seg, masks)
+            masks = None
+        failed = _decode.decode_batch(
+            tuple(chunk), arr.dtype.itemsize, steps, full, out_offsets, sel, seg.bufs,
+            seg.buf_index, seg.offsets, seg.lengths, masks, arr._fill, threads)
+        if failed:
+            raise _decode_error(arr, keys, seg, failed, steps)
+
+    def _decode_slow(self, arr: Array, keys, seg: Segments, masks) -> Segments:
+        """Decode every chunk with its numcodecs codecs; returns raw chunks for the C copy."""
+        nbytes = int(np.prod(arr.chunks, dtype=np.int64)) * arr.dtype.itemsize
+        bufs = []
+        offsets = np.zeros_like(seg.offsets)
+        lengths = seg.lengths.copy()
+        for i, bi in enumerate(seg.buf_index.tolist()):
+            if bi < 0:
+                continue
+            o, n = int(seg.offsets[i]), int(seg.lengths[i])
+            src = memoryview(seg.bufs[bi])[o:o + n]
+            try:
+                raw = arr.pipeline.decode_chunk(src, 0 if masks is None else int(masks[i]))
+            except Exception as e:  # noqa: BLE001 - one error naming key, url, range
+                url = seg.url_of(i)
+                s = int(seg.starts[i])
+                raise DecodeError(f"cannot decode chunk {keys[i]!r} of {url!r} (bytes "
+                                  f"{s}-{s + n}) with {[c['id'] for c in arr.pipeline.configs]}: "
+                                  f"{type(e).__name__}: {e}") from e
+            mv = memoryview(raw).cast("B")
+            if len(mv) != nbytes:
+                url = seg.url_of(i)
+                s = int(seg.starts[i])
+                raise DecodeError(f"chunk {keys[i]!r} of {url!r} (bytes {s}-{s + n}) decoded to "
+                                  f"{len(mv)} bytes, expected {nbytes}")
+            seg.buf_index[i] = len(bufs)
+            bufs.append(mv)
+            lengths[i] = nbytes
+        return Segments(bufs, seg.buf_index, offsets, lengths, seg.ids, seg.url_text, seg.starts)
+
+
+def _decode_error(arr, keys, seg, failed, steps):
+    i, status, text, step, detail = failed[0]
+    url = seg.url_of(i)
+    start = int(seg.starts[i])
+    length = int(seg.lengths[i])
+    what = f" in step {steps[step][0]}" if 0 <= step < len(steps) else ""
+    extra = f" (found {detail} bytes)" if detail >= 0 else ""
+    more = f"; {len(failed) - 1} more chunks failed" if len(failed) > 1 else ""
+    rng = "inline data" if seg.ids[i] < 0 else f"bytes {start}-{start + length}"
+    err = DecodeError(f"cannot decode chunk {keys[i]!r} of {url!r} ({rng}){what}: {text}"
+                      f"{extra}{more}")
+    err.key, err.url, err.start, err.end = keys[i], url, start, start + length
+    err.failures = [(keys[f[0]], f[2]) for f in failed]
+    return err
+
+
+def open(refs_or_path, *, remote_protocol=None, remote_options=None, fs=None, target=None,
+         threads: int | None = None, max_gap: int = 64_000, max_block: int = 256_000_000,
+         **load_options) -> Group:
+    """Open a reference set (anything :func:`chunkview.load` takes, or a
+    :class:`chunkview.References`) as a :class:`Group` of numpy-indexable arrays.
+
+    ``remote_protocol`` / ``remote_options`` / ``fs`` say how to read the referenced files,
+    ``threads`` how many threads decode (default: all cores), ``max_gap`` / ``max_block`` how
+    nearby ranges of a remote file are merged into one request.
+    """
+    refs = load(refs_or_path, **load_options)
+    source = Source(refs, remote_protocol=remote_protocol, remote_options=remote_options, fs=fs,
+                    target=target, max_gap=max_gap, max_block=max_block)
+    return Group(refs, source, threads=threads)
