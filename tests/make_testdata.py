@@ -56,6 +56,85 @@ def kerchunk_refs(path, inline_threshold=100) -> dict:
     return SingleHdf5ToZarr(str(path), inline_threshold=inline_threshold).translate()
 
 
+_H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
+
+
+def h5_refs(path, names) -> dict:
+    """kerchunk-style v1 references for chunked h5py datasets, made from h5py's own chunk
+    index (``chunk_iter``), with every filter kept in HDF5's order (fletcher32 included) and
+    per-chunk filter masks in ``<name>/.cvmask``.  A test helper, not the scanner."""
+    import json
+
+    import h5py
+
+    refs = {".zgroup": json.dumps({"zarr_format": 2})}
+    url = Path(path).resolve().as_uri()
+    with h5py.File(path, "r") as f:
+        for name in names:
+            d = f[name]
+            dcpl = d.id.get_create_plist()
+            codecs = []
+            for i in range(dcpl.get_nfilters()):
+                code, _flags, vals, _ = dcpl.get_filter(i)
+                kind = _H5_FILTERS[code]
+                if kind == "deflate":
+                    codecs.append({"id": "zlib", "level": int(vals[0]) if vals else 1})
+                elif kind == "shuffle":
+                    codecs.append({"id": "shuffle", "elementsize": d.dtype.itemsize})
+                else:
+                    codecs.append({"id": "fletcher32"})
+            fill = d.fillvalue
+            fill = fill.item() if hasattr(fill, "item") else fill
+            if isinstance(fill, complex):
+                fill = [fill.real, fill.imag]
+            refs[f"{name}/.zarray"] = json.dumps({
+                "zarr_format": 2, "shape": list(d.shape), "chunks": list(d.chunks),
+                "dtype": d.dtype.str, "order": "C", "compressor": None,
+                "filters": codecs or None, "dimension_separator": ".",
+                "fill_value": fill})
+            refs[f"{name}/.zattrs"] = json.dumps({})
+            masks = {}
+
+            def visit(si, name=name, d=d, masks=masks):
+                key = ".".join(str(o // c) for o, c in zip(si.chunk_offset, d.chunks))
+                refs[f"{name}/{key}"] = [url, si.byte_offset, si.size]
+                if si.filter_mask:
+                    masks[key] = si.filter_mask
+
+            d.id.chunk_iter(visit)
+            if masks:
+                refs[f"{name}/.cvmask"] = json.dumps(masks)
+    return {"version": 1, "refs": refs}
+
+
+def make_filters(path) -> Path:
+    """Datasets with fletcher32, odd shapes, big-endian types and chunks written with a filter
+    mask (stored raw although the pipeline has deflate), all by the HDF5 library."""
+    import h5py
+
+    path = Path(path)
+    rng = np.random.default_rng(7)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("f32", data=rng.normal(size=(37, 23)).astype(">f4"), chunks=(10, 7),
+                         compression="gzip", shuffle=True, fletcher32=True)
+        f.create_dataset("i16", data=rng.integers(-999, 999, size=(5, 9, 11), dtype="<i2"),
+                         chunks=(2, 4, 5), fletcher32=True)
+        f.create_dataset("c16", data=(rng.normal(size=50) + 1j * rng.normal(size=50)),
+                         chunks=(8,), compression="gzip", shuffle=True)
+        d = f.create_dataset("masked", shape=(40,), chunks=(10,), dtype="<i4",
+                             compression="gzip", shuffle=True)
+        d[:20] = np.arange(20)
+        import zlib as _zlib
+
+        raw = np.arange(100, 110, dtype="<i4")
+        # chunk 2: only shuffled (deflate skipped: mask bit 1); chunk 3: stored raw (bits 0, 1)
+        shuffled = np.frombuffer(raw.tobytes(), "u1").reshape(10, 4).T.copy().tobytes()
+        d.id.write_direct_chunk((20,), shuffled, filter_mask=0b10)
+        d.id.write_direct_chunk((30,), (raw * 2).tobytes(), filter_mask=0b11)
+        assert _zlib  # (kept for readers adding compressed chunks)
+    return path
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     out.mkdir(parents=True, exist_ok=True)

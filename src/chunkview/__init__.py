@@ -28,6 +28,10 @@ def __getattr__(name):
         from chunkview.filesystem import ChunkviewFileSystem
 
         return ChunkviewFileSystem
+    if name in ("ReferenceStore", "open_zarr"):
+        from chunkview import zarr_store
+
+        return getattr(zarr_store, name)
     if name in ("open", "Array", "Group"):
         from chunkview import array
 
@@ -40,6 +44,8 @@ __all__ = [
     "open",
     "Array",
     "Group",
+    "ReferenceStore",
+    "open_zarr",
     "ChunkIndex",
     "ChunkviewFileSystem",
     "References",

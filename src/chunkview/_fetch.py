@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 import fsspec
+import fsspec.implementations.local
 import numpy as np
 from fsspec.core import split_protocol
 

@@ -387,7 +387,7 @@ class Group(Mapping):
             tuple(chunk), arr.dtype.itemsize, steps, full, out_offsets, sel, seg.bufs,
             seg.buf_index, seg.offsets, seg.lengths, masks, arr._fill, threads)
         if failed:
-            raise _decode_error(arr, keys, seg, failed, steps)
+            raise _decode_error(keys, seg, failed, steps)
 
     def _decode_slow(self, arr: Array, keys, seg: Segments, masks) -> Segments:
         """Decode every chunk with its numcodecs codecs; returns raw chunks for the C copy."""
@@ -420,7 +420,7 @@ class Group(Mapping):
         return Segments(bufs, seg.buf_index, offsets, lengths, seg.ids, seg.url_text, seg.starts)
 
 
-def _decode_error(arr, keys, seg, failed, steps):
+def _decode_error(keys, seg, failed, steps):
     i, status, text, step, detail = failed[0]
     url = seg.url_of(i)
     start = int(seg.starts[i])
