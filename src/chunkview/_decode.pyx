@@ -187,6 +187,20 @@ cdef class _Batch:
         cv_worker_free(w)
 
 
+cdef str _job_text(int status):
+    if status == CV_EINVAL:
+        return "the selection lies outside the chunk or the output"
+    if status == CV_ESIZE:
+        return "the decoded size does not match the chunk's"
+    if status == CV_ECHECKSUM:
+        return "checksum mismatch"
+    if status == CV_ECORRUPT:
+        return "corrupt compressed stream"
+    if status == CV_ETRUNCATED:
+        return "truncated chunk"
+    return cv_strerror(status).decode()
+
+
 def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
                  const int64_t[::1] out_offsets, const int64_t[:, :, ::1] sel, list bufs,
                  const int32_t[::1] buf_index, const int64_t[::1] offsets,
@@ -319,7 +333,6 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
     for i in range(b.njobs):
         if b.jobs[i].status != CV_OK:
             failed.append((good[i] if good is not None else i, b.jobs[i].status,
-                           cv_strerror(b.jobs[i].status).decode(), b.jobs[i].step,
-                           b.jobs[i].detail))
+                           _job_text(b.jobs[i].status), b.jobs[i].step, b.jobs[i].detail))
     failed.sort()
     return failed

@@ -51,7 +51,7 @@ def _slice_range(n: int, byte_range: ByteRequest | None) -> tuple[int, int]:
     elif isinstance(byte_range, SuffixByteRequest):
         s, e = max(n - byte_range.suffix, 0), n
     else:
-        raise ValueError(f"unexpected byte range {byte_range!r}")
+        raise ValueError(f"Unexpected byte_range, got {byte_range!r}")
     s = min(max(s, 0), n)
     return s, min(max(e, s), n)
 
@@ -89,8 +89,9 @@ class ReferenceStore(Store):
         return new
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, ReferenceStore) and other.refs is self.refs
-                and other.read_only == self.read_only)
+        return (isinstance(other, ReferenceStore) and other.read_only == self.read_only
+                and other._opts == self._opts
+                and (other.refs is self.refs or other.refs == self.refs))
 
     def __repr__(self) -> str:
         return f"ReferenceStore({self.refs!r})"
@@ -173,6 +174,15 @@ class ReferenceStore(Store):
         if not isinstance(value, Buffer):
             raise TypeError(f"ReferenceStore.set(): value must be a Buffer, not {type(value)}")
         self.refs[key] = value.to_bytes()
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        self.refs[key] = value.to_bytes()
+
+    def delete_sync(self, key: str) -> None:
+        self._check_writable()
+        if key in self.refs:
+            del self.refs[key]
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
