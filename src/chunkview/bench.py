@@ -4,9 +4,13 @@ Every case runs chunkview and the baselines side by side on a dataset generated
 deterministically into a cache folder, reports min and median of ``--repeat`` runs and the
 chunkview/baseline ratios, and can write everything to JSON.
 
-Cases so far: ``index`` (reference sets: loading kerchunk JSON against fsspec's
-``ReferenceFileSystem``, resident bytes per reference, opening the native format, single and
-batch lookups).  A missing optional baseline is skipped with a note, never faked.
+Cases: ``read`` (all of ``t2m`` and a 1% hyperslab: chunkview.open and open_zarr against h5py,
+kerchunk + fsspec ``ReferenceFileSystem`` + zarr's default pipeline, hidefix, and libdeflate
+inflate alone on all threads), ``tiny`` (all of ``obs``, 200,000 tiny chunks), ``decode``
+(inflate backends and unshuffle against memcpy on the same in-memory chunks, thread scaling),
+``index`` (reference sets: loading kerchunk JSON against fsspec's ``ReferenceFileSystem``,
+resident bytes per reference, opening the native format, single and batch lookups).  A missing
+optional baseline is skipped with a note, never faked.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-CASES = ("index",)
+CASES = ("read", "tiny", "decode", "index")
+HYPERSLAB = (slice(0, 16), slice(300, 480), slice(700, 930))  # 1.0% of t2m, across chunk edges
 
 
 def default_data_dir() -> Path:
@@ -57,9 +62,11 @@ def make_index_json(path: Path, n: int) -> Path:
     return path
 
 
-def _timeit(fn, repeat: int):
+def _timeit(fn, repeat: int, warmup: int = 0):
     times = []
     out = None
+    for _ in range(warmup):  # untimed: first-use costs (page faults, caches) of every contestant
+        fn()
     for _ in range(repeat):
         gc.collect()
         t = time.perf_counter()
@@ -166,6 +173,298 @@ def case_index(data: Path, quick: bool, repeat: int) -> dict:
     return res
 
 
+# ------------------------------------------------------------------ read, tiny, decode
+
+
+def _bench_refs(data: Path):
+    """bench.h5, chunkview's references of it, and kerchunk's (None without kerchunk)."""
+    from chunkview import benchdata
+
+    h5 = benchdata.make_bench_file(data / "bench.h5")
+    ours = data / "bench_refs.json"
+    if not ours.exists() or ours.stat().st_mtime < h5.stat().st_mtime:
+        ours.write_text(json.dumps(benchdata.h5_chunk_refs(h5)))
+    kc = data / "bench_kerchunk.json"
+    if not kc.exists() or kc.stat().st_mtime < h5.stat().st_mtime:
+        try:
+            from kerchunk.hdf import SingleHdf5ToZarr
+        except ImportError:
+            _progress("note: kerchunk is not installed: its baseline is skipped")
+            return h5, ours, None
+        _progress("kerchunk: scanning bench.h5 for its baseline ...")
+        kc.write_text(json.dumps(SingleHdf5ToZarr(str(h5), inline_threshold=0).translate()))
+    return h5, ours, kc
+
+
+def _kerchunk_zarr(kc: Path):
+    import zarr
+    from fsspec.implementations.reference import ReferenceFileSystem
+
+    with zarr.config.set({"codec_pipeline.path":
+                          "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+        fs = ReferenceFileSystem(str(kc), asynchronous=True)
+        store = zarr.storage.FsspecStore(fs, read_only=True)
+        return zarr.open_group(store, mode="r", zarr_format=2)
+
+
+def _hidefix(h5: Path):
+    try:
+        import hidefix
+    except ImportError:
+        _progress("note: hidefix is not installed (pip install hidefix): its baseline is skipped")
+        return None
+    return hidefix.Index(str(h5))
+
+
+def _with_default_pipeline(fn):
+    import zarr
+
+    def run():
+        with zarr.config.set({"codec_pipeline.path":
+                              "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+            return fn()
+    return run
+
+
+def _entry(t, nbytes=None, nchunks=None):
+    if t is None:
+        return None
+    e = dict(t)
+    if nbytes:
+        e["gb_per_s"] = nbytes / t["median"] / 1e9
+    if nchunks:
+        e["us_per_chunk"] = t["median"] / nchunks * 1e6
+    return e
+
+
+def _ratios(res: dict, ours: str, names) -> dict:
+    out = {}
+    for n in names:
+        if res.get(n) and res.get(ours):
+            out[n] = res[n]["median"] / res[ours]["median"]
+    return out
+
+
+def _inflate_limit(h5: Path, threads: int, repeat: int, fresh: bool = False):
+    """libdeflate (or this build's inflate) alone: every t2m chunk inflated into place on
+    ``threads`` threads, no unshuffle, bytes already in memory."""
+    import numpy as np
+
+    import chunkview
+    from chunkview import _decode
+    from chunkview.benchdata import T2M_CHUNKS
+
+    refs = chunkview.load(str(h5.parent / "bench_refs.json"))
+    keys = [k for k in refs if k.startswith("t2m/") and not k.split("/")[1].startswith(".")]
+    ids, offs, lens = refs.lookup_many(keys)
+    blob = h5.read_bytes()
+    n = len(keys)
+    c0, c1, c2 = T2M_CHUNKS
+    out = np.empty((n * c0, c1, c2), dtype="<f4")  # the chunks one after another
+    sel = np.tile(np.array([[0, 1, c] for c in T2M_CHUNKS], np.int64), (n, 1, 1))
+    out_offsets = np.arange(n, dtype=np.int64) * (c0 * c1 * c2 * 4)
+    buf_index = np.zeros(n, np.int32)
+    offs = offs.astype(np.int64)
+    lens = lens.astype(np.int64)
+
+    def run():
+        dst = np.empty_like(out) if fresh else out  # fresh: pays the page faults a read pays
+        failed = _decode.decode_batch(T2M_CHUNKS, 4, [("zlib", -1, 0)], dst, out_offsets, sel,
+                                      [blob], buf_index, offs, lens, None, None, threads)
+        assert not failed, failed[:1]
+
+    t, _ = _timeit(run, repeat, warmup=1)
+    return t, out.nbytes
+
+
+def case_read(data: Path, quick: bool, repeat: int, threads: int) -> dict:
+    import h5py
+    import numpy as np
+
+    import chunkview
+
+    h5, ours, kc = _bench_refs(data)
+    res: dict = {"file": str(h5), "threads": threads}
+    f = h5py.File(h5, "r")
+    nbytes = f["t2m"].size * 4
+    g = chunkview.open(str(ours), threads=threads)
+    gz = chunkview.open_zarr(str(ours), threads=threads)
+    kz = _kerchunk_zarr(kc) if kc else None
+    hx = _hidefix(h5)
+    want = f["t2m"][()]
+    t = {}
+    t["chunkview"], got = _timeit(lambda: g["t2m"][...], repeat, warmup=1)
+    assert np.array_equal(got, want), "chunkview read differs from h5py"
+    t["chunkview_zarr"], got = _timeit(lambda: gz["t2m"][...], repeat, warmup=1)
+    assert np.array_equal(got, want), "chunkview zarr read differs from h5py"
+    t["h5py"], _ = _timeit(lambda: f["t2m"][()], max(1, repeat // 2) if quick else repeat,
+                           warmup=0 if quick else 1)
+    if kz is not None:
+        t["kerchunk"], got = _timeit(_with_default_pipeline(lambda: kz["t2m"][...]),
+                                     1 if quick else repeat, warmup=1)
+        assert np.array_equal(got, want)
+    if hx is not None:
+        ds = hx.dataset("t2m")
+        t["hidefix"], got = _timeit(lambda: ds[(slice(None),) * 3], repeat, warmup=1)
+        assert np.array_equal(got, want)
+    t["inflate_alone"], _ = _inflate_limit(h5, threads, repeat)
+    t["inflate_alone_fresh_output"], _ = _inflate_limit(h5, threads, repeat, fresh=True)
+    full = {k: _entry(v, nbytes) for k, v in t.items()}
+    full["ratios"] = {
+        "chunkview_vs": _ratios(full, "chunkview", ["h5py", "kerchunk", "hidefix"]),
+        "chunkview_zarr_vs": _ratios(full, "chunkview_zarr", ["h5py", "kerchunk"]),
+        "chunkview_share_of_inflate_alone":
+            full["inflate_alone"]["median"] / full["chunkview"]["median"],
+        "chunkview_share_of_inflate_alone_fresh_output":
+            full["inflate_alone_fresh_output"]["median"] / full["chunkview"]["median"],
+    }
+    res["t2m_all"] = full
+    # 1% hyperslab
+    want = f["t2m"][HYPERSLAB]
+    hs = {}
+    hs["chunkview"], got = _timeit(lambda: g["t2m"][HYPERSLAB], repeat * 3, warmup=1)
+    assert np.array_equal(got, want)
+    hs["chunkview_zarr"], got = _timeit(lambda: gz["t2m"][HYPERSLAB], repeat * 3, warmup=1)
+    assert np.array_equal(got, want)
+    hs["h5py"], _ = _timeit(lambda: f["t2m"][HYPERSLAB], repeat * 3, warmup=1)
+    if kz is not None:
+        hs["kerchunk"], _ = _timeit(_with_default_pipeline(lambda: kz["t2m"][HYPERSLAB]),
+                                    repeat * 3, warmup=1)
+    if hx is not None:
+        ds = hx.dataset("t2m")
+        hs["hidefix"], _ = _timeit(lambda: ds[HYPERSLAB], repeat * 3, warmup=1)
+    hyper = {k: _entry(v) for k, v in hs.items()}
+    hyper["ratios"] = {
+        "chunkview_vs": _ratios(hyper, "chunkview", ["h5py", "kerchunk", "hidefix"]),
+        "chunkview_zarr_vs": _ratios(hyper, "chunkview_zarr", ["h5py", "kerchunk"])}
+    res["t2m_hyperslab_1pct"] = hyper
+    f.close()
+    return res
+
+
+def case_tiny(data: Path, quick: bool, repeat: int, threads: int) -> dict:
+    import h5py
+    import numpy as np
+
+    import chunkview
+    from chunkview.benchdata import OBS_CHUNK, OBS_N
+
+    h5, ours, kc = _bench_refs(data)
+    nchunks = OBS_N // OBS_CHUNK
+    f = h5py.File(h5, "r")
+    want = f["obs"][()]
+    g = chunkview.open(str(ours), threads=threads)
+    gz = chunkview.open_zarr(str(ours), threads=threads)
+    t = {}
+    t["chunkview"], got = _timeit(lambda: g["obs"][...], repeat, warmup=1)
+    assert np.array_equal(got, want)
+    t["chunkview_zarr"], got = _timeit(lambda: gz["obs"][...], repeat, warmup=1)
+    assert np.array_equal(got, want)
+    t["h5py"], _ = _timeit(lambda: f["obs"][()], repeat, warmup=1)
+    hx = _hidefix(h5)
+    if hx is not None:
+        ds = hx.dataset("obs")
+        t["hidefix"], got = _timeit(lambda: ds[(slice(None),)], repeat, warmup=1)
+        assert np.array_equal(got, want)
+    res = {k: _entry(v, nchunks=nchunks) for k, v in t.items()}
+    if kc is not None:
+        # kerchunk + fsspec + zarr needs ~300 us per chunk: timed on a prefix, per chunk
+        sub = 2_000 if quick else 20_000
+        kz = _kerchunk_zarr(kc)
+        tk, got = _timeit(_with_default_pipeline(lambda: kz["obs"][: sub * OBS_CHUNK]), 1)
+        assert np.array_equal(got, want[: sub * OBS_CHUNK])
+        res["kerchunk"] = {**tk, "us_per_chunk": tk["median"] / sub * 1e6,
+                           "chunks_timed": sub}
+    res["ratios_per_chunk"] = {
+        who: {n: res[n]["us_per_chunk"] / res[who]["us_per_chunk"]
+              for n in ("h5py", "kerchunk", "hidefix") if n in res}
+        for who in ("chunkview", "chunkview_zarr")}
+    f.close()
+    return {"obs_all": res, "chunks": nchunks}
+
+
+def case_decode(data: Path, quick: bool, repeat: int, threads: int) -> dict:
+    """Inflate backends and unshuffle against memcpy on the same in-memory t2m chunks; thread
+    scaling of a full read."""
+    import zlib
+
+    import numpy as np
+
+    import chunkview
+    from chunkview import _decode
+
+    h5, ours, _ = _bench_refs(data)
+    refs = chunkview.load(str(ours))
+    keys = [k for k in refs if k.startswith("t2m/") and not k.split("/")[1].startswith(".")]
+    keys = keys[:16] if quick else keys[:48]
+    blob = h5.read_bytes()
+    ids, offs, lens = refs.lookup_many(keys)
+    streams = [blob[int(o):int(o) + int(n)] for o, n in zip(offs, lens)]
+    size = 8 * 181 * 360 * 4
+    total = size * len(streams)
+    res: dict = {"chunks": len(streams), "bytes": total}
+    inf = _decode.Inflater()
+    buf = bytearray(size)
+
+    def ours_inflate():
+        for s in streams:
+            inf.inflate(s, buf)
+
+    def stdlib_inflate():
+        for s in streams:
+            zlib.decompress(s)
+
+    t1, _ = _timeit(ours_inflate, repeat, warmup=1)
+    t2, _ = _timeit(stdlib_inflate, repeat, warmup=1)
+    res["inflate_1_thread"] = {
+        chunkview.build_info()["inflate"]: _entry(t1, total), "stdlib_zlib": _entry(t2, total),
+        "ratio": t2["median"] / t1["median"]}
+    shuffled = bytes(zlib.decompress(streams[0]))
+    src = np.frombuffer(shuffled, np.uint8)
+    dst = np.empty_like(src)
+    reps = 50
+
+    def unshuf(kernel):
+        def run():
+            for _ in range(reps):
+                _decode.unshuffle(shuffled, 4, out=dst, kernel=kernel)
+        return run
+
+    def memcpy():
+        for _ in range(reps):
+            np.copyto(dst, src)
+
+    un = {}
+    tm, _ = _timeit(memcpy, repeat, warmup=1)
+    un["memcpy"] = _entry(tm, size * reps)
+    for k in ["scalar", "sse2", "avx2", "neon"]:
+        try:
+            tk, _ = _timeit(unshuf(k), repeat, warmup=1)
+        except chunkview.UnsupportedError:
+            continue
+        un[k] = _entry(tk, size * reps)
+    try:
+        from numcodecs import Shuffle
+
+        sh = Shuffle(4)
+        tn, _ = _timeit(lambda: [sh.decode(shuffled) for _ in range(reps)], repeat, warmup=1)
+        un["numcodecs"] = _entry(tn, size * reps)
+    except ImportError:
+        pass
+    best = max((v["gb_per_s"] for k, v in un.items() if k not in ("memcpy", "numcodecs")))
+    un["best_share_of_memcpy"] = best / un["memcpy"]["gb_per_s"]
+    res["unshuffle_4byte"] = un
+    g = chunkview.open(str(ours))
+    scale = {}
+    for n in sorted({1, threads}):
+        tn, _ = _timeit(lambda n=n: g["t2m"].read(threads=n), repeat, warmup=1)
+        scale[str(n)] = _entry(tn, 64 * 721 * 1440 * 4)
+    if len(scale) > 1:
+        scale["speedup"] = scale["1"]["median"] / scale[str(threads)]["median"]
+    res["t2m_threads"] = scale
+    return res
+
+
 def machine_info() -> dict:
     import chunkview
 
@@ -211,7 +510,71 @@ def print_index(res: dict) -> None:
     print(f"  {'batch lookup per key, in order':34} {lb['chunkview_in_order']:9.1f} ns")
 
 
-def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None) -> dict:
+def _row(name, e, unit="gb"):
+    if not e:
+        return
+    if unit == "gb":
+        extra = f"{e['gb_per_s']:7.2f} GB/s" if "gb_per_s" in e else ""
+    elif unit == "chunk":
+        extra = f"{e['us_per_chunk']:8.2f} us/chunk"
+    else:
+        extra = ""
+    print(f"  {name:34} {e['median'] * 1e3:10.1f} ms {extra}")
+
+
+def _print_ratios(r):
+    for who, d in r.items():
+        if isinstance(d, dict):
+            txt = ", ".join(f"{k} {v:.2f}x" for k, v in d.items())
+            print(f"  {who}: {txt}")
+        else:
+            print(f"  {who}: {d:.2f}")
+
+
+def print_read(res: dict) -> None:
+    print(f"\nread: all of t2m (265 MB decoded), {res['threads']} threads (median)")
+    for k, v in res["t2m_all"].items():
+        if k != "ratios":
+            _row(k, v)
+    _print_ratios(res["t2m_all"]["ratios"])
+    print("read: 1% hyperslab of t2m (median)")
+    for k, v in res["t2m_hyperslab_1pct"].items():
+        if k != "ratios":
+            _row(k, v, unit="t")
+    _print_ratios(res["t2m_hyperslab_1pct"]["ratios"])
+
+
+def print_tiny(res: dict) -> None:
+    print(f"\ntiny: all of obs ({res['chunks']:,} chunks, median)")
+    for k, v in res["obs_all"].items():
+        if k != "ratios_per_chunk":
+            _row(k + (" (prefix)" if "chunks_timed" in v else ""), v, unit="chunk")
+    print("  time per chunk, baseline / chunkview:")
+    _print_ratios(res["obs_all"]["ratios_per_chunk"])
+
+
+def print_decode(res: dict) -> None:
+    print(f"\ndecode: {res['chunks']} t2m chunks in memory, one thread (median)")
+    inf = res["inflate_1_thread"]
+    for k, v in inf.items():
+        if k != "ratio":
+            _row(f"inflate {k}", v)
+    print(f"  inflate speedup over stdlib zlib: {inf['ratio']:.2f}x")
+    un = res["unshuffle_4byte"]
+    for k, v in un.items():
+        if k != "best_share_of_memcpy":
+            _row(f"unshuffle {k}" if k != "memcpy" else "memcpy", v)
+    print(f"  best unshuffle / memcpy bandwidth: {un['best_share_of_memcpy']:.2f}")
+    sc = res["t2m_threads"]
+    for k, v in sc.items():
+        if k != "speedup":
+            _row(f"chunkview.open t2m, {k} thread(s)", v)
+    if "speedup" in sc:
+        print(f"  thread speedup: {sc['speedup']:.2f}x")
+
+
+def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None,
+        threads: int | None = None) -> dict:
     cases = list(cases or CASES)
     for c in cases:
         if c not in CASES:
@@ -224,11 +587,21 @@ def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None) -> dict
     if "build" in info:
         print(f"build: {info['build']}")
     results = {"machine": info, "cases": {}}
+    threads = threads or os.cpu_count() or 1
     for c in cases:
         if c == "index":
             r = case_index(data, quick, repeat)
-            results["cases"]["index"] = r
             print_index(r)
+        elif c == "read":
+            r = case_read(data, quick, repeat, threads)
+            print_read(r)
+        elif c == "tiny":
+            r = case_tiny(data, quick, repeat, threads)
+            print_tiny(r)
+        elif c == "decode":
+            r = case_decode(data, quick, repeat, threads)
+            print_decode(r)
+        results["cases"][c] = r
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
         print(f"\nwrote {json_path}")

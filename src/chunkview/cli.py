@@ -38,7 +38,7 @@ def cmd_bench(args) -> int:
     from chunkview import bench
 
     bench.run(args.cases, quick=args.quick, repeat=args.repeat, data=args.data,
-              json_path=args.json)
+              json_path=args.json, threads=args.threads)
     return 0
 
 
@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     b.add_argument("cases", nargs="*", help="cases to run (default: all)")
     b.add_argument("--quick", action="store_true", help="smaller datasets, fewer runs")
     b.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="decode threads (default: all cores)")
     b.add_argument("--json", help="write every figure to this JSON file")
     b.add_argument("--data", help="dataset cache folder")
     b.set_defaults(func=cmd_bench)
