@@ -297,6 +297,9 @@ def case_read(data: Path, quick: bool, repeat: int, threads: int) -> dict:
     assert np.array_equal(got, want), "chunkview read differs from h5py"
     t["chunkview_zarr"], got = _timeit(lambda: gz["t2m"][...], repeat, warmup=1)
     assert np.array_equal(got, want), "chunkview zarr read differs from h5py"
+    buf = np.empty_like(want)  # read(out=) into a reused array: compare with inflate alone
+    t["chunkview_read_out"], _ = _timeit(lambda: g["t2m"].read(out=buf), repeat, warmup=1)
+    assert np.array_equal(buf, want)
     t["h5py"], _ = _timeit(lambda: f["t2m"][()], max(1, repeat // 2) if quick else repeat,
                            warmup=0 if quick else 1)
     if kz is not None:
@@ -315,6 +318,8 @@ def case_read(data: Path, quick: bool, repeat: int, threads: int) -> dict:
         "chunkview_zarr_vs": _ratios(full, "chunkview_zarr", ["h5py", "kerchunk"]),
         "chunkview_share_of_inflate_alone":
             full["inflate_alone"]["median"] / full["chunkview"]["median"],
+        "chunkview_read_out_share_of_inflate_alone":
+            full["inflate_alone"]["median"] / full["chunkview_read_out"]["median"],
         "chunkview_share_of_inflate_alone_fresh_output":
             full["inflate_alone_fresh_output"]["median"] / full["chunkview"]["median"],
     }
