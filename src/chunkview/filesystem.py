@@ -21,6 +21,7 @@ from fsspec.asyn import AsyncFileSystem
 from fsspec.core import split_protocol
 from fsspec.spec import AbstractBufferedFile
 
+from chunkview._fetch import local_path, merge_ranges
 from chunkview._index import INLINE, MISSING, WHOLE
 from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
 from chunkview.references import load
@@ -46,30 +47,7 @@ def _pread(path: str, start: int | None, end: int | None) -> bytes:
         return os.pread(f.fileno(), e - s, s)
 
 
-def _local_path(url: str) -> str:
-    protocol, path = split_protocol(url)
-    if protocol in ("file", "local"):
-        return fsspec.implementations.local.make_path_posix(path)
-    return url
-
-
-def merge_ranges(starts, ends, max_gap, max_block):
-    """Group byte ranges [starts[i], ends[i]) of one file into blocks: ranges whose gap is at
-    most ``max_gap`` join a block while it stays within ``max_block`` bytes (``max_gap`` None
-    or negative: no merging).  Returns ``[(block_start, block_end, [i, ...]), ...]``."""
-    order = sorted(range(len(starts)), key=lambda i: (starts[i], ends[i]))
-    merge = max_gap is not None and max_gap >= 0
-    blocks: list = []
-    for i in order:
-        s, e = starts[i], ends[i]
-        if blocks and merge:
-            b = blocks[-1]
-            if s - b[1] <= max_gap and max(e, b[1]) - b[0] <= max_block:
-                b[1] = max(b[1], e)
-                b[2].append(i)
-                continue
-        blocks.append([s, e, [i]])
-    return [tuple(b) for b in blocks]
+_local_path = local_path
 
 
 class ChunkviewFileSystem(AsyncFileSystem):
