@@ -56,55 +56,12 @@ def kerchunk_refs(path, inline_threshold=100) -> dict:
     return SingleHdf5ToZarr(str(path), inline_threshold=inline_threshold).translate()
 
 
-_H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
-
-
 def h5_refs(path, names) -> dict:
-    """kerchunk-style v1 references for chunked h5py datasets, made from h5py's own chunk
-    index (``chunk_iter``), with every filter kept in HDF5's order (fletcher32 included) and
-    per-chunk filter masks in ``<name>/.cvmask``.  A test helper, not the scanner."""
-    import json
+    """kerchunk-style references of chunked h5py datasets from HDF5's own chunk index, with
+    fletcher32 and per-chunk filter masks kept (``chunkview.benchdata.h5_chunk_refs``)."""
+    from chunkview.benchdata import h5_chunk_refs
 
-    import h5py
-
-    refs = {".zgroup": json.dumps({"zarr_format": 2})}
-    url = Path(path).resolve().as_uri()
-    with h5py.File(path, "r") as f:
-        for name in names:
-            d = f[name]
-            dcpl = d.id.get_create_plist()
-            codecs = []
-            for i in range(dcpl.get_nfilters()):
-                code, _flags, vals, _ = dcpl.get_filter(i)
-                kind = _H5_FILTERS[code]
-                if kind == "deflate":
-                    codecs.append({"id": "zlib", "level": int(vals[0]) if vals else 1})
-                elif kind == "shuffle":
-                    codecs.append({"id": "shuffle", "elementsize": d.dtype.itemsize})
-                else:
-                    codecs.append({"id": "fletcher32"})
-            fill = d.fillvalue
-            fill = fill.item() if hasattr(fill, "item") else fill
-            if isinstance(fill, complex):
-                fill = [fill.real, fill.imag]
-            refs[f"{name}/.zarray"] = json.dumps({
-                "zarr_format": 2, "shape": list(d.shape), "chunks": list(d.chunks),
-                "dtype": d.dtype.str, "order": "C", "compressor": None,
-                "filters": codecs or None, "dimension_separator": ".",
-                "fill_value": fill})
-            refs[f"{name}/.zattrs"] = json.dumps({})
-            masks = {}
-
-            def visit(si, name=name, d=d, masks=masks):
-                key = ".".join(str(o // c) for o, c in zip(si.chunk_offset, d.chunks))
-                refs[f"{name}/{key}"] = [url, si.byte_offset, si.size]
-                if si.filter_mask:
-                    masks[key] = si.filter_mask
-
-            d.id.chunk_iter(visit)
-            if masks:
-                refs[f"{name}/.cvmask"] = json.dumps(masks)
-    return {"version": 1, "refs": refs}
+    return h5_chunk_refs(path, names)
 
 
 def make_filters(path) -> Path:

@@ -78,6 +78,13 @@ static void setup_plan(cv_plan *p, int ndim, const int64_t *chunk, size_t is, in
     if (shuf) p->steps[p->nsteps++] = (cv_step){CV_STEP_UNSHUFFLE, 0, is};
 }
 
+/* Output: a C-ordered 2-D buffer of n bytes with rows of s0 bytes and items of s1 bytes. */
+static void set_output(cv_plan *p, uint8_t *out, size_t n, int64_t s0, int64_t s1) {
+    p->ostride[0] = s0, p->ostride[1] = s1;
+    p->out_lo = out;
+    p->out_hi = out + n;
+}
+
 static void test_random_pipelines(void) {
     for (int iter = 0; iter < 3000; iter++) {
         int ndim = (int)rndi(0, 3);
@@ -210,9 +217,7 @@ static void test_bad_jobs(void) {
     for (size_t i = 0; i < sizeof raw; i++) raw[i] = (uint8_t)i;
     cv_plan p;
     setup_plan(&p, 2, chunk, 4, 0, 0, 0);
-    p.ostride[0] = 24, p.ostride[1] = 4;
-    p.out_lo = out;
-    p.out_hi = out + sizeof out;
+    set_output(&p, out, sizeof out, 24, 4);
     CHECK_EQ(cv_plan_init(&p), CV_OK);
     cv_worker *w = cv_worker_new();
     int64_t ok[6] = {0, 1, 4, 0, 1, 6};
@@ -247,9 +252,7 @@ static void test_bad_jobs(void) {
     size_t zl = zlib_stored(big, sizeof big, z);
     cv_plan pz;
     setup_plan(&pz, 2, chunk, 4, 0, 1, 0);
-    pz.ostride[0] = 24, pz.ostride[1] = 4;
-    pz.out_lo = out;
-    pz.out_hi = out + sizeof out;
+    set_output(&pz, out, sizeof out, 24, 4);
     CHECK_EQ(cv_plan_init(&pz), CV_OK);
     cv_job jz = {z, zl, out, ok, 0, 0, 0, 0};
     CHECK_EQ(cv_decode_job(w, &pz, &jz), CV_ESIZE);
@@ -316,9 +319,7 @@ static void test_threads(void) {
     }
     cv_plan p;
     setup_plan(&p, 2, chunk, is, 1, 1, 1);
-    p.ostride[0] = G * C * is, p.ostride[1] = is;
-    p.out_lo = out;
-    p.out_hi = out + N * D;
+    set_output(&p, out, N * D, G * C * is, is);
     CHECK_EQ(cv_plan_init(&p), CV_OK);
     int64_t sel[6] = {0, 1, C, 0, 1, C};
     cv_job jobs[N];

@@ -18,7 +18,7 @@ import fsspec.implementations.local
 import numpy as np
 from fsspec.core import split_protocol
 
-from chunkview._index import INLINE, MISSING, WHOLE
+from chunkview._index import INLINE, WHOLE
 from chunkview.errors import FetchError
 
 _LOCAL = (None, "file", "local")
@@ -64,6 +64,23 @@ def local_path(url: str) -> str:
     return url
 
 
+def filesystems(fs, remote_protocol):
+    """``fs`` as fsspec's ``ReferenceFileSystem`` takes it (a filesystem, or a ``{protocol:
+    filesystem or options}`` dict) -> ``({protocol: filesystem}, remote_protocol)``; a single
+    filesystem also becomes the remote protocol when none is given."""
+    fss: dict = {}
+    if isinstance(fs, dict):
+        for k, opts in fs.items():
+            proto = None if k is None else k.split(":", 1)[0]
+            fss[proto] = fsspec.filesystem(proto, **opts) if isinstance(opts, dict) else opts
+    elif fs is not None:
+        proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+        fss[proto] = fs
+        if remote_protocol is None:
+            remote_protocol = proto
+    return fss, remote_protocol
+
+
 class Source:
     """Where chunk bytes come from: the URLs of a reference set, read locally or via fsspec.
 
@@ -75,22 +92,11 @@ class Source:
     def __init__(self, refs, *, remote_protocol=None, remote_options=None, fs=None, target=None,
                  max_gap: int = 64_000, max_block: int = 256_000_000):
         self.refs = refs
-        self.remote_protocol = remote_protocol
         self.remote_options = dict(remote_options or {})
         self.target = target
         self.max_gap = max_gap
         self.max_block = max_block
-        self._fss: dict = {}
-        if isinstance(fs, dict):
-            for k, opts in fs.items():
-                proto = None if k is None else k.split(":", 1)[0]
-                self._fss[proto] = (fsspec.filesystem(proto, **opts) if isinstance(opts, dict)
-                                    else opts)
-        elif fs is not None:
-            proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-            self._fss[proto] = fs
-            if remote_protocol is None:
-                self.remote_protocol = proto
+        self._fss, self.remote_protocol = filesystems(fs, remote_protocol)
         self._maps: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -179,11 +185,10 @@ class Source:
                     offsets[sel] = offs_i[sel]
                     wl = is_whole[sel]
                     lengths[sel] = np.where(wl, len(m), lens_i[sel])
-                    starts[sel] = offs_i[sel]
                 else:
                     self._fetch_remote(fs, url, keys, sel, offs_i, lens_i, is_whole, bufs,
                                        buf_index, offsets, lengths)
-                    starts[sel] = offs_i[sel]
+                starts[sel] = offs_i[sel]
                 url_text[uid] = url
         inline = np.flatnonzero(ids == INLINE)
         for i in inline.tolist():
@@ -230,4 +235,4 @@ class Source:
             lengths[idx] = lens_i[idx]
 
 
-__all__ = ["Source", "Segments", "merge_ranges", "MISSING", "INLINE"]
+__all__ = ["Source", "Segments", "filesystems", "local_path", "merge_ranges"]

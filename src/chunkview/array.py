@@ -24,6 +24,7 @@ from chunkview import _decode
 from chunkview._fetch import Segments, Source
 from chunkview.codecs import Pipeline, pipeline_from_zarray
 from chunkview.errors import DecodeError, ReferenceFormatError, UnsupportedError
+from chunkview._index import MISSING
 from chunkview.references import References, load
 
 MASK_KEY = ".cvmask"
@@ -165,6 +166,109 @@ def chunk_keys(prefix: str, coords: np.ndarray, sep: str) -> list[str]:
     return [prefix + sep.join(t) for t in zip(*cols)]
 
 
+def chunk_space_view(res: np.ndarray, drop, reverse=None) -> np.ndarray:
+    """A view of ``res`` with one dimension per array dimension: length 1 and stride 0 where
+    ``drop[d]`` (an integer index removed the dimension), reversed where ``reverse[d]``."""
+    from numpy.lib.stride_tricks import as_strided
+
+    shape, strides = [], []
+    it = iter(zip(res.shape, res.strides))
+    for dropped in drop:
+        n, st = (1, 0) if dropped else next(it)
+        shape.append(n)
+        strides.append(st)
+    full = as_strided(res, shape=tuple(shape), strides=tuple(strides), writeable=True)
+    if reverse is not None and any(reverse):
+        full = full[tuple(slice(None, None, -1) if r else slice(None) for r in reverse)]
+    return full
+
+
+# ------------------------------------------------------------------ the read path
+
+
+class ChunkLayout:
+    """How one array's chunks are stored, from its zarr v2 ``.zarray``: what the read path
+    needs (chunk shape, dtype, order, key separator, codecs, fill value, per-chunk HDF5 filter
+    masks from ``<array>/.cvmask``)."""
+
+    def __init__(self, refs, path: str, meta: dict):
+        if meta.get("zarr_format", 2) != 2:
+            raise UnsupportedError(f"array {path!r}: only zarr v2 metadata is read directly")
+        self.path = path
+        self.meta = meta
+        self.prefix = f"{path}/" if path else ""
+        self.shape = tuple(int(x) for x in meta["shape"])
+        self.chunks = tuple(int(x) for x in meta["chunks"])
+        if len(self.chunks) != len(self.shape) or any(c < 1 for c in self.chunks):
+            raise ReferenceFormatError(f"array {path!r}: chunks {self.chunks} do not fit shape "
+                                       f"{self.shape}")
+        self.dtype = _dtype_of(meta["dtype"])
+        self.order = meta.get("order", "C")
+        self.fill_value = meta.get("fill_value")
+        self.fill = _fill_bytes(self.fill_value, self.dtype)
+        self.sep = meta.get("dimension_separator") or "."
+        self.pipeline: Pipeline = pipeline_from_zarray(meta)
+        masks = _json_of(refs, self.prefix + MASK_KEY)
+        self.masks = {str(k): int(v) for k, v in (masks or {}).items()}
+
+
+def decode_chunks(refs, source: Source, layout: ChunkLayout, keys, full, sel, out_offsets,
+                  threads: int) -> int:
+    """Look up, fetch and decode the chunks ``keys`` of one array into ``full`` (one dimension
+    per array dimension): chunk i's part ``sel[i]`` goes to byte ``out_offsets[i]``.  Missing
+    chunks get the fill value.  Returns how many of the chunks exist; raises DecodeError naming
+    the first failing chunk's key, URL and byte range."""
+    ids, offs, lens = refs.lookup_many(keys)
+    seg = source.fetch(keys, ids, offs, lens)
+    masks = None
+    if layout.masks:
+        pre = len(layout.prefix)
+        masks = np.array([layout.masks.get(k[pre:], 0) for k in keys], dtype=np.uint32)
+    chunk = layout.chunks
+    if layout.order == "F":  # a Fortran-ordered chunk is the C-ordered transposed chunk
+        chunk = chunk[::-1]
+        full = full.transpose()
+        sel = np.ascontiguousarray(sel[:, ::-1, :])
+    pipe = layout.pipeline
+    steps = list(pipe.steps) if pipe.fast else []
+    if not pipe.fast:
+        seg = _decode_slow(layout, keys, seg, masks)
+        masks = None
+    failed = _decode.decode_batch(
+        tuple(chunk), layout.dtype.itemsize, steps, full, out_offsets, sel, seg.bufs,
+        seg.buf_index, seg.offsets, seg.lengths, masks, layout.fill, threads)
+    if failed:
+        raise _decode_error(keys, seg, failed, steps)
+    return int((np.asarray(ids) != MISSING).sum())
+
+
+def _decode_slow(layout: ChunkLayout, keys, seg: Segments, masks) -> Segments:
+    """Decode every chunk with its numcodecs codecs; returns raw chunks for the C copy."""
+    nbytes = int(np.prod(layout.chunks, dtype=np.int64)) * layout.dtype.itemsize
+    bufs = []
+    lengths = seg.lengths.copy()
+    for i, bi in enumerate(seg.buf_index.tolist()):
+        if bi < 0:
+            continue
+        o, n = int(seg.offsets[i]), int(seg.lengths[i])
+        src = memoryview(seg.bufs[bi])[o:o + n]
+        where = f"chunk {keys[i]!r} of {seg.url_of(i)!r} (bytes {int(seg.starts[i])}-" \
+                f"{int(seg.starts[i]) + n})"
+        try:
+            raw = layout.pipeline.decode_chunk(src, 0 if masks is None else int(masks[i]))
+        except Exception as e:  # noqa: BLE001 - one error naming key, url, range
+            ids = [c["id"] for c in layout.pipeline.configs]
+            raise DecodeError(f"cannot decode {where} with {ids}: {type(e).__name__}: {e}") from e
+        mv = memoryview(raw).cast("B")
+        if len(mv) != nbytes:
+            raise DecodeError(f"{where} decoded to {len(mv)} bytes, expected {nbytes}")
+        seg.buf_index[i] = len(bufs)
+        bufs.append(mv)
+        lengths[i] = nbytes
+    return Segments(bufs, seg.buf_index, np.zeros_like(seg.offsets), lengths, seg.ids,
+                    seg.url_text, seg.starts)
+
+
 # ------------------------------------------------------------------ arrays
 
 
@@ -176,22 +280,10 @@ class Array:
         self.path = path
         self.name = "/" + path
         self._meta = meta
-        if meta.get("zarr_format", 2) != 2:
-            raise UnsupportedError(f"array {path!r}: only zarr v2 metadata is read directly")
-        self.shape = tuple(int(x) for x in meta["shape"])
-        self.chunks = tuple(int(x) for x in meta["chunks"])
-        if len(self.chunks) != len(self.shape) or any(c < 1 for c in self.chunks):
-            raise ReferenceFormatError(f"array {path!r}: chunks {self.chunks} do not fit shape "
-                                       f"{self.shape}")
-        self.dtype = _dtype_of(meta["dtype"])
-        self.order = meta.get("order", "C")
-        self.fill_value = meta.get("fill_value")
-        self._fill = _fill_bytes(self.fill_value, self.dtype)
-        self._sep = meta.get("dimension_separator") or "."
+        self.layout = lay = ChunkLayout(group._refs, path, meta)
+        self.shape, self.chunks, self.dtype = lay.shape, lay.chunks, lay.dtype
+        self.order, self.fill_value, self.pipeline = lay.order, lay.fill_value, lay.pipeline
         self.attrs = attrs
-        self.pipeline: Pipeline = pipeline_from_zarray(meta, self.dtype.itemsize)
-        masks = _json_of(group._refs, f"{path}/{MASK_KEY}")
-        self._masks = {str(k): int(v) for k, v in (masks or {}).items()}
 
     # ----------------------------------------------------------------- numpy-like
 
@@ -246,52 +338,34 @@ class Array:
                                  f"{out.shape} {out.dtype}")
             res = out
         if res.size == 0:
-            return res if out is None or res.ndim else res
-        full = self._chunk_space_view(res, dims)
+            return res
+        full = chunk_space_view(res, [d[3] for d in dims], [d[4] for d in dims])
         coords, sel, opos = plan_selection(dims, self.chunks)
         out_offsets = (opos * np.asarray(full.strides, np.int64)).sum(axis=1) if self.ndim \
             else np.zeros(len(coords), np.int64)
-        self._group._read_into(self, full, coords, sel, out_offsets, threads)
+        g = self._group
+        keys = chunk_keys(self.layout.prefix, coords, self.layout.sep)
+        decode_chunks(g._refs, g._source, self.layout, keys, full, sel, out_offsets,
+                      threads or g.threads)
         return res if out is not None or res.ndim else res[()]
-
-    def _chunk_space_view(self, res, dims):
-        """A view of ``res`` with one dimension per array dimension (stride 0 where an integer
-        index dropped it), reversed where the selection's step was negative."""
-        from numpy.lib.stride_tricks import as_strided
-
-        shape, strides, flip = [], [], []
-        it = iter(zip(res.shape, res.strides))
-        for (_, _, cnt, drop, rev) in dims:
-            if drop:
-                shape.append(1)
-                strides.append(0)
-            else:
-                n, s = next(it)
-                shape.append(n)
-                strides.append(s)
-            flip.append(rev)
-        full = as_strided(res, shape=tuple(shape), strides=tuple(strides), writeable=True)
-        if any(flip):
-            full = full[tuple(slice(None, None, -1) if r else slice(None) for r in flip)]
-        return full
 
 
 class Group(Mapping):
     """A group of a reference set: ``g["name"]`` gives an :class:`Array` or a subgroup."""
 
     def __init__(self, refs: References, source: Source, *, path: str = "",
-                 threads: int | None = None, _cache: dict | None = None):
+                 threads: int | None = None, _parent: Group | None = None):
         self._refs = refs
         self._source = source
         self.path = path
         self.name = "/" + path
         self.threads = threads or os.cpu_count() or 1
-        self._cache = {} if _cache is None else _cache
-        self._zmeta = self._cache.get("__zmetadata__")
-        if "__zmetadata__" not in self._cache:
+        if _parent is not None:  # members and consolidated metadata are shared with the root
+            self._cache, self._zmeta = _parent._cache, _parent._zmeta
+        else:
+            self._cache = {}
             zm = _json_of(refs, ".zmetadata", refs.source) if ".zmetadata" in refs else None
             self._zmeta = (zm or {}).get("metadata")
-            self._cache["__zmetadata__"] = self._zmeta
         self.attrs = self._meta(self._join(".zattrs")) or {}
 
     def _join(self, name: str) -> str:
@@ -314,8 +388,7 @@ class Group(Mapping):
             obj = Array(self, path, zarray, self._meta(path + "/.zattrs") or {})
         elif self._meta(path + "/.zgroup") is not None or (
                 self._zmeta is None and any(True for _ in self._children(path))):
-            obj = Group(self._refs, self._source, path=path, threads=self.threads,
-                        _cache=self._cache)
+            obj = Group(self._refs, self._source, path=path, threads=self.threads, _parent=self)
         else:
             raise KeyError(name)
         self._cache[path] = obj
@@ -361,63 +434,6 @@ class Group(Mapping):
 
     def __exit__(self, *exc):
         self.close()
-
-    # ----------------------------------------------------------------- the read path
-
-    def _read_into(self, arr: Array, full, coords, sel, out_offsets, threads):
-        threads = threads or self.threads
-        keys = chunk_keys(arr.path + "/", coords, arr._sep)
-        ids, offs, lens = self._refs.lookup_many(keys)
-        seg = self._source.fetch(keys, ids, offs, lens)
-        masks = None
-        if arr._masks:
-            pre = len(arr.path) + 1
-            masks = np.array([arr._masks.get(k[pre:], 0) for k in keys], dtype=np.uint32)
-        chunk = arr.chunks
-        if arr.order == "F":  # a Fortran-ordered chunk is the C-ordered transposed chunk
-            chunk = chunk[::-1]
-            full = full.transpose()
-            sel = np.ascontiguousarray(sel[:, ::-1, :])
-        pipe = arr.pipeline
-        steps = list(pipe.steps) if pipe.fast else []
-        if not pipe.fast:
-            seg = self._decode_slow(arr, keys, seg, masks)
-            masks = None
-        failed = _decode.decode_batch(
-            tuple(chunk), arr.dtype.itemsize, steps, full, out_offsets, sel, seg.bufs,
-            seg.buf_index, seg.offsets, seg.lengths, masks, arr._fill, threads)
-        if failed:
-            raise _decode_error(keys, seg, failed, steps)
-
-    def _decode_slow(self, arr: Array, keys, seg: Segments, masks) -> Segments:
-        """Decode every chunk with its numcodecs codecs; returns raw chunks for the C copy."""
-        nbytes = int(np.prod(arr.chunks, dtype=np.int64)) * arr.dtype.itemsize
-        bufs = []
-        offsets = np.zeros_like(seg.offsets)
-        lengths = seg.lengths.copy()
-        for i, bi in enumerate(seg.buf_index.tolist()):
-            if bi < 0:
-                continue
-            o, n = int(seg.offsets[i]), int(seg.lengths[i])
-            src = memoryview(seg.bufs[bi])[o:o + n]
-            try:
-                raw = arr.pipeline.decode_chunk(src, 0 if masks is None else int(masks[i]))
-            except Exception as e:  # noqa: BLE001 - one error naming key, url, range
-                url = seg.url_of(i)
-                s = int(seg.starts[i])
-                raise DecodeError(f"cannot decode chunk {keys[i]!r} of {url!r} (bytes "
-                                  f"{s}-{s + n}) with {[c['id'] for c in arr.pipeline.configs]}: "
-                                  f"{type(e).__name__}: {e}") from e
-            mv = memoryview(raw).cast("B")
-            if len(mv) != nbytes:
-                url = seg.url_of(i)
-                s = int(seg.starts[i])
-                raise DecodeError(f"chunk {keys[i]!r} of {url!r} (bytes {s}-{s + n}) decoded to "
-                                  f"{len(mv)} bytes, expected {nbytes}")
-            seg.buf_index[i] = len(bufs)
-            bufs.append(mv)
-            lengths[i] = nbytes
-        return Segments(bufs, seg.buf_index, offsets, lengths, seg.ids, seg.url_text, seg.starts)
 
 
 def _decode_error(keys, seg, failed, steps):

@@ -80,9 +80,14 @@ def make_bench_file(path: Path) -> Path:
     return path
 
 
+_H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
+
+
 def h5_chunk_refs(path: Path, names=("t2m", "obs")) -> dict:
-    """kerchunk v1 references of bench.h5 built from the HDF5 library's chunk index
-    (``chunk_iter``): the benchmark's own references until ``chunkview.scan`` lands."""
+    """kerchunk v1 references of chunked datasets, built from the HDF5 library's chunk index
+    (``chunk_iter``): every filter kept in HDF5's order (fletcher32 included), per-chunk filter
+    masks in ``<name>/.cvmask``.  The benchmark's and the tests' references until
+    ``chunkview.scan`` lands."""
     import json
 
     import h5py
@@ -92,18 +97,36 @@ def h5_chunk_refs(path: Path, names=("t2m", "obs")) -> dict:
     with h5py.File(path, "r") as f:
         for name in names:
             d = f[name]
+            dcpl = d.id.get_create_plist()
+            codecs = []
+            for i in range(dcpl.get_nfilters()):
+                code, _flags, vals, _ = dcpl.get_filter(i)
+                kind = _H5_FILTERS[code]
+                if kind == "deflate":
+                    codecs.append({"id": "zlib", "level": int(vals[0]) if vals else 1})
+                elif kind == "shuffle":
+                    codecs.append({"id": "shuffle", "elementsize": d.dtype.itemsize})
+                else:
+                    codecs.append({"id": "fletcher32"})
+            fill = d.fillvalue
+            fill = fill.item() if hasattr(fill, "item") else fill
+            if isinstance(fill, complex):
+                fill = [fill.real, fill.imag]
             refs[f"{name}/.zarray"] = json.dumps({
                 "zarr_format": 2, "shape": list(d.shape), "chunks": list(d.chunks),
-                "dtype": d.dtype.str, "order": "C", "compressor": None, "fill_value": None,
-                "filters": [{"id": "shuffle", "elementsize": d.dtype.itemsize},
-                            {"id": "zlib", "level": int(d.compression_opts)}]})
+                "dtype": d.dtype.str, "order": "C", "compressor": None,
+                "filters": codecs or None, "dimension_separator": ".", "fill_value": fill})
             refs[f"{name}/.zattrs"] = json.dumps(
                 {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in d.attrs.items()})
-            chunks = d.chunks
+            masks = {}
 
-            def visit(si, name=name, chunks=chunks):
+            def visit(si, name=name, chunks=d.chunks, masks=masks):
                 key = ".".join(str(o // c) for o, c in zip(si.chunk_offset, chunks))
                 refs[f"{name}/{key}"] = [url, si.byte_offset, si.size]
+                if si.filter_mask:
+                    masks[key] = si.filter_mask
 
             d.id.chunk_iter(visit)
+            if masks:
+                refs[f"{name}/.cvmask"] = json.dumps(masks)
     return {"version": 1, "refs": refs}

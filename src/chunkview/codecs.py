@@ -123,7 +123,7 @@ class Pipeline:
         return out
 
 
-def pipeline_from_zarray(meta: dict, itemsize: int) -> Pipeline:
+def pipeline_from_zarray(meta: dict) -> Pipeline:
     """The pipeline of a zarr v2 ``.zarray`` dict."""
     configs = [dict(f) for f in (meta.get("filters") or [])]
     if meta.get("compressor") is not None:

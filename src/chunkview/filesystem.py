@@ -21,7 +21,7 @@ from fsspec.asyn import AsyncFileSystem
 from fsspec.core import split_protocol
 from fsspec.spec import AbstractBufferedFile
 
-from chunkview._fetch import local_path, merge_ranges
+from chunkview._fetch import filesystems, local_path, merge_ranges
 from chunkview._index import INLINE, MISSING, WHOLE
 from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
 from chunkview.references import load
@@ -45,9 +45,6 @@ def _pread(path: str, start: int | None, end: int | None) -> bytes:
         if e <= s:
             return b""
         return os.pread(f.fileno(), e - s, s)
-
-
-_local_path = local_path
 
 
 class ChunkviewFileSystem(AsyncFileSystem):
@@ -85,19 +82,8 @@ class ChunkviewFileSystem(AsyncFileSystem):
         self.target = target
         self.max_gap = max_gap
         self.max_block = max_block
-        self.remote_protocol = remote_protocol
         self.remote_options = dict(remote_options or {})
-        self.fss: dict = {}
-        if isinstance(fs, dict):
-            for k, opts in fs.items():
-                proto = None if k is None else k.split(":", 1)[0]
-                self.fss[proto] = (fsspec.filesystem(proto, **opts) if isinstance(opts, dict)
-                                   else opts)
-        elif fs is not None:
-            proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-            self.fss[proto] = fs
-            if remote_protocol is None:
-                self.remote_protocol = proto
+        self.fss, self.remote_protocol = filesystems(fs, remote_protocol)
         self._token = None
 
     # ----------------------------------------------------------------- serialisation
@@ -168,7 +154,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
         try:
             fs = self._fs_for(protocol)
             if fs is None:
-                return await asyncio.to_thread(_pread, _local_path(url), start, end)
+                return await asyncio.to_thread(_pread, local_path(url), start, end)
             return await self._call_target(fs, "cat_file", url, start=start, end=end)
         except Exception as e:  # noqa: BLE001 - converted to one error naming key/url/range
             raise FetchError(key, url, start, end, cause=e) from e
@@ -422,7 +408,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
             fs = self._fs_for(split_protocol(url)[0])
             try:
                 if fs is None:
-                    info["size"] = await asyncio.to_thread(os.path.getsize, _local_path(url))
+                    info["size"] = await asyncio.to_thread(os.path.getsize, local_path(url))
                 else:
                     info["size"] = await self._call_target(fs, "size", url)
             except Exception as e:  # noqa: BLE001

@@ -18,7 +18,7 @@ import numpy as np
 
 from chunkview import _templates
 from chunkview._index import INLINE, MISSING, WHOLE, ChunkIndex
-from chunkview.errors import ReferenceFormatError, ReferenceNotFound
+from chunkview.errors import ReferenceFormatError
 
 NATIVE_SUFFIXES = (".cvref",)
 

@@ -31,12 +31,18 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 
-from chunkview import _decode
 from chunkview._fetch import Source
 from chunkview._index import INLINE, MISSING
-from chunkview.array import MASK_KEY, _json_of
+from chunkview.array import (
+    ChunkLayout,
+    _dim_plan,
+    _json_of,
+    chunk_keys,
+    chunk_space_view,
+    decode_chunks,
+)
 from chunkview.codecs import pipeline_from_zarray
-from chunkview.errors import ChunkviewError, DecodeError
+from chunkview.errors import ChunkviewError, FetchError
 from chunkview.references import References, load
 
 PIPELINE_PATH = "chunkview.zarr_store.CodecPipeline"
@@ -79,7 +85,7 @@ class ReferenceStore(Store):
                           fs=fs, target=target, max_gap=max_gap, max_block=max_block)
         self.threads = threads or os.cpu_count() or 1
         self.source = Source(self.refs, **self._opts)
-        self._masks: dict = {}
+        self._layouts: dict = {}
         if coalesce is None:
             coalesce = COALESCE_BYTES if read_only else 0
         self.coalesce = int(coalesce) if read_only else 0
@@ -91,7 +97,7 @@ class ReferenceStore(Store):
         new = type(self).__new__(type(self))
         Store.__init__(new, read_only=read_only)
         new.refs, new._opts, new.threads = self.refs, self._opts, self.threads
-        new.source, new._masks = self.source, self._masks
+        new.source, new._layouts = self.source, self._layouts
         new.coalesce = self.coalesce if read_only else 0
         new._virtual = self._virtual if read_only else {}
         return new
@@ -156,8 +162,6 @@ class ReferenceStore(Store):
             o, n = int(seg.offsets[i]), int(seg.lengths[i])
             buf = seg.bufs[bi]
             if o + n > len(buf):
-                from chunkview.errors import FetchError
-
                 raise FetchError(key, seg.url_of(i), int(seg.starts[i]), int(seg.starts[i]) + n,
                                  cause=ValueError("the file is shorter than the reference"))
             s, e = _slice_range(n, br)
@@ -180,18 +184,11 @@ class ReferenceStore(Store):
         (``k`` stored chunks along the first dimension make one virtual chunk, served decoded),
         or None when it is presented as stored."""
         hit = self._virtual.get(array_path, _NOT_VIRTUAL)
-        if hit is not _NOT_VIRTUAL:
-            return hit
-        info = None
-        key = f"{array_path}/.zarray" if array_path else ".zarray"
-        if self.coalesce and key in self.refs:
-            try:
-                meta = _json_of(self.refs, key)
-                info = _Virtual.make(array_path, meta, self.coalesce)
-            except Exception:  # noqa: BLE001 - anything unusual is presented as stored
-                info = None
-        self._virtual[array_path] = info
-        return info
+        if hit is _NOT_VIRTUAL:
+            lay = self.layout(array_path) if self.coalesce else None
+            hit = _Virtual.make(lay, self.coalesce) if lay is not None else None
+            self._virtual[array_path] = hit
+        return hit
 
     def _virtual_get(self, key: str):
         """Bytes to serve for key when it is rewritten by chunk coalescing (None: absent), or
@@ -211,8 +208,8 @@ class ReferenceStore(Store):
                         meta[k] = info.meta
                         changed = True
             return json.dumps(zm).encode() if changed else _NOT_VIRTUAL
-        if name.startswith(".") or not self._virtual:
-            return _NOT_VIRTUAL
+        if name.startswith(".") or (f"{path}/.zarray" if path else ".zarray") not in self.refs:
+            return _NOT_VIRTUAL  # not a chunk key of an array
         info = self.virtual_info(path)
         if info is None:
             return _NOT_VIRTUAL
@@ -220,13 +217,12 @@ class ReferenceStore(Store):
             coords = tuple(int(x) for x in name.split("."))
         except ValueError:
             return None
-        if len(coords) != len(info.shape) or any(
+        if len(coords) != len(info.vgrid) or any(
                 c < 0 or c >= g for c, g in zip(coords, info.vgrid)):
             return None
-        out = np.empty(info.vchunks, dtype=info.dtype)
+        out = np.empty(info.vchunks, dtype=info.layout.dtype)
         sel = np.array([[[0, 1, c] for c in info.vchunks]], np.int64)
-        found = _decode_virtual(self, info, [coords], out, sel, np.zeros(1, np.int64),
-                                self.threads, count_found=True)
+        found = _decode_virtual(self, info, [coords], out, sel, np.zeros(1, np.int64))
         return out.tobytes() if found else None
 
     def _is_inline_or_missing(self, key: str) -> bool:
@@ -300,13 +296,18 @@ class ReferenceStore(Store):
 
     # ----------------------------------------------------------------- per-array data
 
-    def chunk_masks(self, array_path: str) -> dict:
-        """Per-chunk HDF5 filter masks recorded for an array (``{chunk suffix: mask}``)."""
-        hit = self._masks.get(array_path)
-        if hit is None:
-            key = f"{array_path}/{MASK_KEY}" if array_path else MASK_KEY
-            hit = {str(k): int(v) for k, v in (_json_of(self.refs, key) or {}).items()}
-            self._masks[array_path] = hit
+    def layout(self, array_path: str) -> ChunkLayout | None:
+        """How an array's chunks are stored (from its ``.zarray``; None when it has none or
+        the metadata is not zarr v2); cached."""
+        hit = self._layouts.get(array_path, _NOT_VIRTUAL)
+        if hit is _NOT_VIRTUAL:
+            key = f"{array_path}/.zarray" if array_path else ".zarray"
+            meta = _json_of(self.refs, key) if key in self.refs else None
+            try:
+                hit = ChunkLayout(self.refs, array_path, meta) if isinstance(meta, dict) else None
+            except ChunkviewError:
+                hit = None
+            self._layouts[array_path] = hit
         return hit
 
 
@@ -351,7 +352,7 @@ class CodecPipeline(BatchedCodecPipeline):
         if isinstance(store, ReferenceStore) and cfg is not None:
             dtype = array_metadata.dtype.to_native_dtype()
             if not dtype.hasobject:
-                pipe = pipeline_from_zarray(cfg, dtype.itemsize)
+                pipe = pipeline_from_zarray(cfg)
                 if pipe.fast:
                     object.__setattr__(base, "_cv_store", store)
                     object.__setattr__(base, "_cv_steps", pipe.steps)
@@ -392,17 +393,14 @@ class CodecPipeline(BatchedCodecPipeline):
         dtype = spec0.dtype.to_native_dtype()
         if arr.dtype != dtype or ndim != self._cv_ndim or ndim == 0:
             return None
-        order = getattr(spec0, "order", None) or getattr(spec0.config, "order", "C")
+        if arr.ndim != ndim - len(set(drop_axes)):
+            return None
+        # the output viewed with one dimension per chunk dimension (stride 0 where dropped)
+        full = chunk_space_view(arr, [d in drop_axes for d in range(ndim)])
+        ostrides = full.strides
         n = len(batch_info)
         sel = np.empty((n, ndim, 3), np.int64)
         out_offsets = np.empty(n, np.int64)
-        # the output viewed with one dimension per chunk dimension (stride 0 where dropped)
-        ostrides = []
-        it = iter(arr.strides)
-        for d in range(ndim):
-            ostrides.append(0 if d in drop_axes else next(it, None))
-        if None in ostrides:
-            return None
         keys = []
         for i, (getter, spec, csel, osel, _complete) in enumerate(batch_info):
             if tuple(spec.shape) != chunk:
@@ -439,51 +437,21 @@ class CodecPipeline(BatchedCodecPipeline):
                     return None
                 off += ostart * ostrides[d]
             out_offsets[i] = off
-        from numpy.lib.stride_tricks import as_strided
-
-        it = iter(arr.shape)
-        shape = [1 if d in drop_axes else next(it) for d in range(ndim)]
-        full = as_strided(arr, shape=tuple(shape), strides=tuple(ostrides), writeable=True)
-        fill = spec0.fill_value
-        try:
-            fill_b = np.asarray(fill, dtype=dtype).tobytes() if fill is not None else None
-        except (TypeError, ValueError):
-            return None
-        return (keys, chunk, dtype, order, full, sel, out_offsets, fill_b)
+        return keys, full, sel, out_offsets
 
     def _run(self, plan):
-        keys, chunk, dtype, order, full, sel, out_offsets, fill_b = plan
+        keys, full, sel, out_offsets = plan
         store = self._cv_store
-        if store.coalesce:
-            array_path = keys[0].rpartition("/")[0]
-            info = store.virtual_info(array_path)
-            if info is not None:
-                coords = [tuple(int(x) for x in k.rpartition("/")[2].split(".")) for k in keys]
-                _decode_virtual(store, info, coords, full, sel, out_offsets, store.threads)
-                return
-        ids, offs, lens = store.refs.lookup_many(keys)
-        seg = store.source.fetch(keys, ids, offs, lens)
-        masks = None
-        path0 = keys[0]
-        cut = len(chunk) if self._cv_sep == "/" else 1
-        parts = path0.split("/")
-        array_path = "/".join(parts[:-cut]) if len(parts) > cut else ""
-        mk = store.chunk_masks(array_path)
-        if mk:
-            pre = len(array_path) + 1 if array_path else 0
-            masks = np.array([mk.get(k[pre:], 0) for k in keys], dtype=np.uint32)
-        if order == "F":
-            chunk = chunk[::-1]
-            full = full.transpose()
-            sel = np.ascontiguousarray(sel[:, ::-1, :])
-        steps = list(self._cv_steps)
-        failed = _decode.decode_batch(tuple(chunk), dtype.itemsize, steps, full, out_offsets,
-                                      sel, seg.bufs, seg.buf_index, seg.offsets, seg.lengths,
-                                      masks, fill_b, store.threads)
-        if failed:
-            from chunkview.array import _decode_error
-
-            raise _decode_error(keys, seg, failed, steps)
+        parts = keys[0].split("/")
+        cut = self._cv_ndim if self._cv_sep == "/" else 1
+        array_path = "/".join(parts[:-cut])
+        info = store.virtual_info(array_path)
+        if info is not None:  # zarr sees virtual chunks of whole stored chunks
+            coords = [tuple(int(x) for x in k.rpartition("/")[2].split(".")) for k in keys]
+            _decode_virtual(store, info, coords, full, sel, out_offsets)
+        else:
+            decode_chunks(store.refs, store.source, store.layout(array_path), keys, full, sel,
+                          out_offsets, store.threads)
 
 
 COALESCE_BYTES = 1 << 20  # decoded size of a virtual chunk made of tiny stored chunks
@@ -503,91 +471,55 @@ class _Virtual:
     chunks built on them stay aligned with the storage.
     """
 
-    def __init__(self, path, meta, k, pipe, dtype):
-        self.path = path
-        self.stored = meta
+    def __init__(self, layout: ChunkLayout, meta: dict, k: int):
+        self.layout = layout
         self.k = k
-        self.steps = list(pipe.steps)
-        self.dtype = dtype
-        self.shape = tuple(int(x) for x in meta["shape"])
-        self.chunks = tuple(int(x) for x in meta["chunks"])
-        self.sep = meta.get("dimension_separator") or "."
-        self.vchunks = (self.chunks[0] * k,) + self.chunks[1:]
-        self.vgrid = tuple(-(-s // c) for s, c in zip(self.shape, self.vchunks))
-        fill = meta.get("fill_value")
-        from chunkview.array import _fill_bytes
-
-        self.fill = _fill_bytes(fill, dtype)
+        c = layout.chunks
+        self.vchunks = (c[0] * k,) + c[1:]
+        self.vgrid = tuple(-(-n // v) for n, v in zip(layout.shape, self.vchunks))
         self.meta = {**meta, "chunks": list(self.vchunks), "compressor": None, "filters": None,
                      "dimension_separator": "."}
         self.meta_bytes = json.dumps(self.meta).encode()
 
     @classmethod
-    def make(cls, path, meta, target):
-        if not isinstance(meta, dict) or meta.get("zarr_format", 2) != 2:
+    def make(cls, layout: ChunkLayout, target: int):
+        if layout.order != "C" or not layout.shape or layout.dtype.hasobject \
+                or not layout.pipeline.fast:
             return None
-        if meta.get("order", "C") != "C" or not meta.get("shape"):
-            return None
-        from chunkview.array import _dtype_of
-
-        dtype = _dtype_of(meta["dtype"])
-        if dtype.hasobject:
-            return None
-        pipe = pipeline_from_zarray(meta, dtype.itemsize)
-        if not pipe.fast:
-            return None
-        chunks = [int(x) for x in meta["chunks"]]
-        nbytes = int(np.prod(chunks, dtype=np.int64)) * dtype.itemsize
+        nbytes = int(np.prod(layout.chunks, dtype=np.int64)) * layout.dtype.itemsize
         if nbytes >= TINY_CHUNK_BYTES or nbytes == 0:
             return None
-        grid0 = -(-int(meta["shape"][0]) // chunks[0])
+        grid0 = -(-layout.shape[0] // layout.chunks[0])
         k = min(max(target // nbytes, 1), grid0)
         if k < 2:
             return None
-        return cls(path, meta, k, pipe, dtype)
+        return cls(layout, layout.meta, k)
 
 
-def _decode_virtual(store, info: _Virtual, coords, full, sel, out_offsets, threads,
-                    count_found=False):
+def _decode_virtual(store, info: _Virtual, coords, full, sel, out_offsets) -> int:
     """Decode the stored chunks under virtual chunks ``coords`` (selections ``sel`` in
-    virtual-chunk coordinates, written at ``out_offsets`` of ``full``)."""
-    from chunkview.array import _decode_error, _dim_plan, chunk_keys
-
-    c0 = info.chunks[0]
+    virtual-chunk coordinates, written at ``out_offsets`` of ``full``); returns how many
+    stored chunks exist."""
+    lay = info.layout
+    c0 = lay.chunks[0]
     ostride0 = full.strides[0]
     all_coords, all_sel, all_off = [], [], []
-    for (v, s, o) in zip(coords, sel, out_offsets.tolist()):
+    for v, s, o in zip(coords, sel, out_offsets.tolist()):
         start, step, count = (int(x) for x in s[0])
         k_idx, in_start, cnt, opos = _dim_plan(v[0] * info.vchunks[0] + start, step, count, c0)
-        m = len(k_idx)
-        cc = np.empty((m, len(v)), np.int64)
+        cc = np.empty((len(k_idx), len(v)), np.int64)
         cc[:, 0] = k_idx
         cc[:, 1:] = v[1:]
-        ss = np.repeat(s[None], m, axis=0)
+        ss = np.repeat(s[None], len(k_idx), axis=0)
         ss[:, 0, 0] = in_start
         ss[:, 0, 2] = cnt
         all_coords.append(cc)
         all_sel.append(ss)
         all_off.append(o + opos * ostride0)
-    cc = np.concatenate(all_coords)
-    ss = np.ascontiguousarray(np.concatenate(all_sel))
-    oo = np.concatenate(all_off).astype(np.int64)
-    prefix = f"{info.path}/" if info.path else ""
-    keys = chunk_keys(prefix, cc, info.sep)
-    ids, offs, lens = store.refs.lookup_many(keys)
-    seg = store.source.fetch(keys, ids, offs, lens)
-    masks = None
-    mk = store.chunk_masks(info.path)
-    if mk:
-        masks = np.array([mk.get(k[len(prefix):], 0) for k in keys], dtype=np.uint32)
-    failed = _decode.decode_batch(info.chunks, info.dtype.itemsize, info.steps, full, oo, ss,
-                                  seg.bufs, seg.buf_index, seg.offsets, seg.lengths, masks,
-                                  info.fill, threads)
-    if failed:
-        raise _decode_error(keys, seg, failed, info.steps)
-    if count_found:
-        return int((np.asarray(ids) != MISSING).sum())
-    return None
+    keys = chunk_keys(lay.prefix, np.concatenate(all_coords), lay.sep)
+    return decode_chunks(store.refs, store.source, lay, keys, full,
+                         np.ascontiguousarray(np.concatenate(all_sel)),
+                         np.concatenate(all_off).astype(np.int64), store.threads)
 
 
 def _register() -> None:
@@ -620,5 +552,4 @@ def open_zarr(refs_or_path, *, remote_protocol=None, remote_options=None, fs=Non
     return zarr.open_group(store, mode="r", zarr_format=fmt)
 
 
-__all__ = ["ReferenceStore", "CodecPipeline", "open_zarr", "use_pipeline", "PIPELINE_PATH",
-           "ChunkviewError", "DecodeError"]
+__all__ = ["ReferenceStore", "CodecPipeline", "open_zarr", "use_pipeline", "PIPELINE_PATH"]
