@@ -988,6 +988,41 @@ int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys, const
     return CV_OK;
 }
 
+int cv_index_put_grid(cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep, size_t n,
+                      size_t rank, const int64_t *coords, const uint32_t *url_ids,
+                      const uint64_t *offsets, const uint64_t *lengths) {
+    enum { MAXP = 4096, MAXR = 64 };
+    uint8_t key[MAXP + MAXR * 21];
+    if (plen > MAXP || rank > MAXR) return CV_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (url_ids[i] >= idx->n_urls) return CV_EINVAL;
+        if (lengths[i] != CV_LEN_WHOLE && offsets[i] > UINT64_MAX - lengths[i]) return CV_ERANGE;
+    }
+    int st;
+    if (n > SIZE_MAX / (plen + 8 + 1)) return CV_ERANGE;
+    if ((st = cv_index_reserve(idx, n, n * (plen + 8)))) return st;
+    if (plen) memcpy(key, prefix, plen);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = plen;
+        if (rank == 0) key[k++] = '0';
+        for (size_t d = 0; d < rank; d++) {
+            int64_t v = coords[i * rank + d];
+            if (v < 0) return CV_EINVAL;
+            if (d) key[k++] = sep;
+            uint8_t tmp[21];
+            size_t t = 0;
+            uint64_t u = (uint64_t)v;
+            do {
+                tmp[t++] = (uint8_t)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            while (t) key[k++] = tmp[--t];
+        }
+        if ((st = cv_index_put(idx, key, k, url_ids[i], offsets[i], lengths[i]))) return st;
+    }
+    return CV_OK;
+}
+
 int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen) {
     int st;
     if (cv_index_find(idx, key, klen) < 0) return CV_ENOTFOUND;

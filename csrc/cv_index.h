@@ -77,6 +77,12 @@ int cv_index_put_inline(cv_index *idx, const uint8_t *key, size_t klen, const ui
 /* Bulk insert of n byte-range / whole-file references (url_ids[i] < url count). */
 int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys, const size_t *klens,
                       const uint32_t *url_ids, const uint64_t *offsets, const uint64_t *lengths);
+/* Bulk insert of n chunk references whose keys are prefix + "i.j.k" (the rank coordinates of
+ * row i of coords, joined by sep; "0" when rank is 0), as zarr v2 names chunks.  Coordinates must
+ * be >= 0 and the prefix at most 4096 bytes. */
+int cv_index_put_grid(cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep, size_t n,
+                      size_t rank, const int64_t *coords, const uint32_t *url_ids,
+                      const uint64_t *offsets, const uint64_t *lengths);
 /* Remove a key (CV_ENOTFOUND when absent). */
 int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen);
 

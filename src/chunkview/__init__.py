@@ -1,5 +1,6 @@
 """chunkview: read HDF5, NetCDF4 and NetCDF3 archives in place as Zarr, with a native core.
 
+    refs = chunkview.scan("data.h5")            # HDF5 / NetCDF4 / NetCDF3 -> references
     refs = chunkview.load("refs.json")          # kerchunk JSON v0/v1, parquet, native
     fs = fsspec.filesystem("chunkview", fo=refs) # fsspec filesystem (protocol "chunkview")
     g = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=2)
@@ -14,6 +15,7 @@ from chunkview.errors import (
     FetchError,
     ReferenceFormatError,
     ReferenceNotFound,
+    ScanError,
     SourceChangedError,
     UnsupportedError,
 )
@@ -32,6 +34,10 @@ def __getattr__(name):
         from chunkview import zarr_store
 
         return getattr(zarr_store, name)
+    if name == "scan":
+        import importlib
+
+        return importlib.import_module("chunkview.scan")
     if name in ("open", "Array", "Group"):
         from chunkview import array
 
@@ -42,6 +48,7 @@ def __getattr__(name):
 __all__ = [
     "build_info",
     "open",
+    "scan",
     "Array",
     "Group",
     "ReferenceStore",
@@ -56,6 +63,7 @@ __all__ = [
     "FetchError",
     "ReferenceFormatError",
     "ReferenceNotFound",
+    "ScanError",
     "SourceChangedError",
     "UnsupportedError",
 ]

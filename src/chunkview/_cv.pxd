@@ -53,6 +53,9 @@ cdef extern from "cv_index.h" nogil:
                      uint64_t offset, uint64_t length)
     int cv_index_put_inline(cv_index *idx, const uint8_t *key, size_t klen,
                             const uint8_t *data, size_t dlen)
+    int cv_index_put_grid(cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep,
+                          size_t n, size_t rank, const int64_t *coords, const uint32_t *url_ids,
+                          const uint64_t *offsets, const uint64_t *lengths)
     int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys,
                           const size_t *klens, const uint32_t *url_ids,
                           const uint64_t *offsets, const uint64_t *lengths)

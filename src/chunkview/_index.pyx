@@ -145,6 +145,41 @@ cdef class ChunkIndex:
             free(kp)
             free(kls)
 
+    def add_grid(self, prefix, coords, url_ids, offsets, lengths, urls, sep="."):
+        """Bulk insert of chunk references keyed ``prefix + "i.j.k"`` from the rows of
+        ``coords`` ((n, rank) non-negative ints; rank 0 gives ``prefix + "0"``), the keys
+        formatted in C."""
+        cdef bytes pre = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
+        cdef bytes bsep = sep.encode() if isinstance(sep, str) else bytes(sep)
+        cdef cnp.ndarray[int64_t, ndim=2] cc = np.ascontiguousarray(coords, dtype=np.int64)
+        cdef Py_ssize_t n = cc.shape[0]
+        if len(bsep) != 1:
+            raise ValueError("sep must be one byte")
+        ids_map = np.array([self.add_url(u) for u in urls], dtype=np.uint32)
+        ids = np.asarray(url_ids)
+        if ids.shape != (n,) or np.shape(offsets) != (n,) or np.shape(lengths) != (n,):
+            raise ValueError("coords, url_ids, offsets and lengths must have the same length")
+        if n and (ids.min() < 0 or ids.max() >= len(urls)):
+            raise errors.ReferenceFormatError("url id out of range")
+        if n and cc.shape[1] and cc.min() < 0:
+            raise ValueError("negative chunk coordinate")
+        cdef cnp.ndarray[uint32_t, ndim=1] cids = np.ascontiguousarray(ids_map[ids.astype(np.intp)])
+        cdef cnp.ndarray[uint64_t, ndim=1] coff = np.ascontiguousarray(offsets, dtype=np.uint64)
+        cdef cnp.ndarray[uint64_t, ndim=1] clen = np.ascontiguousarray(lengths, dtype=np.uint64)
+        cdef const uint8_t *pp = <const uint8_t *>PyBytes_AS_STRING(pre)
+        cdef size_t pl = len(pre), rank = cc.shape[1]
+        cdef uint8_t s0 = bsep[0]
+        cdef const int64_t *cp = <const int64_t *>cc.data
+        cdef int st
+        with nogil:
+            st = cv_index_put_grid(self.idx, pp, pl, s0, <size_t>n, rank, cp,
+                                   <const uint32_t *>cids.data, <const uint64_t *>coff.data,
+                                   <const uint64_t *>clen.data)
+            if st == CV_OK:
+                st = cv_index_shrink(self.idx)
+        if st != CV_OK:
+            raise status_error(st, "bulk insert")
+
     @staticmethod
     def frombytes(buf, bint copy=False, bint verify=True):
         """Open the native format from a buffer (bytes, memoryview, mmap).  With ``copy=False``

@@ -22,12 +22,13 @@ import numpy as np
 
 from chunkview import _decode
 from chunkview._fetch import Segments, Source
+from chunkview._index import MISSING
 from chunkview.codecs import Pipeline, pipeline_from_zarray
 from chunkview.errors import DecodeError, ReferenceFormatError, UnsupportedError
-from chunkview._index import MISSING
 from chunkview.references import References, load
 
 MASK_KEY = ".cvmask"
+ERROR_KEY = ".cverror"  # a dataset the scanner could not map: why
 
 
 def _json_of(refs, key: str, source=None):
@@ -390,6 +391,10 @@ class Group(Mapping):
                 self._zmeta is None and any(True for _ in self._children(path))):
             obj = Group(self._refs, self._source, path=path, threads=self.threads, _parent=self)
         else:
+            why = self._meta(path + "/" + ERROR_KEY)
+            if why is not None:
+                raise UnsupportedError(f"{path!r} cannot be read: "
+                                       f"{why.get('error', why) if isinstance(why, dict) else why}")
             raise KeyError(name)
         self._cache[path] = obj
         return obj
@@ -410,7 +415,8 @@ class Group(Mapping):
         else:
             for d in self._children(self.path):
                 name = d.rsplit("/", 1)[-1]
-                if self._meta(d + "/.zarray") is not None or self._meta(d + "/.zgroup") is not None:
+                if self._meta(d + "/.zarray") is not None or self._meta(d + "/.zgroup") is not \
+                        None or self._meta(d + "/" + ERROR_KEY) is not None:
                     names.add(name)
         return iter(sorted(names))
 

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-CASES = ("read", "tiny", "decode", "index")
+CASES = ("read", "tiny", "scan", "decode", "index")
 HYPERSLAB = (slice(0, 16), slice(300, 480), slice(700, 930))  # 1.0% of t2m, across chunk edges
 
 
@@ -178,12 +178,14 @@ def case_index(data: Path, quick: bool, repeat: int) -> dict:
 
 def _bench_refs(data: Path):
     """bench.h5, chunkview's references of it, and kerchunk's (None without kerchunk)."""
+    import chunkview
     from chunkview import benchdata
 
     h5 = benchdata.make_bench_file(data / "bench.h5")
     ours = data / "bench_refs.json"
-    if not ours.exists() or ours.stat().st_mtime < h5.stat().st_mtime:
-        ours.write_text(json.dumps(benchdata.h5_chunk_refs(h5)))
+    if not ours.exists() or ours.stat().st_mtime < h5.stat().st_mtime or \
+            ours.stat().st_mtime < Path(chunkview.scan.__file__).stat().st_mtime:
+        chunkview.scan(str(h5)).save(str(ours))
     kc = data / "bench_kerchunk.json"
     if not kc.exists() or kc.stat().st_mtime < h5.stat().st_mtime:
         try:
@@ -400,6 +402,56 @@ def case_tiny(data: Path, quick: bool, repeat: int, threads: int) -> dict:
     return {"obs_all": res, "chunks": nchunks}
 
 
+def case_scan(data: Path, quick: bool, repeat: int) -> dict:
+    """Scan bench.h5 (200,000+ chunks) into references: chunkview.scan against kerchunk's
+    SingleHdf5ToZarr, hidefix building its index, and h5py's chunk_iter alone."""
+    import h5py
+
+    import chunkview
+
+    h5, ours, kc = _bench_refs(data)
+    t = {}
+    t["chunkview"], refs = _timeit(lambda: chunkview.scan(str(h5)), repeat, warmup=1)
+    nrefs = len(refs)
+    if kc is not None:  # the same chunks at the same byte ranges as kerchunk found
+        kref = json.loads(kc.read_text())["refs"]
+        keys = [k for k in kref if k.startswith(("t2m/", "obs/")) and k[-1].isdigit()]
+        assert all(list(refs[k][1:]) == kref[k][1:] for k in keys), "scan differs from kerchunk"
+        assert len(keys) == sum(1 for k in refs if k[-1].isdigit())
+        from kerchunk.hdf import SingleHdf5ToZarr
+
+        t["kerchunk"], _ = _timeit(
+            lambda: SingleHdf5ToZarr(str(h5), inline_threshold=0).translate(),
+            1 if quick else min(repeat, 2))
+    try:
+        import hidefix
+
+        t["hidefix"], _ = _timeit(lambda: hidefix.Index(str(h5)), repeat, warmup=1)
+    except ImportError:
+        _progress("note: hidefix is not installed: its baseline is skipped")
+
+    def chunk_iter():
+        n = []
+        with h5py.File(h5, "r") as f:
+            for name in ("t2m", "obs"):
+                f[name].id.chunk_iter(n.append)
+        return len(n)
+
+    t["h5py_chunk_iter"], nchunks = _timeit(chunk_iter, repeat, warmup=1)
+    res = {k: _entry(v, nchunks=nchunks) for k, v in t.items()}
+    res["ratios"] = _ratios(res, "chunkview", ("kerchunk", "hidefix", "h5py_chunk_iter"))
+    return {"bench_h5": res, "chunks": nchunks, "references": nrefs}
+
+
+def print_scan(res: dict) -> None:
+    print(f"\nscan: bench.h5 into references ({res['chunks']:,} chunks, median)")
+    for k, v in res["bench_h5"].items():
+        if k != "ratios":
+            _row(k, v, unit="chunk")
+    print("  time, baseline / chunkview:")
+    _print_ratios({"chunkview": res["bench_h5"]["ratios"]})
+
+
 def case_decode(data: Path, quick: bool, repeat: int, threads: int) -> dict:
     """Inflate backends and unshuffle against memcpy on the same in-memory t2m chunks; thread
     scaling of a full read."""
@@ -613,6 +665,9 @@ def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None,
         elif c == "tiny":
             r = case_tiny(data, quick, repeat, threads)
             print_tiny(r)
+        elif c == "scan":
+            r = case_scan(data, quick, repeat)
+            print_scan(r)
         elif c == "decode":
             r = case_decode(data, quick, repeat, threads)
             print_decode(r)

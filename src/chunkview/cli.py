@@ -7,6 +7,21 @@ import json
 import sys
 
 
+def _array_stats(refs):
+    """Per array path: (reference count, bytes referenced) of its chunk keys."""
+    from chunkview.references import INLINE, WHOLE
+
+    keys = [k for k in refs if not k.rsplit("/", 1)[-1].startswith(".")]
+    ids, offs, lens = refs.lookup_many(keys)
+    stats = {}
+    for k, i, n in zip(keys, ids.tolist(), lens.tolist()):
+        name = k.rsplit("/", 1)[0] if "/" in k else ""
+        c, b = stats.get(name, (0, 0))
+        size = n if i >= 0 and n != WHOLE else (n if i == INLINE else 0)
+        stats[name] = (c + 1, b + size)
+    return stats
+
+
 def cmd_info(args) -> int:
     import chunkview
     from chunkview.references import INLINE, WHOLE
@@ -19,19 +34,133 @@ def cmd_info(args) -> int:
     print(f"{args.refs}: {len(refs):,} references, {len(urls):,} URLs, "
           f"{int((ids == INLINE).sum()):,} inline, "
           f"{int(lens[ranged].sum()):,} bytes referenced")
-    for key in sorted(k for k in keys if k.endswith(".zarray")):
+    stats = _array_stats(refs)
+    for key in sorted(k for k in keys if k.endswith((".zarray", ".cverror"))):
+        name = key.rsplit("/", 1)[0] if "/" in key else "/"
         meta = json.loads(refs[key])
-        name = key[: -len("/.zarray")] or "/"
+        if key.endswith(".cverror"):
+            print(f"  {name}: unsupported: {meta.get('error')}")
+            continue
         codecs = [c.get("id") for c in (meta.get("filters") or [])]
         if meta.get("compressor"):
             codecs.append(meta["compressor"].get("id"))
-        print(f"  {name}: shape {tuple(meta['shape'])} {meta['dtype']} chunks "
-              f"{tuple(meta['chunks'])} codecs {codecs or '-'}")
+        n, nbytes = stats.get(name if name != "/" else "", (0, 0))
+        dtype = meta["dtype"] if isinstance(meta["dtype"], str) else "compound"
+        print(f"  {name}: shape {tuple(meta['shape'])} {dtype} chunks "
+              f"{tuple(meta['chunks'])} codecs {codecs or '-'}: {n:,} chunks, {nbytes:,} bytes")
     for i, u in enumerate(urls[: args.max_urls]):
         print(f"  url[{i}] {u}")
     if len(urls) > args.max_urls:
         print(f"  ... {len(urls) - args.max_urls} more URLs")
     return 0
+
+
+def _progress(total, desc):
+    """A progress callback: tqdm when installed, else a line on stderr now and then."""
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit="file", file=sys.stderr)
+        return bar.update, bar.close
+    except ImportError:
+        state = {"n": 0}
+
+        def tick(k=1):
+            state["n"] += k
+            if state["n"] == total or state["n"] % max(1, total // 20) == 0:
+                print(f"{desc}: {state['n']}/{total}", file=sys.stderr)
+
+        return tick, lambda: None
+
+
+def cmd_scan(args) -> int:
+    import os
+    import time
+
+    import chunkview
+
+    opts = json.loads(args.storage_options) if args.storage_options else None
+    many = len(args.inputs) > 1
+    t0 = time.perf_counter()
+    tick, done = _progress(len(args.inputs), "scan") if many else (None, lambda: None)
+    try:
+        results = chunkview.scan(args.inputs if many else args.inputs[0], storage_options=opts,
+                                 inline_threshold=args.inline_threshold,
+                                 chunk_bytes=args.chunk_bytes, threads=args.threads,
+                                 progress=tick)
+    finally:
+        done()
+    results = results if many else [results]
+    if many:
+        os.makedirs(args.output, exist_ok=True)
+        ext = {"json": ".json", "parquet": ".parquet", "native": ".cvref"}[args.format or "json"]
+        outs = [os.path.join(args.output, os.path.basename(str(i).rstrip("/")) + ext)
+                for i in args.inputs]
+    else:
+        outs = [args.output]
+    unsupported = 0
+    for src, refs, out in zip(args.inputs, results, outs):
+        refs.save(out, format=args.format)
+        for path, why in sorted(getattr(refs, "unsupported", {}).items()):
+            unsupported += 1
+            print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
+    n = sum(len(r) for r in results)
+    print(f"scanned {len(results)} file(s) into {n:,} references in "
+          f"{time.perf_counter() - t0:.2f} s -> {args.output}"
+          + (f" ({unsupported} unsupported datasets)" if unsupported else ""))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    import time
+
+    import numpy as np
+
+    import chunkview
+    from chunkview.errors import ChunkviewError, UnsupportedError
+
+    g = chunkview.open(args.refs, threads=args.threads)
+    failed = unsupported = ok = 0
+    budget = 256 << 20
+
+    def walk(group):
+        for name in group:
+            try:
+                obj = group[name]
+            except UnsupportedError as e:
+                yield name if not group.path else f"{group.path}/{name}", e
+                continue
+            if isinstance(obj, chunkview.Group):
+                yield from walk(obj)
+            else:
+                yield obj.path, obj
+
+    stats = _array_stats(g._refs)
+    for path, arr in walk(g):
+        if isinstance(arr, Exception):
+            unsupported += 1
+            print(f"  {path}: UNSUPPORTED {arr}")
+            continue
+        t = time.perf_counter()
+        n, nbytes = stats.get(path, (0, 0))
+        try:
+            if arr.ndim == 0 or arr.nbytes <= budget:
+                arr[...]
+            else:
+                row = max(1, arr.nbytes // max(arr.shape[0], 1))
+                step = max(arr.chunks[0], budget // row // arr.chunks[0] * arr.chunks[0])
+                for i in range(0, arr.shape[0], step):
+                    arr[i:i + step]
+        except (ChunkviewError, OSError, ValueError) as e:
+            failed += 1
+            print(f"  {path}: FAILED {type(e).__name__}: {e}")
+            continue
+        ok += 1
+        print(f"  {path}: ok, {n:,} chunks, {nbytes:,} bytes, shape {arr.shape} {arr.dtype} "
+              f"in {time.perf_counter() - t:.2f} s")
+    print(f"{args.refs}: {ok} arrays ok, {failed} failed, {unsupported} unsupported")
+    _ = np
+    return 1 if failed else 0
 
 
 def cmd_bench(args) -> int:
@@ -69,6 +198,24 @@ def main(argv=None) -> int:
     i.add_argument("refs", help="references: JSON, parquet or native (.cvref)")
     i.add_argument("--max-urls", type=int, default=5)
     i.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("scan", help="scan HDF5 / NetCDF4 / NetCDF3 files into references")
+    s.add_argument("inputs", nargs="+", help="files: local paths or fsspec URLs")
+    s.add_argument("-o", "--output", required=True,
+                   help="output file (.json, .parquet, .cvref); a folder for several inputs")
+    s.add_argument("--format", choices=["json", "parquet", "native"])
+    s.add_argument("--inline-threshold", type=int, default=0,
+                   help="copy chunks of at most this many bytes into the references")
+    s.add_argument("--chunk-bytes", type=int, default=4 << 20,
+                   help="virtual chunk size for contiguous data (default 4 MiB)")
+    s.add_argument("--storage-options", help="fsspec options for the inputs, as JSON")
+    s.add_argument("--threads", type=int, default=None, help="files scanned at once")
+    s.set_defaults(func=cmd_scan)
+
+    v = sub.add_parser("verify", help="read and decode every chunk, checking checksums")
+    v.add_argument("refs", help="references: JSON, parquet or native (.cvref)")
+    v.add_argument("--threads", type=int, default=None)
+    v.set_defaults(func=cmd_verify)
 
     c = sub.add_parser("convert", help="convert a reference set between JSON, parquet, native")
     c.add_argument("input")

@@ -83,3 +83,27 @@ def missing_extra(package: str, extra: str) -> ImportError:
         f"this feature needs the optional dependency {package!r}: "
         f"pip install 'chunkview[{extra}]'"
     )
+
+
+class ScanError(ChunkviewError, ValueError):
+    """A file could not be scanned: not HDF5/netCDF, truncated or corrupt metadata.  Names the
+    file and, when known, the object and byte position."""
+
+    def __init__(self, msg, *, url=None, path=None, offset=None):
+        self.msg, self.url, self.path, self.offset = msg, url, path, offset
+        parts = []
+        if url is not None:
+            parts.append(str(url))
+        if path is not None:
+            parts.append(f"object {path!r}")
+        if offset is not None:
+            parts.append(f"byte {offset}")
+        where = (" (" + ", ".join(parts) + ")") if parts else ""
+        super().__init__(f"{msg}{where}")
+
+    def __reduce__(self):
+        return (_rebuild_scan_error, (self.msg, self.url, self.path, self.offset))
+
+
+def _rebuild_scan_error(msg, url, path, offset):
+    return ScanError(msg, url=url, path=path, offset=offset)

@@ -1,0 +1,110 @@
+"""Scanners: HDF5 / NetCDF4 and NetCDF3 files -> :class:`chunkview.References`.
+
+``scan(source)`` reads only the bytes it needs (the metadata and chunk indexes, through a
+block cache for remote files) and records where every chunk lies.  Local files are
+memory-mapped; any fsspec URL works with ``storage_options``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from chunkview.errors import ScanError
+
+DEFAULT_CHUNK_BYTES = 4 << 20
+
+
+def scan(source, *, storage_options: dict | None = None, inline_threshold: int = 0,
+         chunk_bytes: int = DEFAULT_CHUNK_BYTES, threads: int | None = None, progress=None):
+    """Scan an HDF5, NetCDF4 or NetCDF3 file into :class:`chunkview.References`.
+
+    ``source``: a local path, ``file://`` or any fsspec URL; or a list of them, giving a list
+    of reference sets (scanned in ``threads`` threads).  ``inline_threshold``: chunks of at
+    most this many stored bytes are copied into the references (0: none; compact data and
+    variable-length strings are always inline).  ``chunk_bytes``: contiguous data (HDF5
+    contiguous layout, NetCDF3 fixed variables) is presented as virtual chunks of about this
+    size along the first dimension, so it can be read in parallel.
+
+    A dataset that cannot be presented faithfully is listed in ``refs.unsupported`` and its
+    ``<path>/.cverror`` key says why; opening it raises :class:`chunkview.UnsupportedError`.
+    """
+    opts = dict(storage_options=storage_options, inline_threshold=inline_threshold,
+                chunk_bytes=chunk_bytes)
+    if isinstance(source, (list, tuple)):
+        sources = list(source)
+        n = threads or min(len(sources), os.cpu_count() or 1) or 1
+        tick = progress or (lambda: None)
+
+        def one(s):
+            r = scan_one(s, **opts)
+            tick()
+            return r
+
+        if n <= 1 or len(sources) <= 1:
+            return [one(s) for s in sources]
+        with ThreadPoolExecutor(n) as ex:
+            return list(ex.map(one, sources))
+    return scan_one(source, **opts)
+
+
+def scan_one(source, *, storage_options=None, inline_threshold=0,
+             chunk_bytes=DEFAULT_CHUNK_BYTES):
+    from chunkview.scan._reader import open_reader
+
+    reader = open_reader(source, storage_options)
+    try:
+        head = bytes(reader.read_upto(0, 8))
+        if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):
+            from chunkview.scan import netcdf3
+
+            body = netcdf3.scan_netcdf3(reader, inline_threshold=inline_threshold,
+                                        chunk_bytes=chunk_bytes, default_fill=False)
+            from chunkview.references import References
+
+            refs = References.from_dict({"version": 1, "refs": body}, source=reader.url)
+            refs.unsupported = {}
+            return refs
+        from chunkview.scan import _h5format
+
+        if _h5format.find_superblock(reader) is None:
+            raise ScanError("not an HDF5, NetCDF4 or NetCDF3 file", url=reader.url)
+        from chunkview.scan.hdf5 import HDF5Scanner
+
+        out = HDF5Scanner(reader, inline_threshold=inline_threshold,
+                          chunk_bytes=chunk_bytes).scan()
+        return to_references(out, source=reader.url)
+    finally:
+        reader.close()
+
+
+def to_references(out, *, source=None):
+    """A :class:`~chunkview.scan.hdf5.ScanOutput` as References (bulk insert into the C
+    index)."""
+    from chunkview._index import ChunkIndex
+    from chunkview.references import References
+
+    index = ChunkIndex()
+    for key, value in out.inline.items():
+        index.set_inline(key, value.encode() if isinstance(value, str) else value)
+    for c in out.chunks:
+        pre = f"{c.prefix}/" if c.prefix else ""
+        index.add_grid(pre, c.coords, np.zeros(len(c.addrs), np.uint32), c.addrs, c.sizes,
+                       [c.url])
+    refs = References(index, source=source)
+    refs.unsupported = dict(out.unsupported)
+    return refs
+
+
+class _ScanModule(types.ModuleType):
+    """``chunkview.scan`` is both this package and the function: ``chunkview.scan(path)``."""
+
+    def __call__(self, source, **kw):
+        return scan(source, **kw)
+
+
+sys.modules[__name__].__class__ = _ScanModule

@@ -1,0 +1,276 @@
+"""Generate HDF5 / NetCDF4 files covering what the scanner must translate, with the HDF5 and
+netCDF-C libraries themselves (through h5py and netCDF4).
+
+``python tests/make_scandata.py DIR`` writes them into DIR; the tests call :func:`make_all`.
+Each file is small; together they cover every chunk index, layout, filter that h5py ships
+(deflate, shuffle, fletcher32, scaleoffset, lzf), per-chunk filter masks, fill values, the
+datatypes, attributes, dimension scales, links, external raw storage and a virtual dataset.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+INTS = ["i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8"]
+FLOATS = ["f2", "f4", "f8"]
+
+
+def _create(g, name, shape, dtype, chunks=None, dcpl_fn=None, **kw):
+    """A dataset through the low-level API when a property h5py's high-level API lacks is
+    needed (layout, allocation time, chunk options)."""
+    import h5py
+
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    if chunks:
+        dcpl.set_chunk(chunks)
+    if dcpl_fn:
+        dcpl_fn(dcpl)
+    maxshape = kw.pop("maxshape", shape)
+    sp = h5py.h5s.create_simple(shape, tuple(h5py.h5s.UNLIMITED if m is None else m
+                                             for m in maxshape))
+    tid = h5py.h5t.py_create(np.dtype(dtype), logical=True)
+    h5py.h5d.create(g.id, name.encode(), tid, sp, dcpl=dcpl)
+    return g[name]
+
+
+def make_layouts(path: Path, libver: str) -> Path:
+    """Every layout and chunk index the library writes for ``libver``."""
+    import h5py
+
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w", libver=libver) as f:
+        f.create_dataset("contig", data=np.arange(6000, dtype=">f8").reshape(100, 60))
+        f.create_dataset("contig_3d", data=rng.integers(0, 99, (7, 5, 3), dtype="i2"))
+        f.create_dataset("scalar", data=np.float32(3.5))
+        f.create_dataset("empty", shape=(0, 4), dtype="i4")
+        f.create_dataset("unwritten", shape=(10, 10), dtype="f4", fillvalue=-1.5)
+        d = _create(f, "compact", (4, 5), "<i2",
+                    dcpl_fn=lambda p: p.set_layout(h5py.h5d.COMPACT))
+        d[...] = np.arange(20).reshape(4, 5)
+        f.create_dataset("chunked", data=np.arange(1000 * 10, dtype="i4").reshape(1000, 10),
+                         chunks=(7, 3))
+        f.create_dataset("chunked_z", data=rng.random((200, 30)), chunks=(16, 7),
+                         compression="gzip", shuffle=True, fletcher32=True)
+        f.create_dataset("paged", data=np.arange(30000, dtype="i2"), chunks=(10,),
+                         compression="gzip")
+        f.create_dataset("ea", data=np.arange(500 * 6, dtype="i4").reshape(500, 6),
+                         chunks=(7, 4), maxshape=(None, 6), compression="gzip")
+        f.create_dataset("ea_dim1", data=np.arange(50 * 600, dtype="i4").reshape(50, 600),
+                         chunks=(7, 4), maxshape=(50, None))
+        f.create_dataset("bt2", data=np.arange(50 * 60, dtype="f4").reshape(50, 60),
+                         chunks=(7, 4), maxshape=(None, None), compression="gzip")
+        f.create_dataset("single", data=np.arange(100, dtype="u8"), chunks=(100,))
+        f.create_dataset("single_z", data=np.arange(100, dtype="i4"), chunks=(100,),
+                         compression="gzip", fletcher32=True)
+        s = f.create_dataset("sparse", shape=(100, 100), dtype="f4", chunks=(10, 10),
+                             fillvalue=np.nan)
+        s[5:15, 20:22] = 1
+        d = _create(f, "implicit", (95,), "i4", chunks=(10,),
+                    dcpl_fn=lambda p: p.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY))
+        d[...] = np.arange(95)
+        grown = f.create_dataset("grown", shape=(3, 4), maxshape=(None, None), chunks=(2, 2),
+                                 dtype="i8", compression="gzip")
+        grown[...] = 7
+        grown.resize((9, 5))
+        grown[5:, :] = np.arange(20).reshape(4, 5)
+        f.create_dataset("lzf", data=np.arange(5000, dtype="i4"), chunks=(300,),
+                         compression="lzf")
+        f.create_dataset("scaleoffset_int", data=np.arange(3000, dtype="i4") % 77,
+                         chunks=(256,), scaleoffset=0)
+        f.create_dataset("scaleoffset_float", data=np.linspace(0, 10, 2000), chunks=(256,),
+                         scaleoffset=3)
+    return path
+
+
+def _dont_filter_partial(dcpl):
+    """``H5Pset_chunk_opts(dcpl, H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS)``: h5py does not wrap
+    it, so call the HDF5 library h5py is linked with."""
+    import ctypes
+    import glob
+    import os
+
+    import h5py
+
+    here = os.path.dirname(h5py.__file__)
+    libs = sorted(glob.glob(os.path.join(here, "..", "h5py.libs", "libhdf5-*")) +
+                  glob.glob(os.path.join(here, ".dylibs", "libhdf5.*")) +
+                  glob.glob(os.path.join(here, "..", "h5py.libs", "libhdf5.*")))
+    libs = [p for p in libs if "hl" not in os.path.basename(p)]
+    lib = ctypes.CDLL(libs[0]) if libs else ctypes.CDLL(None)
+    fn = lib.H5Pset_chunk_opts
+    fn.argtypes = [ctypes.c_int64, ctypes.c_uint]
+    if fn(dcpl.id, 0x0002) < 0:
+        raise RuntimeError("H5Pset_chunk_opts failed")
+
+
+def make_masks(path: Path) -> Path:
+    """Chunks stored raw among compressed ones (per-chunk filter masks), and unfiltered
+    partial edge chunks (the layout's DONT_FILTER_PARTIAL_BOUND_CHUNKS flag)."""
+    import zlib
+
+    import h5py
+
+    with h5py.File(path, "w", libver="latest") as f:
+        d = f.create_dataset("masked", shape=(40,), chunks=(10,), dtype="<i4",
+                             compression="gzip")
+        for i in range(4):
+            block = np.arange(i * 10, i * 10 + 10, dtype="<i4")
+            if i % 2:
+                d.id.write_direct_chunk((i * 10,), block.tobytes(), filter_mask=1)
+            else:
+                d.id.write_direct_chunk((i * 10,), zlib.compress(block.tobytes()))
+        d = _create(f, "edges", (25, 7), "<f8", chunks=(10, 4),
+                    dcpl_fn=lambda p: (p.set_deflate(4), _dont_filter_partial(p)))
+        d[...] = np.arange(175, dtype="f8").reshape(25, 7)
+    return path
+
+
+def make_types(path: Path) -> Path:
+    """Every datatype the scanner maps, in chunked and contiguous datasets, and attributes
+    of every type."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for t in INTS + FLOATS:
+            for order in "<>":
+                dt = np.dtype(order + t)
+                data = (np.arange(60) - 20).astype(dt).reshape(6, 10)
+                f.create_dataset(f"{t}{'le' if order == '<' else 'be'}", data=data,
+                                 chunks=(4, 4), compression="gzip", shuffle=True)
+                f.create_dataset(f"{t}{'le' if order == '<' else 'be'}_contig", data=data)
+        f.create_dataset("bool", data=np.arange(30) % 3 == 0, chunks=(7,))
+        f.create_dataset("c8", data=(np.arange(20) + 1j * np.arange(20)).astype("c8"),
+                         chunks=(6,))
+        f.create_dataset("c16", data=(np.arange(20) - 2j).astype(">c16"))
+        f.create_dataset("fixed_str", data=np.array([b"alpha", b"be", b"", b"gamma!"], "S6"),
+                         chunks=(3,))
+        for pad, name in ((h5py.h5t.STR_NULLTERM, "nullterm"),
+                          (h5py.h5t.STR_SPACEPAD, "spacepad")):
+            tid = h5py.h5t.C_S1.copy()
+            tid.set_size(8)
+            tid.set_strpad(pad)
+            sp = h5py.h5s.create_simple((4,))
+            ds = h5py.h5d.create(f.id, f"str_{name}".encode(), tid, sp)
+            raw = [b"ab cd   ", b"x\0yz    ", b"full8chr", b"        "]
+            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(raw, "S8"), mtype=tid)
+        vs = h5py.string_dtype("utf-8")
+        f.create_dataset("vlen_utf8", data=np.array(["héllo", "", "wörld ✓", "x"], object),
+                         dtype=vs)
+        f.create_dataset("vlen_ascii", data=np.array([b"a", b"bcd"], object),
+                         dtype=h5py.string_dtype("ascii"), chunks=(1,))
+        comp = np.dtype({"names": ["a", "b", "c"], "formats": ["<i2", ">f8", "S3"],
+                         "offsets": [0, 4, 16], "itemsize": 24})
+        data = np.zeros(12, comp)
+        data["a"], data["b"], data["c"] = np.arange(12), np.arange(12) / 4, b"xyz"
+        f.create_dataset("compound", data=data, chunks=(5,), compression="gzip")
+        nested = np.dtype([("pos", [("x", "<f4"), ("y", "<f4")]), ("id", "<u2"),
+                           ("v", "<i4", (3,))])
+        nd = np.zeros(7, nested)
+        nd["pos"]["x"], nd["id"], nd["v"] = np.arange(7), np.arange(7) * 2, 5
+        f.create_dataset("nested", data=nd)
+        et = h5py.enum_dtype({"RED": 0, "GREEN": 1, "BLUE": 42}, basetype="i2")
+        f.create_dataset("enum", data=np.array([0, 1, 42, 1], "i2"), dtype=et, chunks=(2,))
+        f.create_dataset("opaque", data=np.frombuffer(bytes(range(48)), "V6"), chunks=(4,))
+        at = f.create_dataset("array_t", shape=(8,), dtype=np.dtype(("<i4", (3,))),
+                              chunks=(3,))
+        at[...] = np.arange(24, dtype="<i4").reshape(8, 3)
+        ac = f.create_dataset("array_contig", shape=(4,), dtype=np.dtype(("<f8", (2, 3))))
+        ac[...] = np.arange(24, dtype="<f8").reshape(4, 2, 3)
+        f.create_dataset("fill_custom", shape=(20,), chunks=(5,), dtype="i4", fillvalue=-7)
+        f["fill_custom"][5:10] = 3
+        a = f["i4le"].attrs
+        a["int"] = np.int64(-5)
+        a["float"] = 2.5
+        a["nan"] = np.float32(np.nan)
+        a["inf"] = -np.inf
+        a["text"] = "héllo"
+        a["bytes"] = np.bytes_(b"raw")
+        a["array"] = np.arange(4, dtype="u2")
+        a["strings"] = np.array([b"a", b"bc"])
+        a["vlen_strings"] = np.array(["x", "yz"], dtype=h5py.string_dtype())
+        a["bool"] = np.bool_(True)
+        a["complex"] = np.complex64(1 + 2j)
+        a["compound"] = np.array((1, 2.0), dtype=[("p", "i4"), ("q", "f8")])
+        a["empty"] = h5py.Empty("f4")
+    return path
+
+
+def make_structure(path: Path, other: Path, raw: Path) -> Path:
+    """Groups, dimension scales, soft / hard / external links, external raw storage, a
+    virtual dataset, a vlen sequence (unsupported) and a null dataspace."""
+    import h5py
+
+    with h5py.File(other, "w") as o:
+        o.create_dataset("target", data=np.arange(12, dtype="i2").reshape(3, 4), chunks=(2, 2))
+    np.arange(50, dtype=">i4").tofile(raw)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("grp/sub")
+        g.attrs["title"] = "nested"
+        x = f.create_dataset("x", data=np.arange(10.0))
+        y = f.create_dataset("y", data=np.arange(5.0))
+        x.make_scale("x")
+        y.make_scale("y")
+        v = f.create_dataset("grp/v", data=np.arange(50.0).reshape(5, 10), chunks=(2, 5))
+        v.dims[0].attach_scale(y)
+        v.dims[1].attach_scale(x)
+        f.create_dataset("grp/nodims", data=np.zeros((3, 3)))
+        f["hard"] = v
+        f["soft"] = h5py.SoftLink("/grp/v")
+        f["dangling"] = h5py.SoftLink("/nowhere")
+        f["ext"] = h5py.ExternalLink(other.name, "/target")
+        f.create_dataset("external_raw", shape=(5, 10), dtype=">i4",
+                         external=[(raw.name, 0, h5py.h5f.UNLIMITED)])
+        layout = h5py.VirtualLayout(shape=(2, 12), dtype="i2")
+        layout[0] = h5py.VirtualSource(other.name, "target", shape=(12,))
+        f.create_virtual_dataset("vds", layout, fillvalue=0)
+        f.create_dataset("vlen_seq", data=np.array([np.arange(3), np.arange(1)], object),
+                         dtype=h5py.vlen_dtype("i4"))
+        f.create_dataset("null", data=h5py.Empty("f8"))
+    return path
+
+
+def make_netcdf4(path: Path) -> Path:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        ds.title = "test"
+        ds.createDimension("time", None)
+        ds.createDimension("lat", 6)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.units = "days since 2000-01-01"
+        lat = ds.createVariable("lat", "f4", ("lat",))
+        lat[:] = np.linspace(-50, 50, 6)
+        v = ds.createVariable("temp", "f4", ("time", "lat"), zlib=True, fill_value=-999.0,
+                              chunksizes=(2, 3))
+        v.long_name = "temperature"
+        t[:] = np.arange(5)
+        v[:4] = np.arange(24, dtype="f4").reshape(4, 6)
+        g = ds.createGroup("forecast")
+        g.createDimension("step", 3)
+        s = g.createVariable("step", "i4", ("step",))
+        s[:] = [1, 2, 3]
+        st = ds.createVariable("names", str, ("lat",))
+        st[:] = np.array(["a", "bb", "ccc", "", "é", "f"], object)
+    return path
+
+
+def make_all(folder: Path) -> dict:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "earliest": make_layouts(folder / "layouts_earliest.h5", "earliest"),
+        "latest": make_layouts(folder / "layouts_latest.h5", "latest"),
+        "masks": make_masks(folder / "masks.h5"),
+        "types": make_types(folder / "types.h5"),
+        "structure": make_structure(folder / "structure.h5", folder / "other.h5",
+                                    folder / "raw.bin"),
+        "netcdf4": make_netcdf4(folder / "nc4.nc"),
+    }
+
+
+if __name__ == "__main__":
+    for name, p in make_all(Path(sys.argv[1] if len(sys.argv) > 1 else "scandata")).items():
+        print(name, p)

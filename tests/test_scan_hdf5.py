@@ -1,0 +1,313 @@
+"""chunkview.scan on HDF5 / NetCDF4 files written by the HDF5 and netCDF-C libraries: every
+dataset reads back identical to h5py through chunkview.open, or raises a chunkview error that
+says why; corrupt and truncated files raise ScanError."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+
+import chunkview
+from chunkview.errors import ChunkviewError, ScanError, UnsupportedError
+
+h5py = pytest.importorskip("h5py")
+sys.path.insert(0, str(Path(__file__).parent))
+import corpus  # noqa: E402
+import make_scandata  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return make_scandata.make_all(tmp_path_factory.mktemp("scan"))
+
+
+def _datasets(path):
+    out = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.append(n) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def _check_all(path, refs=None, expect_unsupported=()):
+    refs = refs if refs is not None else chunkview.scan(str(path))
+    g = chunkview.open(refs)
+    seen = 0
+    here = os.getcwd()
+    os.chdir(Path(path).parent)  # the HDF5 library finds external raw files from the cwd
+    try:
+        f = h5py.File(path, "r")
+    finally:
+        os.chdir(here)
+    with f:
+        for name in _datasets(path):
+            if name in expect_unsupported:
+                with pytest.raises(UnsupportedError):
+                    g[name][...]
+                continue
+            os.chdir(Path(path).parent)
+            try:
+                want = f[name][()]
+            finally:
+                os.chdir(here)
+            got = g[name][...]
+            assert corpus.same(got, want), name
+            seen += 1
+    return refs, seen
+
+
+@pytest.mark.parametrize("which", ["earliest", "latest"])
+def test_layouts_and_indexes(files, which):
+    refs, seen = _check_all(files[which])
+    assert seen == len(_datasets(files[which]))
+    assert refs.unsupported == {}
+    with h5py.File(files[which]) as f:
+        meta = json.loads(refs["chunked/.zarray"])
+        assert meta["chunks"] == [7, 3] and meta["shape"] == [1000, 10]
+        # every allocated chunk is referenced at the byte range the library reports
+        d = f["chunked_z"]
+        for i in range(d.id.get_num_chunks()):
+            info = d.id.get_chunk_info(i)
+            key = "chunked_z/" + ".".join(str(o // c) for o, c in
+                                          zip(info.chunk_offset, d.chunks))
+            assert refs[key][1:] == [info.byte_offset, info.size]
+    # an unwritten dataset has no chunk references and reads as its fill value
+    assert not [k for k in refs if k.startswith("unwritten/") and k[-1].isdigit()]
+
+
+def test_layout_versions(files):
+    from chunkview.scan import _h5format as H
+    from chunkview.scan._reader import open_reader
+
+    found = set()
+    for which in ("earliest", "latest"):
+        with open_reader(str(files[which])) as r, h5py.File(files[which]) as f:
+            hf = H.H5File(r)
+            for name in _datasets(files[which]):
+                d = f[name]
+                lay = hf.layout(h5py.h5o.get_info(d.id).addr, d.ndim)
+                found.add((lay.version, lay.cls, lay.index if lay.cls == H.CHUNKED else None))
+    # HDF5 2.0 writes v5 for filtered chunked data with libver="latest"
+    assert {(5, H.CHUNKED, H.FARRAY), (5, H.CHUNKED, H.EARRAY), (5, H.CHUNKED, H.BTREE2),
+            (4, H.CHUNKED, H.SINGLE), (4, H.CHUNKED, H.IMPLICIT), (3, H.CHUNKED, H.BTREE1),
+            (3, H.CONTIGUOUS, None), (3, H.COMPACT, None)} <= found
+
+
+def test_contiguous_virtual_chunks(files):
+    refs = chunkview.scan(str(files["earliest"]), chunk_bytes=1000)
+    meta = json.loads(refs["contig/.zarray"])
+    assert meta["chunks"] == [2, 60]  # 2 rows of 480 bytes per virtual chunk
+    assert len([k for k in refs if k.startswith("contig/") and k[-1].isdigit()]) == 50
+    _check_all(files["earliest"], refs)
+
+
+def test_masks_and_unfiltered_edges(files):
+    refs, _ = _check_all(files["masks"])
+    masks = json.loads(refs["masked/.cvmask"])
+    assert masks == {"1": 1, "3": 1}
+    edges = json.loads(refs["edges/.cvmask"])
+    assert set(edges) == {"2.0", "2.1", "0.1", "1.1"}  # chunks crossing the dataset edge
+
+
+def test_types(files):
+    refs, seen = _check_all(files["types"])
+    assert seen == len(_datasets(files["types"]))
+    attrs = json.loads(refs["i4le/.zattrs"])
+    assert attrs["int"] == -5 and attrs["float"] == 2.5 and attrs["nan"] == "NaN"
+    assert attrs["inf"] == "-Infinity" and attrs["text"] == "héllo" and attrs["bytes"] == "raw"
+    assert attrs["array"] == [0, 1, 2, 3] and attrs["strings"] == ["a", "bc"]
+    assert attrs["vlen_strings"] == ["x", "yz"] and attrs["bool"] is True
+    assert attrs["complex"] == [1.0, 2.0] and attrs["compound"] == [1, 2.0]
+    assert attrs["empty"] is None
+    assert json.loads(refs["vlen_utf8/.zattrs"])["_Encoding"] == "utf-8"
+    assert json.loads(refs["i2be/.zarray"])["dtype"] == ">i2"
+    assert json.loads(refs["array_t/.zarray"])["shape"] == [8, 3]
+    g = chunkview.open(refs)
+    assert g["fill_custom"][0] == -7
+    assert list(g["str_spacepad"][...]) == [b"ab cd", b"x\0yz", b"full8chr", b""]
+    assert list(g["str_nullterm"][...])[1] == b"x"
+
+
+def test_structure(files):
+    refs, _ = _check_all(files["structure"], expect_unsupported=("vds", "vlen_seq", "null"))
+    assert "virtual dataset" in refs.unsupported["vds"]
+    assert "vlen" in refs.unsupported["vlen_seq"]
+    assert "dangling" in refs.unsupported
+    g = chunkview.open(refs)
+    with pytest.raises(UnsupportedError, match="SoftLink"):
+        g["dangling"]
+    assert json.loads(refs["grp/v/.zattrs"])["_ARRAY_DIMENSIONS"] == ["y", "x"]
+    assert json.loads(refs["x/.zattrs"])["_ARRAY_DIMENSIONS"] == ["x"]
+    assert "CLASS" not in json.loads(refs["x/.zattrs"])
+    assert json.loads(refs["grp/sub/.zattrs"]) == {"title": "nested"}
+    # links are followed: the external link's chunks point into the other file
+    assert refs["ext/0.0"][0].endswith("other.h5")
+    assert refs["external_raw/0.0"][0].endswith("raw.bin")
+    np.testing.assert_array_equal(g["soft"][...], g["hard"][...])
+
+
+def test_netcdf4(files):
+    refs, _ = _check_all(files["netcdf4"])
+    attrs = json.loads(refs["temp/.zattrs"])
+    assert attrs["_ARRAY_DIMENSIONS"] == ["time", "lat"]
+    assert attrs["long_name"] == "temperature"
+    assert not any(k.startswith("_Netcdf4") for k in attrs)
+    assert json.loads(refs["temp/.zarray"])["fill_value"] == -999.0
+    assert "_NCProperties" not in json.loads(refs[".zattrs"])
+    assert json.loads(refs["forecast/step/.zattrs"])["_ARRAY_DIMENSIONS"] == ["step"]
+
+
+def test_remote_scan_reads_few_ranges(files, monkeypatch):
+    """A scan through fsspec (memory://) reads metadata in large blocks, and the references
+    it makes read back through the same filesystem."""
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/scan/layouts.h5", Path(files["latest"]).read_bytes())
+    calls = []
+    real = type(mem).cat_file
+
+    def counting(self, path, start=None, end=None, **kw):
+        calls.append((start, end))
+        return real(self, path, start=start, end=end, **kw)
+
+    monkeypatch.setattr(type(mem), "cat_file", counting)
+    refs = chunkview.scan("memory://scan/layouts.h5")
+    assert refs["chunked/0.0"][0] == "memory://scan/layouts.h5"
+    assert 0 < len(calls) <= 3  # the whole (small) file's metadata in one or two blocks
+    monkeypatch.undo()
+    _check_all(files["latest"], refs)
+    mem.rm("/scan", recursive=True)
+
+
+def test_list_of_sources(files):
+    out = chunkview.scan([str(files["masks"]), str(files["earliest"])], threads=2)
+    assert len(out) == 2 and "masked/.zarray" in out[0] and "contig/.zarray" in out[1]
+
+
+def test_not_hdf5(tmp_path):
+    p = tmp_path / "x.bin"
+    p.write_bytes(b"hello world" * 100)
+    with pytest.raises(ScanError, match="not an HDF5"):
+        chunkview.scan(str(p))
+    with pytest.raises(ScanError):
+        chunkview.scan(str(tmp_path / "missing.h5"))
+
+
+def _outcome(path, original):
+    """Scanning a damaged copy gives ScanError, or references whose every dataset reads
+    identical to the original or raises a chunkview error."""
+    try:
+        refs = chunkview.scan(str(path))
+    except ScanError:
+        return "scan-error"
+    g = chunkview.open(refs)
+    with h5py.File(original) as f:
+        for name in _datasets(original):
+            try:
+                got = g[name][...]
+            except (ChunkviewError, KeyError):
+                continue
+            want = f[name][()]
+            assert corpus.same(got, want) or name in ("contig", "compact", "chunked"), name
+    return "ok"
+
+
+def test_truncated(files, tmp_path):
+    src = Path(files["latest"])
+    data = src.read_bytes()
+    outcomes = set()
+    for cut in (0, 7, 100, 600, 2000, len(data) // 3, len(data) // 2, len(data) - 100):
+        p = tmp_path / f"cut{cut}.h5"
+        p.write_bytes(data[:cut])
+        outcomes.add(_outcome(p, src))
+    assert "scan-error" in outcomes
+
+
+def test_corrupt_index_structures(files, tmp_path):
+    """Damaged chunk-index signatures and counts raise ScanError, never another error."""
+    src = Path(files["latest"])
+    data = bytearray(src.read_bytes())
+    hits = 0
+    for sig in (b"FAHD", b"FADB", b"EAHD", b"EAIB", b"EADB", b"BTHD", b"BTLF", b"OHDR"):
+        pos = data.find(sig)
+        if pos < 0:
+            continue
+        bad = bytearray(data)
+        bad[pos:pos + 4] = b"XXXX"
+        p = tmp_path / f"bad_{sig.decode()}.h5"
+        p.write_bytes(bytes(bad))
+        try:
+            refs = chunkview.scan(str(p))
+        except ScanError:
+            hits += 1
+            continue
+        # the library may not need that structure to list the file: then data must match
+        _outcome(p, src)
+    assert hits >= 4
+    # a v1 B-tree node claiming more entries than fit in the file
+    early = bytearray(Path(files["earliest"]).read_bytes())
+    pos = early.find(b"TREE\x01\x00")
+    early[pos + 6:pos + 8] = b"\xff\xff"
+    p = tmp_path / "bad_tree.h5"
+    p.write_bytes(bytes(early))
+    try:
+        chunkview.scan(str(p))
+    except ScanError:
+        pass
+
+
+def test_cli_scan_info_verify(files, tmp_path):
+    out = tmp_path / "refs.json"
+    run = [sys.executable, "-m", "chunkview.cli"]
+    r = subprocess.run(run + ["scan", str(files["types"]), "-o", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["version"] == 1
+    r = subprocess.run(run + ["info", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "i4le: shape (6, 10) <i4" in r.stdout
+    assert "chunks" in r.stdout and "bytes" in r.stdout
+    r = subprocess.run(run + ["verify", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " 0 failed" in r.stdout
+    # several inputs into a folder, native format
+    folder = tmp_path / "many"
+    r = subprocess.run(run + ["scan", str(files["masks"]), str(files["netcdf4"]), "-o",
+                              str(folder), "--format", "native"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["masks.h5.cvref", "nc4.nc.cvref"]
+    # a corrupted chunk makes verify fail, naming the variable
+    bad = tmp_path / "bad.h5"
+    shutil.copy(files["earliest"], bad)
+    refs = chunkview.scan(str(bad))
+    _, off, n = refs["chunked_z/0.0"]
+    raw = bytearray(bad.read_bytes())
+    raw[off + n // 2] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    refs.save(str(tmp_path / "bad.json"))
+    r = subprocess.run(run + ["verify", str(tmp_path / "bad.json")], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "chunked_z: FAILED" in r.stdout
+
+
+@pytest.mark.skipif(not corpus.CORPUS.is_dir(), reason="../shared/corpus is absent")
+def test_corpus():
+    """Every dataset of the third-party corpus h5py reads fully is identical through
+    chunkview, or raises a chunkview error saying why; no crash, no wrong data."""
+    from collections import Counter
+
+    totals = Counter()
+    bad = []
+    for p in corpus.files():
+        for name, outcome, detail in corpus.check_file(p):
+            totals[outcome] += 1
+            if outcome not in ("identical", "clear-error"):
+                bad.append(f"{p}: {name}: {outcome} {detail}")
+    print(dict(totals))
+    assert not bad, "\n".join(bad[:20])
+    assert totals["identical"] > 6000
