@@ -243,7 +243,7 @@ def test_corrupt_index_structures(files, tmp_path):
         p = tmp_path / f"bad_{sig.decode()}.h5"
         p.write_bytes(bytes(bad))
         try:
-            refs = chunkview.scan(str(p))
+            chunkview.scan(str(p))
         except ScanError:
             hits += 1
             continue
