@@ -225,7 +225,17 @@ def make_structure(path: Path, other: Path, raw: Path) -> Path:
                          external=[(raw.name, 0, h5py.h5f.UNLIMITED)])
         layout = h5py.VirtualLayout(shape=(2, 12), dtype="i2")
         layout[0] = h5py.VirtualSource(other.name, "target", shape=(12,))
-        f.create_virtual_dataset("vds", layout, fillvalue=0)
+        f.create_virtual_dataset("vds", layout, fillvalue=0)  # reshapes its source: no map
+        layout = h5py.VirtualLayout(shape=(3, 3, 4), dtype="i2")  # whole sources, aligned
+        for i in range(3):
+            layout[i] = h5py.VirtualSource(other.name, "target", shape=(3, 4))
+        f.create_virtual_dataset("vds_stack", layout, fillvalue=0)
+        layout = h5py.VirtualLayout(shape=(7, 4), dtype="i2")  # rows 0-3 unmapped: fill
+        layout[4:7] = h5py.VirtualSource(other.name, "target", shape=(3, 4))
+        f.create_virtual_dataset("vds_partial", layout, fillvalue=0)
+        layout = h5py.VirtualLayout(shape=(8, 4), dtype="i2")
+        layout[1:4] = h5py.VirtualSource(other.name, "target", shape=(3, 4))
+        f.create_virtual_dataset("vds_misaligned", layout, fillvalue=0)
         f.create_dataset("vlen_seq", data=np.array([np.arange(3), np.arange(1)], object),
                          dtype=h5py.vlen_dtype("i4"))
         f.create_dataset("null", data=h5py.Empty("f8"))

@@ -136,8 +136,13 @@ def test_types(files):
 
 
 def test_structure(files):
-    refs, _ = _check_all(files["structure"], expect_unsupported=("vds", "vlen_seq", "null"))
-    assert "virtual dataset" in refs.unsupported["vds"]
+    refs, _ = _check_all(files["structure"], expect_unsupported=(
+        "vds", "vds_misaligned", "vlen_seq", "null"))
+    assert "does not fill its block" in refs.unsupported["vds"]
+    assert "not aligned" in refs.unsupported["vds_misaligned"]
+    # virtual datasets made of whole, chunk-aligned sources are their sources' chunks
+    assert refs["vds_stack/2.1.0"] == refs["ext/1.0"]
+    assert json.loads(refs["vds_stack/.zarray"])["chunks"] == [1, 2, 2]
     assert "vlen" in refs.unsupported["vlen_seq"]
     assert "dangling" in refs.unsupported
     g = chunkview.open(refs)

@@ -238,7 +238,11 @@ class HDF5Scanner:
                             url=self.url, path=path or "/") from None
         for name in names:
             child = posixpath.join(path, name) if path else name
-            addr = _hard_address(g, name, path)
+            try:
+                addr = _hard_address(g, name, path)
+            except UnsupportedError as e:
+                self._unsupported(child, str(e))
+                continue
             if addr is not None and g.file.filename == self._root_name:
                 self.fmt.check_object(addr, child)
             try:
@@ -368,8 +372,12 @@ class HDF5Scanner:
             attrs["_ARRAY_DIMENSIONS"] += [f"{posixpath.basename(path)}_dim_{i}"
                                            for i in range(len(extra))]
         if lay.cls == H.VIRTUAL:
-            raise UnsupportedError("virtual dataset (VDS): its sources are not mapped to "
-                                   "references")
+            if extra:
+                raise UnsupportedError("virtual dataset of an array type")
+            self._virtual(d, path, shape, meta)
+            self.out.inline[_k(path, ".zarray")] = _json(meta)
+            self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+            return
         nexternal = dcpl.get_external_count() if lay.cls == H.CONTIGUOUS else 0
         regions = _string_regions(d.id.get_type())
         strpad = [{"id": "hdf5_strpad", "itemsize": itemsize, "regions": regions}] \
@@ -404,6 +412,119 @@ class HDF5Scanner:
                 self._contiguous(fmt, url, path, lay.address, size, shape, extra, rows, item)
         self.out.inline[_k(path, ".zarray")] = _json(meta)
         self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+
+    def _virtual(self, d, path, shape, meta):
+        """A virtual dataset whose every source is a whole dataset placed as one block,
+        aligned to the sources' common chunk grid: its chunks are the sources' chunks,
+        re-keyed.  Anything else raises UnsupportedError saying what does not map."""
+        import h5py
+
+        h5s = h5py.h5s
+        rank = len(shape)
+        vchunks = vfilters = None
+        sets, inline = [], {}
+        for m in d.virtual_sources():
+            src = f"source {m.dset_name!r} in {m.file_name!r}"
+            if "%" in m.file_name or "%" in m.dset_name:
+                raise UnsupportedError(f"virtual dataset: printf-style {src}")
+            vs = m.vspace
+            if vs.get_select_type() == h5s.SEL_ALL:
+                start, block = (0,) * rank, tuple(shape)
+            elif vs.get_select_type() == h5s.SEL_HYPERSLABS and vs.is_regular_hyperslab():
+                st, stride, count, blk = vs.get_regular_hyperslab()
+                if all(c == 1 for c in count):
+                    start, block = tuple(st), tuple(blk)
+                elif all(b == 1 for b in blk) and all(x == 1 or c == 1
+                                                      for x, c in zip(stride, count)):
+                    start, block = tuple(st), tuple(count)
+                else:
+                    raise UnsupportedError(f"virtual dataset: {src} is mapped to a strided "
+                                           "selection")
+            else:
+                raise UnsupportedError(f"virtual dataset: {src} is mapped to an irregular "
+                                       "selection")
+            sd = self._vds_source(d, m, src)
+            if m.src_space.get_select_type() != h5s.SEL_ALL:
+                b = m.src_space.get_select_bounds()
+                if b is None or tuple(b[0]) != (0,) * sd.ndim or \
+                        tuple(x + 1 for x in b[1]) != tuple(sd.shape) or \
+                        m.src_space.get_select_npoints() != int(np.prod(sd.shape)):
+                    raise UnsupportedError(f"virtual dataset: only part of {src} is used")
+            lead = rank - sd.ndim
+            if lead < 0 or any(x != 1 for x in block[:lead]) or tuple(block[lead:]) != \
+                    tuple(sd.shape):
+                raise UnsupportedError(f"virtual dataset: {src} of shape {sd.shape} does not "
+                                       f"fill its block {block}")
+            if sd.dtype != d.dtype:
+                raise UnsupportedError(f"virtual dataset: {src} has dtype {sd.dtype}, the "
+                                       f"dataset {d.dtype}")
+            saved, self.out = self.out, ScanOutput()
+            try:
+                addr = _hard_address(sd.file, sd.name.lstrip("/"), path)
+                if addr is None:
+                    raise UnsupportedError(f"virtual dataset: {src} cannot be located")
+                self._fmt_for(sd)[0].check_object(addr, path)
+                self._dataset(sd, "_", addr)
+                sub = self.out
+            finally:
+                self.out = saved
+            if "_/.zarray" not in sub.inline:
+                raise UnsupportedError(f"virtual dataset: {src} cannot be read")
+            smeta = json.loads(sub.inline["_/.zarray"])
+            if smeta["fill_value"] != meta["fill_value"] and (sd.chunks is not None):
+                raise UnsupportedError(f"virtual dataset: {src} has another fill value")
+            chunks = [1] * lead + list(smeta["chunks"])
+            if vchunks is None:
+                vchunks, vfilters = chunks, smeta["filters"]
+            elif chunks != vchunks or smeta["filters"] != vfilters:
+                raise UnsupportedError("virtual dataset: its sources differ in chunking or "
+                                       "filters")
+            for i in range(rank):
+                if start[i] % chunks[i] or (block[i] % chunks[i] and
+                                            start[i] + block[i] != shape[i]):
+                    raise UnsupportedError(f"virtual dataset: {src} is not aligned to its "
+                                           f"chunks {tuple(chunks)}")
+            shift = np.array([s // c for s, c in zip(start, chunks)], np.int64)
+            for c in sub.chunks:
+                coords = np.concatenate([np.zeros((len(c.coords), lead), np.int64), c.coords],
+                                        1) + shift
+                sets.append(ChunkSet(path, c.url, coords, c.addrs, c.sizes))
+            for k, v in sub.inline.items():
+                name = k[2:]
+                if name.startswith("."):
+                    if name == MASK_KEY:
+                        for ck, mv in json.loads(v).items():
+                            inline.setdefault(MASK_KEY, {})[_shift_key(ck, lead, shift)] = mv
+                    continue
+                inline[_shift_key(name, lead, shift)] = v
+        meta["chunks"] = vchunks or [max(1, x) for x in shape]
+        meta["filters"] = vfilters
+        self.out.chunks.extend(sets)
+        for k, v in inline.items():
+            self.out.inline[_k(path, k)] = _json(v) if k == MASK_KEY else v
+
+    def _vds_source(self, d, m, src):
+        import h5py
+
+        if m.file_name == ".":
+            f = d.file
+        else:
+            here = os.path.dirname(d.file.filename)
+            cand = m.file_name if os.path.isabs(m.file_name) else os.path.join(here,
+                                                                               m.file_name)
+            try:
+                f = h5py.File(cand, "r")
+            except OSError as e:
+                raise UnsupportedError(f"virtual dataset: {src} cannot be opened: {e}") \
+                    from None
+            self._keep = getattr(self, "_keep", []) + [f]
+        try:
+            sd = f[m.dset_name]
+        except Exception as e:
+            raise UnsupportedError(f"virtual dataset: {src} cannot be opened: {e}") from None
+        if not isinstance(sd, h5py.Dataset) or sd.is_virtual:
+            raise UnsupportedError(f"virtual dataset: {src} is not a plain dataset")
+        return sd
 
     def _vlen_strings(self, d, path, shape, attrs, sinfo):
         """Variable-length strings are read now (they live in the global heap, not in
@@ -542,6 +663,14 @@ class HDF5Scanner:
         if len(coords):
             self.out.chunks.append(ChunkSet(path, url, coords, np.asarray(offs, np.uint64),
                                             np.asarray(lens, np.uint64)))
+
+
+def _shift_key(key, lead, shift):
+    """A source chunk key moved to its place in a virtual dataset's chunk grid."""
+    idx = [0] * lead + [int(x) for x in key.split(".")] if key != "0" or len(shift) > lead \
+        else [0] * lead
+    idx = idx[-len(shift):] if len(idx) > len(shift) else idx
+    return ".".join(str(i + int(s)) for i, s in zip(idx, shift)) if len(shift) else "0"
 
 
 def _hard_address(g, name, path, depth=0):
