@@ -417,8 +417,11 @@ def _btree1(f: H5File, lay: Layout, path):
         next_nodes = []
         for addr in level_nodes:
             visited += 1
-            head = bytes(f.read(addr, 8, "chunk B-tree node", path))
-            if head[:4] != b"TREE" or head[4] != 1:
+            # one read per node: HDF5's default B-tree K of 32 gives at most 64 entries
+            if addr == f._undef or f.base + addr >= f.reader.size:
+                raise f.err("chunk B-tree node address outside the file", f.abs(addr), path)
+            head = f.reader.read_upto(f.base + addr, 8 + 2 * O + 64 * ent.itemsize + keysize)
+            if len(head) < 8 + 2 * O or bytes(head[:5]) != b"TREE\x01":
                 raise f.err("bad chunk B-tree node signature", f.abs(addr), path)
             level = head[5]
             n = int.from_bytes(head[6:8], "little")
@@ -426,8 +429,9 @@ def _btree1(f: H5File, lay: Layout, path):
                 depth = level
                 if depth > MAX_DEPTH:
                     raise f.err(f"chunk B-tree depth {depth} is corrupt", f.abs(addr), path)
-            body = f.read(addr + 8 + 2 * O, n * ent.itemsize + keysize, "chunk B-tree node",
-                          path)
+            need = 8 + 2 * O + n * ent.itemsize + keysize
+            body = head[8 + 2 * O:need] if need <= len(head) else \
+                f.read(addr + 8 + 2 * O, n * ent.itemsize + keysize, "chunk B-tree node", path)
             if level == 0:
                 parts.append(bytes(body[:n * ent.itemsize]))
             else:
