@@ -57,11 +57,15 @@ def kerchunk_refs(path, inline_threshold=100) -> dict:
 
 
 def h5_refs(path, names) -> dict:
-    """kerchunk-style references of chunked h5py datasets from HDF5's own chunk index, with
-    fletcher32 and per-chunk filter masks kept (``chunkview.benchdata.h5_chunk_refs``)."""
-    from chunkview.benchdata import h5_chunk_refs
+    """kerchunk v1 references of the h5py datasets ``names`` made by ``chunkview.scan``
+    (fletcher32 and per-chunk filter masks kept)."""
+    import chunkview
 
-    return h5_chunk_refs(path, names)
+    refs = chunkview.scan(str(path)).to_dict()
+    keep = tuple(f"{n}/" for n in names)
+    refs["refs"] = {k: v for k, v in refs["refs"].items()
+                    if k in (".zgroup", ".zattrs") or k.startswith(keep)}
+    return refs
 
 
 def make_filters(path) -> Path:

@@ -150,6 +150,8 @@ def test_structure(files):
         g["dangling"]
     assert json.loads(refs["grp/v/.zattrs"])["_ARRAY_DIMENSIONS"] == ["y", "x"]
     assert json.loads(refs["x/.zattrs"])["_ARRAY_DIMENSIONS"] == ["x"]
+    # phony dimensions are named per group and length, as netCDF-4 names them
+    assert json.loads(refs["grp/nodims/.zattrs"])["_ARRAY_DIMENSIONS"] == ["phony_dim_0"] * 2
     assert "CLASS" not in json.loads(refs["x/.zattrs"])
     assert json.loads(refs["grp/sub/.zattrs"]) == {"title": "nested"}
     # links are followed: the external link's chunks point into the other file

@@ -944,7 +944,7 @@ def test_corpus_counts():
 
 def test_math_of_chunk_sizes():
     """chunk_bytes smaller than one element: one element per chunk."""
-    from chunkview.scan.netcdf3 import _chunking
+    from chunkview.scan._common import contiguous_chunking as _chunking
 
     assert _chunking((10, 3), 8, 1) == ((1, 1), 1, 8)
     assert _chunking((10, 3), 8, 48) == ((2, 3), 0, 24)

@@ -145,10 +145,12 @@ cdef class ChunkIndex:
             free(kp)
             free(kls)
 
-    def add_grid(self, prefix, coords, url_ids, offsets, lengths, urls, sep="."):
+    def add_grid(self, prefix, coords, url_ids, offsets, lengths, urls, sep=".",
+                 bint shrink=True):
         """Bulk insert of chunk references keyed ``prefix + "i.j.k"`` from the rows of
         ``coords`` ((n, rank) non-negative ints; rank 0 gives ``prefix + "0"``), the keys
-        formatted in C."""
+        formatted in C.  ``shrink=False`` leaves the index growable for further inserts
+        (call :meth:`shrink` after the last)."""
         cdef bytes pre = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
         cdef bytes bsep = sep.encode() if isinstance(sep, str) else bytes(sep)
         cdef cnp.ndarray[int64_t, ndim=2] cc = np.ascontiguousarray(coords, dtype=np.int64)
@@ -175,10 +177,19 @@ cdef class ChunkIndex:
             st = cv_index_put_grid(self.idx, pp, pl, s0, <size_t>n, rank, cp,
                                    <const uint32_t *>cids.data, <const uint64_t *>coff.data,
                                    <const uint64_t *>clen.data)
-            if st == CV_OK:
+            if st == CV_OK and shrink:
                 st = cv_index_shrink(self.idx)
         if st != CV_OK:
             raise status_error(st, "bulk insert")
+
+    def shrink(self):
+        """Compact and freeze the index after a run of inserts (lookups then take one
+        memory round trip)."""
+        cdef int st
+        with nogil:
+            st = cv_index_shrink(self.idx)
+        if st != CV_OK:
+            raise status_error(st, "shrink")
 
     @staticmethod
     def frombytes(buf, bint copy=False, bint verify=True):

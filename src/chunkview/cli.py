@@ -101,7 +101,7 @@ def cmd_scan(args) -> int:
     unsupported = 0
     for src, refs, out in zip(args.inputs, results, outs):
         refs.save(out, format=args.format)
-        for path, why in sorted(getattr(refs, "unsupported", {}).items()):
+        for path, why in sorted(refs.unsupported.items()):
             unsupported += 1
             print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
     n = sum(len(r) for r in results)
@@ -113,8 +113,6 @@ def cmd_scan(args) -> int:
 
 def cmd_verify(args) -> int:
     import time
-
-    import numpy as np
 
     import chunkview
     from chunkview.errors import ChunkviewError, UnsupportedError
@@ -159,7 +157,6 @@ def cmd_verify(args) -> int:
         print(f"  {path}: ok, {n:,} chunks, {nbytes:,} bytes, shape {arr.shape} {arr.dtype} "
               f"in {time.perf_counter() - t:.2f} s")
     print(f"{args.refs}: {ok} arrays ok, {failed} failed, {unsupported} unsupported")
-    _ = np
     return 1 if failed else 0
 
 

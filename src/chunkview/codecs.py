@@ -193,16 +193,3 @@ class HDF5StrPad(Codec):
 
     def __repr__(self):
         return f"HDF5StrPad(itemsize={self.itemsize}, regions={self.regions})"
-
-
-def _register():
-    import numcodecs
-
-    for cls in (HDF5Shuffle, HDF5Fletcher32, HDF5StrPad):
-        try:
-            numcodecs.get_codec({"id": cls.codec_id})
-        except Exception:  # noqa: BLE001 - not registered (no entry point): register it
-            numcodecs.register_codec(cls)
-
-
-_register()

@@ -21,15 +21,14 @@ class ReferenceFormatError(ChunkviewError, ValueError):
             key = _decode_raw_key(raw_key)
         self.key = key
         self.source = source
-        parts = []
-        if source is not None:
-            parts.append(str(source))
-        if pos is not None:
-            parts.append(f"byte {pos}")
-        if key is not None:
-            parts.append(f"key {key!r}")
-        where = (" (" + ", ".join(parts) + ")") if parts else ""
-        super().__init__(f"{msg}{where}")
+        super().__init__(msg + _where(source, pos is not None and f"byte {pos}",
+                                      key is not None and f"key {key!r}"))
+
+
+def _where(*parts) -> str:
+    """`` (a, b, c)`` of the parts that are not None/False, or nothing."""
+    parts = [str(p) for p in parts if p is not None and p is not False]
+    return (" (" + ", ".join(parts) + ")") if parts else ""
 
 
 def _decode_raw_key(raw):
@@ -91,15 +90,8 @@ class ScanError(ChunkviewError, ValueError):
 
     def __init__(self, msg, *, url=None, path=None, offset=None):
         self.msg, self.url, self.path, self.offset = msg, url, path, offset
-        parts = []
-        if url is not None:
-            parts.append(str(url))
-        if path is not None:
-            parts.append(f"object {path!r}")
-        if offset is not None:
-            parts.append(f"byte {offset}")
-        where = (" (" + ", ".join(parts) + ")") if parts else ""
-        super().__init__(f"{msg}{where}")
+        super().__init__(msg + _where(url, path is not None and f"object {path!r}",
+                                      offset is not None and f"byte {offset}"))
 
     def __reduce__(self):
         return (_rebuild_scan_error, (self.msg, self.url, self.path, self.offset))

@@ -576,6 +576,15 @@ def _bshuf_apply(fn, data: np.ndarray, elem: int, bs: int) -> np.ndarray:
     return res
 
 
+def _block_sizes(size: int, bs: int):
+    """Element counts of bitshuffle's blocks: whole blocks of ``bs``, then the remainder
+    rounded down to a multiple of 8 (the rest is stored as it is)."""
+    yield from [bs] * (size // bs)
+    last = (size % bs) - (size % bs) % 8
+    if last:
+        yield last
+
+
 class HDF5Bitshuffle(Codec):
     """The bitshuffle filter (32008), plain or with LZ4 / zstd.  Parameters from
     ``cd_values``: element size ([2]), block size in elements ([3], 0 = default), compression
@@ -625,11 +634,8 @@ class HDF5Bitshuffle(Codec):
             parts.extend([struct.pack(">I", len(comp)), comp])
             pos += n * elem
 
-        for _ in range(size // bs):
-            block(bs)
-        last = (size % bs) - (size % bs) % 8
-        if last:
-            block(last)
+        for n in _block_sizes(size, bs):
+            block(n)
         parts.append(data[pos:].tobytes())
         return b"".join(parts)
 
@@ -673,11 +679,8 @@ class HDF5Bitshuffle(Codec):
             pos += csize
             done += n * elem
 
-        for _ in range(size // bs):
-            block(bs)
-        last = (size % bs) - (size % bs) % 8
-        if last:
-            block(last)
+        for n in _block_sizes(size, bs):
+            block(n)
         rest = total - done
         if pos + rest > data.size:
             raise _fail(name, "truncated: the trailing elements are missing")

@@ -48,6 +48,7 @@ class References(Mapping):
         self._index = index if index is not None else ChunkIndex()
         self.templates = dict(templates or {})
         self.source = source
+        self.unsupported: dict = {}  # path -> why, for datasets a scan could not map
         self._dirs = None
 
     # ----------------------------------------------------------------- constructors

@@ -66,9 +66,7 @@ def scan_one(source, *, storage_options=None, inline_threshold=0,
                                         chunk_bytes=chunk_bytes, default_fill=False)
             from chunkview.references import References
 
-            refs = References.from_dict({"version": 1, "refs": body}, source=reader.url)
-            refs.unsupported = {}
-            return refs
+            return References.from_dict({"version": 1, "refs": body}, source=reader.url)
         from chunkview.scan import _h5format
 
         if _h5format.find_superblock(reader) is None:
@@ -94,7 +92,8 @@ def to_references(out, *, source=None):
     for c in out.chunks:
         pre = f"{c.prefix}/" if c.prefix else ""
         index.add_grid(pre, c.coords, np.zeros(len(c.addrs), np.uint32), c.addrs, c.sizes,
-                       [c.url])
+                       [c.url], shrink=False)
+    index.shrink()
     refs = References(index, source=source)
     refs.unsupported = dict(out.unsupported)
     return refs

@@ -119,6 +119,7 @@ class H5File:
         self.L = self.sb.sizeof_size
         self.base = self.sb.base
         self._undef = (1 << (8 * self.O)) - 1
+        self._msgs = {}  # object header address -> its messages, parsed once
 
     def err(self, msg, offset=None, path=None):
         return ScanError(msg, url=self.url, offset=offset, path=path)
@@ -138,13 +139,19 @@ class H5File:
 
     def messages(self, addr, path=None):
         """``[(type, flags, bytes)]`` of the object header at ``addr``, continuations
-        followed."""
+        followed (and checksums checked), parsed once per address."""
+        hit = self._msgs.get(addr)
+        if hit is not None:
+            return hit
         head = bytes(self.read(addr, 16, "object header", path))
         if head[:4] == b"OHDR":
-            return self._messages_v2(addr, path)
-        if head[0] == 1:
-            return self._messages_v1(addr, head, path)
-        raise self.err(f"unknown object header version {head[0]}", self.abs(addr), path)
+            out = self._messages_v2(addr, path)
+        elif head[0] == 1:
+            out = self._messages_v1(addr, head, path)
+        else:
+            raise self.err(f"unknown object header version {head[0]}", self.abs(addr), path)
+        self._msgs[addr] = out
+        return out
 
     def _messages_v1(self, addr, head, path):
         nmsg = int.from_bytes(head[2:4], "little")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 
 from chunkview.errors import ChunkviewError, ScanError, UnsupportedError, missing_extra
 from chunkview.scan import _h5format as H
+from chunkview.scan._common import contiguous_chunking, contiguous_chunks, json_value
 
 ERROR_KEY = ".cverror"
 MASK_KEY = ".cvmask"
@@ -59,41 +59,6 @@ def _json(obj) -> str:
 
 
 # ---------------------------------------------------------------------- JSON values
-
-
-def json_value(v):
-    """An attribute or fill value as JSON-safe Python (NaN/inf as zarr v2's strings, bytes as
-    text, arrays as lists, compound as lists of fields)."""
-    if isinstance(v, np.ndarray):
-        if v.dtype.kind in "fc" or v.dtype.fields is not None or v.dtype.kind in "OSUV":
-            return [json_value(x) for x in v.tolist()] if v.ndim else json_value(v[()])
-        return v.tolist()
-    if isinstance(v, np.void):
-        if v.dtype.fields is not None:
-            return [json_value(v[n]) for n in v.dtype.names]
-        return "base64:" + base64.b64encode(v.tobytes()).decode()
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
-    if isinstance(v, complex):
-        return [json_value(v.real), json_value(v.imag)]
-    if isinstance(v, bytes):
-        try:
-            return v.decode("utf-8")
-        except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(v).decode()
-    if isinstance(v, (list, tuple)):
-        return [json_value(x) for x in v]
-    if isinstance(v, (bool, int, str)) or v is None:
-        return v
-    if type(v).__name__ == "Empty":  # h5py.Empty: an attribute with a null dataspace
-        return None
-    return str(v)
 
 
 def fill_json(fill, dtype: np.dtype):
@@ -184,6 +149,7 @@ class HDF5Scanner:
         self.fmt = H.H5File(reader)
         self._h5 = h5file
         self._files = {}  # h5py file name -> (H5File, url) for external links
+        self._dimnames = {}  # (group path, length) -> phony dimension name
         self.out = ScanOutput()
 
     def _open_h5(self):
@@ -230,7 +196,6 @@ class HDF5Scanner:
         active = active | {ident}
         self.out.inline[_k(path, ".zgroup")] = _json({"zarr_format": 2})
         self.out.inline[_k(path, ".zattrs")] = _json(self._attrs(g, path))
-        self._dimnames = {}
         try:
             names = list(g)
         except Exception as e:  # the HDF5 library cannot list this group: a corrupt file
@@ -335,8 +300,9 @@ class HDF5Scanner:
             if name is None:
                 key = (posixpath.dirname(path), n)
                 name = self._dimnames.get(key)
-                if name is None:
-                    name = self._dimnames[key] = f"phony_dim_{len(self._dimnames)}"
+                if name is None:  # numbered per group, like netCDF-4's phony dimensions
+                    k = sum(1 for g, _ in self._dimnames if g == key[0])
+                    name = self._dimnames[key] = f"phony_dim_{k}"
             names.append(name)
         return names
 
@@ -403,13 +369,13 @@ class HDF5Scanner:
                     bytes(lay.compact[:nbytes])
         else:
             item = base.itemsize
-            rows = self._contiguous_rows(shape, item, extra)
-            meta["chunks"] = rows
+            full = shape + tuple(extra)
+            meta["chunks"] = list(contiguous_chunking(full, item, self.chunk_bytes)[0])
             if nexternal:
-                self._external(d, path, dcpl, nexternal, shape, extra, rows, item)
+                self._external(d, path, dcpl, nexternal, full, item)
             else:
                 size = lay.size * (itemsize if lay.params.get("v1_elements") else 1)
-                self._contiguous(fmt, url, path, lay.address, size, shape, extra, rows, item)
+                self._contiguous(fmt, url, path, lay.address, size, full, item)
         self.out.inline[_k(path, ".zarray")] = _json(meta)
         self.out.inline[_k(path, ".zattrs")] = _json(attrs)
 
@@ -543,17 +509,8 @@ class HDF5Scanner:
         self.out.inline[_k(path, ".zarray")] = _json(meta)
         self.out.inline[_k(path, ".zattrs")] = _json(attrs)
 
-    def _contiguous_rows(self, shape, itemsize, extra):
-        if not shape:
-            return list(extra) if extra else []
-        row = int(np.prod(shape[1:], dtype=np.int64)) * int(np.prod(extra, dtype=np.int64)) * \
-            itemsize
-        k = max(1, min(shape[0], self.chunk_bytes // max(row, 1)))
-        return [max(1, k)] + [max(1, s) for s in shape[1:]] + list(extra)
-
-    def _contiguous(self, fmt, url, path, address, size, shape, extra, rows, itemsize):
-        nbytes = int(np.prod(shape, dtype=np.int64)) * int(np.prod(extra, dtype=np.int64)) * \
-            itemsize
+    def _contiguous(self, fmt, url, path, address, size, full_shape, item):
+        nbytes = int(np.prod(full_shape, dtype=np.int64)) * item
         if address in (H.UNDEF, fmt._undef) or nbytes == 0:
             return  # never written: every element is the fill value
         if size < nbytes:
@@ -564,32 +521,27 @@ class HDF5Scanner:
             raise ScanError(f"contiguous data (bytes {start}-{start + nbytes}) runs past the end "
                             f"of the file ({fmt.reader.size} bytes): truncated file",
                             url=url, path=path)
-        self._split_rows(fmt.reader, url, path, start, nbytes, shape, rows, itemsize, extra)
+        self._split(fmt.reader, url, path, start, full_shape, item)
 
-    def _split_rows(self, reader, url, path, start, nbytes, shape, rows, itemsize, extra):
-        rank = len(shape) + len(extra)
-        if not shape:
-            self._add(path, url, np.zeros((1, rank), np.int64), [start], [nbytes])
-            return
-        chunk_len = int(np.prod(rows, dtype=np.int64)) * itemsize  # rows include extra dims
-        n = -(-shape[0] // rows[0])
-        offs = start + np.arange(n, dtype=np.uint64) * np.uint64(chunk_len)
-        lens = np.full(n, chunk_len, np.uint64)
-        coords = np.zeros((n, rank), np.int64)
-        coords[:, 0] = np.arange(n)
-        end = start + nbytes
-        last_len = end - int(offs[-1])
-        if last_len < chunk_len and int(offs[-1]) + chunk_len > reader.size:
-            # the padded edge chunk would run past the end of the file: inline it
-            tail = bytes(reader.read(int(offs[-1]), last_len)).ljust(chunk_len, b"\0")
-            self.out.inline[_k(path, ".".join([str(n - 1)] + ["0"] * (rank - 1)))] = tail
-            offs, lens, coords = offs[:-1], lens[:-1], coords[:-1]
-        self._add(path, url, coords, offs, lens)
+    def _split(self, reader, url, path, start, full_shape, item):
+        """Contiguous bytes at ``start`` as virtual chunks of about ``chunk_bytes``; a padded
+        edge chunk that would run past the end of the file is stored inline."""
+        chunks, d, step = contiguous_chunking(full_shape, item, self.chunk_bytes)
+        clen = int(np.prod(chunks, dtype=np.int64)) * item
+        coords, offs = [], []
+        for idx, off, n in contiguous_chunks(full_shape, chunks, d, step):
+            if n < clen and start + off + clen > reader.size:
+                tail = bytes(reader.read(start + off, n)).ljust(clen, b"\0")
+                self.out.inline[_k(path, _coord_key(idx, len(idx)))] = tail
+            else:
+                coords.append(idx)
+                offs.append(start + off)
+        self._add(path, url, np.array(coords, np.int64).reshape(len(coords), len(full_shape)),
+                  offs, np.full(len(offs), clen, np.uint64))
 
-    def _external(self, d, path, dcpl, count, shape, extra, rows, itemsize):
+    def _external(self, d, path, dcpl, count, full_shape, item):
         segs = [dcpl.get_external(i) for i in range(count)]
-        nbytes = int(np.prod(shape, dtype=np.int64)) * int(np.prod(extra, dtype=np.int64)) * \
-            itemsize
+        nbytes = int(np.prod(full_shape, dtype=np.int64)) * item
         if nbytes == 0:
             return
         if len(segs) != 1:
@@ -609,7 +561,7 @@ class HDF5Scanner:
             if offset + nbytes > r.size:
                 raise UnsupportedError(f"external raw data file {name!r} is shorter "
                                        f"({r.size} bytes) than the data it holds")
-            self._split_rows(r, r.url, path, offset, nbytes, shape, rows, itemsize, extra)
+            self._split(r, r.url, path, offset, full_shape, item)
 
     def _chunked(self, d, path, fmt, url, lay, shape, extra, itemsize, filters, shift=0):
         chunk_bytes = int(np.prod(lay.chunk, dtype=np.int64)) * itemsize

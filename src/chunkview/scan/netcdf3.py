@@ -30,6 +30,7 @@ import unicodedata
 import numpy as np
 
 from chunkview.errors import ScanError
+from chunkview.scan._common import contiguous_chunking, contiguous_chunks, json_value
 
 __all__ = ["is_netcdf3", "scan_netcdf3"]
 
@@ -68,9 +69,6 @@ _DEFAULT_FILL = {
     11: 18446744073709551614,
 }
 
-_SPECIAL_FLOATS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
 def is_netcdf3(head: bytes) -> bool:
     """Whether ``head`` (the first bytes of a file) starts like a NetCDF3 file."""
     return bytes(head[:4]) in _MAGICS
@@ -78,13 +76,6 @@ def is_netcdf3(head: bytes) -> bool:
 
 def _pad4(n: int) -> int:
     return n + (-n % 4)
-
-
-def _json_float(x: float):
-    x = float(x)
-    if math.isfinite(x):
-        return x
-    return _SPECIAL_FLOATS["nan" if x != x else ("inf" if x > 0 else "-inf")]
 
 
 def _dumps(obj) -> str:
@@ -216,7 +207,7 @@ def _attr_json(t: int, values: np.ndarray):
     if t == 2:
         return values.tobytes().decode("utf-8", "replace").replace("\x00", "")
     if values.dtype.kind == "f":
-        out = [_json_float(x) for x in values.tolist()]
+        out = [json_value(x) for x in values.tolist()]
     else:
         out = [int(x) for x in values.tolist()]
     return out[0] if len(out) == 1 else out
@@ -245,44 +236,8 @@ def _fill_json(var: _Var, default_fill: bool):
             return None  # NC_FILL_CHAR is a zero byte: zarr's null (zeros)
         value = np.array(_DEFAULT_FILL[var.nc_type], dtype=dt)[()]
     if dt.kind == "f":
-        return _json_float(value)
+        return json_value(value)
     return int(value)
-
-
-def _chunking(block_shape: tuple, itemsize: int, chunk_bytes: int):
-    """Chunk shape for a C-ordered contiguous block: ``(1, ..., 1, k, *block_shape[d+1:])``
-    with ``d`` the first axis whose trailing rows fit in ``chunk_bytes``.  Returns
-    ``(chunks, d, trailing_bytes_of_d)``."""
-    n = len(block_shape)
-    if n == 0:
-        return (), 0, itemsize
-    tb = [itemsize] * n  # bytes of one index step along axis i
-    for i in range(n - 2, -1, -1):
-        tb[i] = tb[i + 1] * block_shape[i + 1]
-    d = next((i for i in range(n) if tb[i] <= chunk_bytes), n - 1)
-    k = min(max(1, chunk_bytes // tb[d]), max(1, block_shape[d]))
-    chunks = (1,) * d + (k,) + tuple(max(1, s) for s in block_shape[d + 1:])
-    return chunks, d, tb[d]
-
-
-def _block_chunks(block_shape: tuple, chunks: tuple, d: int, step: int):
-    """``(chunk index tuple, byte offset in the block, data bytes)`` of every chunk."""
-    n = len(block_shape)
-    if n == 0:
-        yield (), 0, step
-        return
-    if any(s == 0 for s in block_shape):
-        return
-    k = chunks[d]
-    nd = block_shape[d]
-    nj = -(-nd // k)
-    tail = (0,) * (n - d - 1)
-    lead = block_shape[:d]
-    for li, lidx in enumerate(np.ndindex(*lead) if d else [()]):
-        base = li * nd
-        for j in range(nj):
-            rows = min(k, nd - j * k)
-            yield (*lidx, j, *tail), (base + j * k) * step, rows * step
 
 
 def _inline(data: bytes) -> bytes:
@@ -449,7 +404,7 @@ def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <<
         total = math.prod(shape) * itemsize
         # a record is a block of shape[1:]; a fixed-size variable is one block
         block = shape[1:] if v.is_record else shape
-        sub, d, step = _chunking(block, itemsize, chunk_bytes)
+        sub, d, step = contiguous_chunking(block, itemsize, chunk_bytes)
         inline_all = 0 < total <= inline_threshold
         if inline_all:
             chunks = shape
@@ -486,7 +441,7 @@ def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <<
             continue
         clen = math.prod(sub) * itemsize
         parts = [("." + ".".join(map(str, idx)) if idx else "", off, nbytes)
-                 for idx, off, nbytes in _block_chunks(block, sub, d, step)]
+                 for idx, off, nbytes in contiguous_chunks(block, sub, d, step)]
         if v.is_record:
             for r in range(numrecs):
                 base = v.begin + r * recsize
