@@ -8,18 +8,22 @@ a buffer index, an offset and a length, which is what ``_decode.decode_batch`` t
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
+import queue
 import threading
 from dataclasses import dataclass
 
 import fsspec
+import fsspec.asyn
 import fsspec.implementations.local
 import numpy as np
 from fsspec.core import split_protocol
 
 from chunkview._index import INLINE, WHOLE
-from chunkview.errors import FetchError
+from chunkview._remote import RemoteOptions, SourceChecker, check_allowed, read_block, read_range
+from chunkview.errors import ChunkviewError, FetchError
 
 _LOCAL = (None, "file", "local")
 
@@ -36,6 +40,11 @@ class Segments:
 
     def url_of(self, i: int) -> str:
         return self.url_text.get(int(self.ids[i]), "")
+
+    def subset(self, idx) -> Segments:
+        """The chunks ``idx`` (same buffers)."""
+        return Segments(self.bufs, self.buf_index[idx], self.offsets[idx], self.lengths[idx],
+                        self.ids[idx], self.url_text, self.starts[idx])
 
 
 def merge_ranges(starts, ends, max_gap, max_block):
@@ -81,21 +90,38 @@ def filesystems(fs, remote_protocol):
     return fss, remote_protocol
 
 
+@dataclass
+class _Job:
+    fs: object
+    url: str
+    members: np.ndarray  # chunk indices
+    start: int
+    end: int  # -1: the whole file
+
+
 class Source:
     """Where chunk bytes come from: the URLs of a reference set, read locally or via fsspec.
 
     ``remote_protocol`` / ``remote_options`` configure the filesystem of remote URLs, ``fs`` a
     filesystem or a ``{protocol: filesystem or options}`` dict, ``target`` the URL of
-    references without one.
+    references without one, ``max_gap`` / ``max_block`` how nearby ranges of one file merge
+    into one block.  The rest (``retries``, ``backoff``, ``timeout``, ``max_requests``,
+    ``request_bytes``, ``check_source``, ``allowed_protocols``) are
+    :class:`chunkview._remote.RemoteOptions`.
     """
 
     def __init__(self, refs, *, remote_protocol=None, remote_options=None, fs=None, target=None,
-                 max_gap: int = 64_000, max_block: int = 256_000_000):
+                 max_gap: int = 64_000, max_block: int = 256_000_000, **remote):
         self.refs = refs
         self.remote_options = dict(remote_options or {})
         self.target = target
         self.max_gap = max_gap
         self.max_block = max_block
+        self.opts = RemoteOptions(**remote)
+        self.remote_origin = bool(getattr(refs, "remote_origin", False))
+        sources = getattr(refs, "sources", None)
+        self.checker = SourceChecker(sources if isinstance(sources, dict) else {},
+                                     self.opts.check_source)
         self._fss, self.remote_protocol = filesystems(fs, remote_protocol)
         self._maps: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -124,16 +150,20 @@ class Source:
             return self._fss[protocol]
 
     def _local_map(self, key: str, url: str):
-        """The whole local file at url, memory-mapped (b"" when empty); cached."""
+        """The whole local file at url, memory-mapped (b"" when empty); cached.  The file is
+        checked against the scan's record (``check_source``) when first opened."""
         m = self._maps.get(url)
         if m is not None:
             return m
         path = local_path(url)
         try:
             with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+                st = os.fstat(f.fileno())
+                self.checker.check_local_sync(url, path, st.st_size, st.st_mtime_ns / 1e9)
+                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
         except OSError as e:
+            if isinstance(e, ChunkviewError):
+                raise
             raise FetchError(key, url, cause=e) from e
         with self._lock:
             self._maps.setdefault(url, m)
@@ -152,87 +182,176 @@ class Source:
 
     def fetch(self, keys, ids, offs, lens) -> Segments:
         """The bytes of chunks ``keys`` whose references were looked up as (ids, offs, lens)."""
+        return list(self.fetch_iter(keys, ids, offs, lens))[-1][0]
+
+    def fetch_iter(self, keys, ids, offs, lens):
+        """Fetch like :meth:`fetch`, yielding ``(segments, ready)`` as blocks arrive: local,
+        inline and missing chunks first, then each group of remote blocks as it lands, so the
+        caller decodes while the rest is still in flight.  ``segments`` is filled in place;
+        ``ready`` is an index array of the chunks whose bytes are now there."""
         n = len(ids)
         ids = np.asarray(ids)
-        bufs: list = []
-        buf_index = np.full(n, -1, dtype=np.int32)
-        offsets = np.zeros(n, dtype=np.int64)
-        lengths = np.zeros(n, dtype=np.int64)
-        starts = np.zeros(n, dtype=np.int64)
+        seg = Segments([], np.full(n, -1, dtype=np.int32), np.zeros(n, dtype=np.int64),
+                       np.zeros(n, dtype=np.int64), ids, {}, np.zeros(n, dtype=np.int64))
+        bufs = seg.bufs
         url_names = self.refs.urls
-        url_text: dict = {}
         whole = np.uint64(WHOLE)
         present = ids >= 0
+        ready = [np.flatnonzero(~present)]  # inline and missing
+        jobs: list[_Job] = []
+        offs_i = lens_i = None
         if present.any():
             lens_u = np.asarray(lens, dtype=np.uint64)
             is_whole = present & (lens_u == whole)
             offs_i = np.asarray(offs, dtype=np.uint64).astype(np.int64)
             lens_i = np.where(is_whole, 0, lens_u).astype(np.int64)
+            if ((offs_i < 0) | (lens_i < 0) | (offs_i + lens_i < offs_i))[present].any():
+                i = int(np.flatnonzero(present & ((offs_i < 0) | (lens_i < 0)))[0])
+                raise FetchError(keys[i], url_names[int(ids[i])], int(offs[i]),
+                                 cause=ValueError("offset or length out of range"))
             uids = np.unique(ids[present])
             present_idx = np.flatnonzero(present)
             for uid in uids.tolist():
                 sel = present_idx[ids[present_idx] == uid] if len(uids) > 1 else present_idx
                 url = self._url(url_names[uid])
+                k0 = keys[int(sel[0])]
                 if url == "":
-                    k = keys[int(sel[0])]
-                    raise FetchError(k, "", cause=ValueError("reference has no URL and no target"))
+                    raise FetchError(k0, "", cause=ValueError("reference has no URL and no target"))
+                check_allowed(k0, url, self.opts, self.remote_origin)
+                seg.url_text[uid] = url
+                seg.starts[sel] = offs_i[sel]
                 fs = self.fs_for(url)
                 if fs is None:
-                    m = self._local_map(keys[int(sel[0])], url)
-                    bi = len(bufs)
+                    m = self._local_map(k0, url)
+                    seg.buf_index[sel] = len(bufs)
                     bufs.append(m)
-                    buf_index[sel] = bi
-                    offsets[sel] = offs_i[sel]
-                    wl = is_whole[sel]
-                    lengths[sel] = np.where(wl, len(m), lens_i[sel])
-                else:
-                    self._fetch_remote(fs, url, keys, sel, offs_i, lens_i, is_whole, bufs,
-                                       buf_index, offsets, lengths)
-                starts[sel] = offs_i[sel]
-                url_text[uid] = url
-        inline = np.flatnonzero(ids == INLINE)
-        for i in inline.tolist():
+                    seg.offsets[sel] = offs_i[sel]
+                    seg.lengths[sel] = np.where(is_whole[sel], len(m), lens_i[sel])
+                    ready.append(sel)
+                    continue
+                for i in sel[is_whole[sel]].tolist():
+                    jobs.append(_Job(fs, url, np.array([i]), 0, -1))
+                part = sel[~is_whole[sel]]
+                if len(part):
+                    st = offs_i[part].tolist()
+                    en = (offs_i[part] + lens_i[part]).tolist()
+                    for bs, be, members in merge_ranges(st, en, self.max_gap, self.max_block):
+                        jobs.append(_Job(fs, url, part[members], bs, be))
+        for i in np.flatnonzero(ids == INLINE).tolist():
             data = self.refs[keys[i]]
-            buf_index[i] = len(bufs)
+            seg.buf_index[i] = len(bufs)
             bufs.append(data)
-            lengths[i] = len(data)
-        return Segments(bufs, buf_index, offsets, lengths, ids, url_text, starts)
-
-    def _fetch_remote(self, fs, url, keys, sel, offs_i, lens_i, is_whole, bufs, buf_index,
-                      offsets, lengths):
-        whole_sel = sel[is_whole[sel]]
-        part_sel = sel[~is_whole[sel]]
-        for i in whole_sel.tolist():
-            try:
-                data = fs.cat_file(url)
-            except Exception as e:  # noqa: BLE001 - one error naming key, url, range
-                raise FetchError(keys[i], url, cause=e) from e
-            buf_index[i] = len(bufs)
-            bufs.append(data)
-            lengths[i] = len(data)
-        if not len(part_sel):
+            seg.lengths[i] = len(data)
+        if not jobs:
+            yield seg, np.concatenate(ready)
             return
-        s = offs_i[part_sel].tolist()
-        e = (offs_i[part_sel] + lens_i[part_sel]).tolist()
-        blocks = merge_ranges(s, e, self.max_gap, self.max_block)
+        it = self._remote(jobs, keys, offs_i, lens_i)
         try:
-            datas = fs.cat_ranges([url] * len(blocks), [b[0] for b in blocks],
-                                  [b[1] for b in blocks], on_error="return")
-        except Exception as exc:  # noqa: BLE001
-            datas = [exc] * len(blocks)
-        for (bs, be, members), data in zip(blocks, datas):
-            if isinstance(data, Exception) or len(data) != be - bs:
-                i = int(part_sel[members[0]])
-                cause = data if isinstance(data, Exception) else ValueError(
-                    f"short read: got {len(data)} of {be - bs} bytes")
-                raise FetchError(keys[i], url, int(offs_i[i]), int(offs_i[i] + lens_i[i]),
-                                 cause=cause) from (cause if isinstance(cause, Exception) else None)
-            bi = len(bufs)
-            bufs.append(data)
-            idx = part_sel[members]
-            buf_index[idx] = bi
-            offsets[idx] = offs_i[idx] - bs
-            lengths[idx] = lens_i[idx]
+            first = np.concatenate(ready)
+            if len(first):
+                yield seg, first
+            for done in it:
+                idx = []
+                for job, data in done:
+                    bi = len(bufs)
+                    bufs.append(data)
+                    m = job.members
+                    seg.buf_index[m] = bi
+                    if job.end < 0:
+                        seg.lengths[m] = len(data)
+                    else:
+                        seg.offsets[m] = offs_i[m] - job.start
+                        seg.lengths[m] = lens_i[m]
+                    idx.append(m)
+                yield seg, np.concatenate(idx)
+        finally:
+            it.close()
+
+    def _remote(self, jobs: list, keys, offs, lens):
+        """Run the jobs on fsspec's IO loop; yield lists of ``(job, data)`` as they finish."""
+        loop = fsspec.asyn.get_loop()
+        if loop is _running_loop():
+            raise ChunkviewError("chunkview cannot wait for fsspec's event loop from inside it; "
+                                 "read from another thread")
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        opts = self.opts
+        checker = self.checker
+
+        async def main():
+            checks = {}
+            for j in jobs:
+                if j.url not in checks and checker.mode != "off":
+                    checks[j.url] = asyncio.ensure_future(
+                        checker.check(keys[int(j.members[0])], j.fs, j.url))
+
+            async def one(j):
+                try:
+                    if j.end < 0:
+                        data = await read_range(j.fs, j.url, 0, None, opts)
+                    else:
+                        data = await read_block(j.fs, j.url, j.start, j.end, opts)
+                    if j.url in checks:
+                        await asyncio.shield(checks[j.url])
+                    q.put((j, data, None))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - handed to the reading thread
+                    q.put((j, None, e))
+
+            try:
+                await asyncio.gather(*(one(j) for j in jobs))
+            finally:
+                for t in checks.values():
+                    t.cancel()
+
+        fut = asyncio.run_coroutine_threadsafe(main(), loop)
+        left = len(jobs)
+        try:
+            while left:
+                try:
+                    items = [q.get(timeout=1.0)]
+                except queue.Empty:
+                    if fut.done():
+                        fut.result()  # raises what stopped the loop's task
+                        raise ChunkviewError("internal: remote fetch ended early") from None
+                    continue
+                while True:
+                    try:
+                        items.append(q.get_nowait())
+                    except queue.Empty:
+                        break
+                left -= len(items)
+                for job, _, err in items:
+                    if err is not None:
+                        raise self._error(job, keys, err, offs, lens)
+                yield [(job, data) for job, data, _ in items]
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    @staticmethod
+    def _error(job: _Job, keys, err, offs, lens):
+        """The error of a failed block, naming its first chunk's key and byte range."""
+        if isinstance(err, ChunkviewError):
+            return err
+        i = int(job.members[0])
+        if job.end < 0:
+            e = FetchError(keys[i], job.url, cause=err)
+        else:
+            st = int(offs[i])
+            e = FetchError(keys[i], job.url, st, st + int(lens[i]), cause=err)
+            if len(job.members) > 1:
+                e.args = (e.args[0] + f" [one request for bytes {job.start}-{job.end}, "
+                          f"{len(job.members)} chunks]",)
+        e.__cause__ = err
+        return e
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 __all__ = ["Source", "Segments", "filesystems", "local_path", "merge_ranges"]

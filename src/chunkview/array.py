@@ -23,6 +23,7 @@ import numpy as np
 from chunkview import _decode
 from chunkview._fetch import Segments, Source
 from chunkview._index import MISSING
+from chunkview._remote import RemoteOptions
 from chunkview.codecs import Pipeline, pipeline_from_zarray
 from chunkview.errors import DecodeError, ReferenceFormatError, UnsupportedError
 from chunkview.references import References, load
@@ -217,10 +218,10 @@ def decode_chunks(refs, source: Source, layout: ChunkLayout, keys, full, sel, ou
                   threads: int) -> int:
     """Look up, fetch and decode the chunks ``keys`` of one array into ``full`` (one dimension
     per array dimension): chunk i's part ``sel[i]`` goes to byte ``out_offsets[i]``.  Missing
-    chunks get the fill value.  Returns how many of the chunks exist; raises DecodeError naming
-    the first failing chunk's key, URL and byte range."""
+    chunks get the fill value.  Remote blocks are decoded as they arrive, while the rest are
+    still in flight.  Returns how many of the chunks exist; raises DecodeError naming the
+    first failing chunk's key, URL and byte range."""
     ids, offs, lens = refs.lookup_many(keys)
-    seg = source.fetch(keys, ids, offs, lens)
     masks = None
     if layout.masks:
         pre = len(layout.prefix)
@@ -232,14 +233,24 @@ def decode_chunks(refs, source: Source, layout: ChunkLayout, keys, full, sel, ou
         sel = np.ascontiguousarray(sel[:, ::-1, :])
     pipe = layout.pipeline
     steps = list(pipe.steps) if pipe.fast else []
-    if not pipe.fast:
-        seg = _decode_slow(layout, keys, seg, masks)
-        masks = None
-    failed = _decode.decode_batch(
-        tuple(chunk), layout.dtype.itemsize, steps, full, out_offsets, sel, seg.bufs,
-        seg.buf_index, seg.offsets, seg.lengths, masks, layout.fill, threads)
-    if failed:
-        raise _decode_error(keys, seg, failed, steps)
+    n = len(keys)
+    for seg, ready in source.fetch_iter(keys, ids, offs, lens):
+        if len(ready) == n:
+            part, pkeys, psel, poff, pmasks = seg, keys, sel, out_offsets, masks
+        else:
+            part = seg.subset(ready)
+            pkeys = [keys[i] for i in ready.tolist()]
+            psel = np.ascontiguousarray(sel[ready])
+            poff = np.ascontiguousarray(out_offsets[ready])
+            pmasks = None if masks is None else np.ascontiguousarray(masks[ready])
+        if not pipe.fast:
+            part = _decode_slow(layout, pkeys, part, pmasks)
+            pmasks = None
+        failed = _decode.decode_batch(
+            tuple(chunk), layout.dtype.itemsize, steps, full, poff, psel, part.bufs,
+            part.buf_index, part.offsets, part.lengths, pmasks, layout.fill, threads)
+        if failed:
+            raise _decode_error(pkeys, part, failed, steps)
     return int((np.asarray(ids) != MISSING).sum())
 
 
@@ -247,6 +258,7 @@ def _decode_slow(layout: ChunkLayout, keys, seg: Segments, masks) -> Segments:
     """Decode every chunk with its numcodecs codecs; returns raw chunks for the C copy."""
     nbytes = int(np.prod(layout.chunks, dtype=np.int64)) * layout.dtype.itemsize
     bufs = []
+    buf_index = seg.buf_index.copy()
     lengths = seg.lengths.copy()
     for i, bi in enumerate(seg.buf_index.tolist()):
         if bi < 0:
@@ -256,17 +268,18 @@ def _decode_slow(layout: ChunkLayout, keys, seg: Segments, masks) -> Segments:
         where = f"chunk {keys[i]!r} of {seg.url_of(i)!r} (bytes {int(seg.starts[i])}-" \
                 f"{int(seg.starts[i]) + n})"
         try:
-            raw = layout.pipeline.decode_chunk(src, 0 if masks is None else int(masks[i]))
+            raw = layout.pipeline.decode_chunk(src, 0 if masks is None else int(masks[i]),
+                                               max_bytes=nbytes)
         except Exception as e:  # noqa: BLE001 - one error naming key, url, range
             ids = [c["id"] for c in layout.pipeline.configs]
             raise DecodeError(f"cannot decode {where} with {ids}: {type(e).__name__}: {e}") from e
         mv = memoryview(raw).cast("B")
         if len(mv) != nbytes:
             raise DecodeError(f"{where} decoded to {len(mv)} bytes, expected {nbytes}")
-        seg.buf_index[i] = len(bufs)
+        buf_index[i] = len(bufs)
         bufs.append(mv)
         lengths[i] = nbytes
-    return Segments(bufs, seg.buf_index, np.zeros_like(seg.offsets), lengths, seg.ids,
+    return Segments(bufs, buf_index, np.zeros_like(seg.offsets), lengths, seg.ids,
                     seg.url_text, seg.starts)
 
 
@@ -466,9 +479,19 @@ def open(refs_or_path, *, remote_protocol=None, remote_options=None, fs=None, ta
 
     ``remote_protocol`` / ``remote_options`` / ``fs`` say how to read the referenced files,
     ``threads`` how many threads decode (default: all cores), ``max_gap`` / ``max_block`` how
-    nearby ranges of a remote file are merged into one request.
+    nearby ranges of a remote file are merged into one block.
+
+    Remote reads: a block above ``request_bytes`` (16 MiB) is split into parallel requests, at
+    most ``max_requests`` (16) in flight; failed requests (5xx, resets, ``timeout`` seconds,
+    short bodies) are retried ``retries`` (3) times with exponential backoff from ``backoff``
+    (0.1 s).  ``check_source`` (``"off"``, ``"size"`` (default) or ``"etag"``) compares each
+    file with what the scan recorded before its bytes are used and raises
+    :class:`chunkview.SourceChangedError` when it changed.  ``allowed_protocols`` limits the
+    URLs the references may read; references loaded from a remote location may not read local
+    files unless ``"file"`` is allowed.
     """
+    remote = RemoteOptions.from_kwargs(load_options).as_kwargs()
     refs = load(refs_or_path, **load_options)
     source = Source(refs, remote_protocol=remote_protocol, remote_options=remote_options, fs=fs,
-                    target=target, max_gap=max_gap, max_block=max_block)
+                    target=target, max_gap=max_gap, max_block=max_block, **remote)
     return Group(refs, source, threads=threads)

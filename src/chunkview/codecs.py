@@ -110,17 +110,39 @@ class Pipeline:
 
         return [numcodecs.get_codec(dict(c)) for c in self.configs]
 
-    def decode_chunk(self, data, mask: int = 0) -> bytes:
-        """Decode one chunk with the numcodecs codecs (the slow path), skipping masked ones."""
+    def decode_chunk(self, data, mask: int = 0, max_bytes: int | None = None) -> bytes:
+        """Decode one chunk with the numcodecs codecs (the slow path), skipping masked ones.
+        ``max_bytes`` (the decoded chunk size from the metadata) bounds every step: zlib and
+        gzip stop inflating past it, and a step whose output exceeds it fails."""
         out = data
         codecs = self.codecs()
+        limit = None if max_bytes is None else int(max_bytes) + 64
         for bit in range(len(codecs) - 1, -1, -1):
             if mask >> bit & 1:
                 continue
-            out = codecs[bit].decode(out)
+            cid = self.configs[bit].get("id")
+            if limit is not None and cid in ("zlib", "gzip"):
+                out = _inflate_bounded(out, limit, gzip=cid == "gzip")
+            else:
+                out = codecs[bit].decode(out)
+            if limit is not None and memoryview(out).nbytes > limit:
+                raise DecodeError(f"step {cid!r} produced {memoryview(out).nbytes} bytes, more "
+                                  f"than the chunk's {max_bytes}")
         if isinstance(out, np.ndarray):
             return np.ascontiguousarray(out).view("u1").reshape(-1)
         return out
+
+
+def _inflate_bounded(data, limit: int, gzip: bool = False) -> bytes:
+    import zlib
+
+    d = zlib.decompressobj(31 if gzip else 15)
+    out = d.decompress(bytes(data), limit + 1)
+    if len(out) > limit:
+        raise DecodeError(f"inflates to more than {limit} bytes")
+    if not d.eof:
+        raise DecodeError("truncated deflate stream")
+    return out
 
 
 def pipeline_from_zarray(meta: dict) -> Pipeline:

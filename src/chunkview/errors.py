@@ -73,7 +73,12 @@ class UnsupportedError(ChunkviewError, NotImplementedError):
 
 
 class SourceChangedError(ChunkviewError, OSError):
-    """A referenced file changed since it was scanned."""
+    """A referenced file changed since it was scanned (``check_source=``)."""
+
+
+class ForbiddenSourceError(ChunkviewError, PermissionError):
+    """A reference points at a kind of URL this reader may not read (``allowed_protocols=``;
+    references loaded from a remote location may not read local files by default)."""
 
 
 def missing_extra(package: str, extra: str) -> ImportError:

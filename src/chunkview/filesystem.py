@@ -23,6 +23,14 @@ from fsspec.spec import AbstractBufferedFile
 
 from chunkview._fetch import filesystems, local_path, merge_ranges
 from chunkview._index import INLINE, MISSING, WHOLE
+from chunkview._remote import (
+    RemoteOptions,
+    SourceChecker,
+    call,
+    check_allowed,
+    read_block,
+    read_range,
+)
 from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
 from chunkview.references import load
 
@@ -44,7 +52,8 @@ def _pread(path: str, start: int | None, end: int | None) -> bytes:
         e = size if end is None else (max(size + end, 0) if end < 0 else end)
         if e <= s:
             return b""
-        return os.pread(f.fileno(), e - s, s)
+        f.seek(s)
+        return f.read(e - s)
 
 
 class ChunkviewFileSystem(AsyncFileSystem):
@@ -56,7 +65,9 @@ class ChunkviewFileSystem(AsyncFileSystem):
     (to read ``fo``), ``remote_protocol`` / ``remote_options`` (to read the data), ``fs`` (a
     filesystem or a ``{protocol: filesystem or options}`` dict), ``template_overrides``,
     ``max_gap`` / ``max_block`` (range merging; a negative ``max_gap`` disables it) and
-    ``cache_size`` (records kept by lazily read parquet references).
+    ``cache_size`` (records kept by lazily read parquet references).  Remote reads take
+    ``retries``, ``backoff``, ``timeout``, ``max_requests``, ``request_bytes``,
+    ``check_source`` and ``allowed_protocols`` as :func:`chunkview.open` does.
     """
 
     protocol = "chunkview"
@@ -68,6 +79,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
                  target_options=None, remote_protocol=None, remote_options=None, fs=None,
                  template_overrides=None, simple_templates=True, max_gap=64_000,
                  max_block=256_000_000, cache_size=128, lazy=None, **kwargs):
+        self.ropts = RemoteOptions.from_kwargs(kwargs)
         super().__init__(**kwargs)
         if isinstance(fo, dict) and "__chunkview_references__" in fo:
             refs = _LIVE_REFS.get(fo["__chunkview_references__"])
@@ -84,6 +96,10 @@ class ChunkviewFileSystem(AsyncFileSystem):
         self.max_block = max_block
         self.remote_options = dict(remote_options or {})
         self.fss, self.remote_protocol = filesystems(fs, remote_protocol)
+        self.remote_origin = bool(getattr(self.references, "remote_origin", False))
+        sources = getattr(self.references, "sources", None)
+        self.checker = SourceChecker(sources if isinstance(sources, dict) else {},
+                                     self.ropts.check_source)
         self._token = None
 
     # ----------------------------------------------------------------- serialisation
@@ -131,15 +147,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
         return fs
 
     async def _call_target(self, fs, method: str, *args, **kwargs):
-        if fs.async_impl:
-            coro = getattr(fs, "_" + method)(*args, **kwargs)
-            if fs.asynchronous:
-                return await coro
-            loop = fs.loop
-            if loop is asyncio.get_running_loop():
-                return await coro
-            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-        return await asyncio.to_thread(getattr(fs, method), *args, **kwargs)
+        return await call(fs, method, *args, **kwargs)
 
     def _url_of(self, key: str, url: str) -> str:
         if url == "":
@@ -149,13 +157,24 @@ class ChunkviewFileSystem(AsyncFileSystem):
         return url
 
     async def _fetch(self, key: str, url: str, start, end) -> bytes:
-        """Bytes [start, end) of url for key; every failure becomes a FetchError."""
+        """Bytes [start, end) of url for key (None: from the start / to the end; negative:
+        from the end), with the remote policy: allowed protocols, source check, retries,
+        large ranges split; every failure becomes a chunkview error naming key, URL, range."""
         protocol, _ = split_protocol(url)
         try:
+            check_allowed(key, url, self.ropts, self.remote_origin)
             fs = self._fs_for(protocol)
-            if fs is None:
-                return await asyncio.to_thread(_pread, local_path(url), start, end)
-            return await self._call_target(fs, "cat_file", url, start=start, end=end)
+            path = local_path(url) if fs is None else None
+            await self.checker.check(key, fs, url, path)
+            if fs is None and (start is None or end is None or start < 0 or end < 0):
+                return await asyncio.to_thread(_pread, path, start, end)
+            if start is None and end is None:
+                return await read_range(fs, url, 0, None, self.ropts, path)
+            if start is None or end is None or start < 0 or end < 0:
+                return await self._call_target(fs, "cat_file", url, start=start, end=end)
+            return await read_block(fs, url, start, end, self.ropts, path)
+        except ChunkviewError:
+            raise
         except Exception as e:  # noqa: BLE001 - converted to one error naming key/url/range
             raise FetchError(key, url, start, end, cause=e) from e
 
@@ -223,36 +242,39 @@ class ChunkviewFileSystem(AsyncFileSystem):
                     max_gap, max_block):
                 members = [idxs[j] for j in members]
                 jobs.append((tuple(members), resolved[members[0]][1], url, bstart, bend))
-        limit = asyncio.Semaphore(self.batch_size or 64)
 
         async def run(job):
             members, key, url, ms, me = job
-            async with limit:
-                try:
-                    if ms is not None and me is not None and me <= ms:
-                        data = b""
-                    else:
-                        data = await self._fetch(key, url, ms, me)
-                    if ms is not None and me is not None and ms >= 0 and me >= 0 \
-                            and len(data) != me - ms:
-                        raise ValueError(f"short read: got {len(data)} of {me - ms} bytes")
-                except FetchError as e:
-                    err = e
-                    for i in members:
-                        results[i] = err if resolved[i][1] == key else FetchError(
-                            resolved[i][1], url, resolved[i][3], resolved[i][4], cause=e.__cause__)
-                    return
-                except Exception as e:  # noqa: BLE001
-                    for i in members:
-                        results[i] = FetchError(resolved[i][1], url, resolved[i][3],
-                                                resolved[i][4], cause=e)
-                    return
+            try:
+                if ms is not None and me is not None and me <= ms:
+                    data = b""
+                else:
+                    data = await self._fetch(key, url, ms, me)
+                if ms is not None and me is not None and ms >= 0 and me >= 0 \
+                        and len(data) != me - ms:
+                    raise ValueError(f"short read: got {len(data)} of {me - ms} bytes")
+            except FetchError as e:
                 for i in members:
-                    s, e = resolved[i][3], resolved[i][4]
-                    if ms is None and me is None:
-                        results[i] = data
-                    else:
-                        results[i] = data[s - ms:e - ms]
+                    results[i] = e if resolved[i][1] == key else FetchError(
+                        resolved[i][1], url, resolved[i][3], resolved[i][4], cause=e.__cause__)
+                return
+            except ChunkviewError as e:  # source changed, protocol not allowed
+                for i in members:
+                    results[i] = e
+                return
+            except Exception as e:  # noqa: BLE001
+                for i in members:
+                    results[i] = FetchError(resolved[i][1], url, resolved[i][3],
+                                            resolved[i][4], cause=e)
+                return
+            if isinstance(data, bytearray):  # a large block read in parallel parts
+                data = bytes(data)
+            for i in members:
+                s, e = resolved[i][3], resolved[i][4]
+                if ms is None and me is None:
+                    results[i] = data
+                else:
+                    results[i] = data[s - ms:e - ms]
 
         await asyncio.gather(*(run(j) for j in jobs))
         return results

@@ -405,6 +405,8 @@ class LazyParquetReferences(Mapping):
         self.root = path.rstrip("/") or path
         self.cache_size = max(0, int(cache_size))
         self.source = source if source is not None else root_text
+        proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self.remote_origin = proto not in ("file", "local", "memory")
         self.templates = {}
         self._lock = threading.Lock()
         self._cache: OrderedDict = OrderedDict()
@@ -604,6 +606,13 @@ class LazyParquetReferences(Mapping):
 
     def __reduce__(self):
         return (type(self), (self.root, self.fs, self.cache_size, self.source))
+
+    @property
+    def sources(self) -> dict:
+        """What the scan recorded of each referenced file (see ``References.sources``)."""
+        from chunkview.references import sources_of
+
+        return sources_of(self)
 
     # ----------------------------------------------------------------- batch lookup
 

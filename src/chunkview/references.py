@@ -49,6 +49,7 @@ class References(Mapping):
         self.templates = dict(templates or {})
         self.source = source
         self.unsupported: dict = {}  # path -> why, for datasets a scan could not map
+        self.remote_origin = False  # loaded from a remote location: no local files by default
         self._dirs = None
 
     # ----------------------------------------------------------------- constructors
@@ -161,7 +162,15 @@ class References(Mapping):
         return f"<chunkview.References: {len(self)} references, {len(self.urls)} URLs{src}>"
 
     def __reduce__(self):
-        return (_rebuild, (self._index.tobytes(), self.templates, self.source))
+        return (_rebuild, (self._index.tobytes(), self.templates, self.source,
+                           self.remote_origin))
+
+    @property
+    def sources(self) -> dict:
+        """What the scan recorded of each referenced file (``{url: {"size", "etag" or
+        "mtime"}}``, from the ``.cvsources`` key), used by ``check_source=``; ``{}`` when
+        nothing was recorded."""
+        return sources_of(self)
 
     def lookup_many(self, keys):
         """Batch lookup: ``(url_ids, offsets, lengths)`` numpy arrays; url id ``INLINE`` (-1)
@@ -269,8 +278,29 @@ class _ItemsView(Mapping):
         return self._refs[key]
 
 
-def _rebuild(data, templates, source):
-    return References(ChunkIndex.frombytes(data), templates=templates, source=source)
+def _rebuild(data, templates, source, remote_origin=False):
+    refs = References(ChunkIndex.frombytes(data), templates=templates, source=source)
+    refs.remote_origin = remote_origin
+    return refs
+
+
+SOURCES_KEY = ".cvsources"
+
+
+def sources_of(refs) -> dict:
+    """The ``.cvsources`` record of a reference set (any Mapping of references)."""
+    raw = refs.get(SOURCES_KEY) if hasattr(refs, "get") else None
+    if raw is None or not isinstance(raw, (bytes, str)):
+        return {}
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        raise ReferenceFormatError("invalid JSON", key=SOURCES_KEY,
+                                   source=getattr(refs, "source", None)) from None
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise ReferenceFormatError("must map each URL to an object", key=SOURCES_KEY,
+                                   source=getattr(refs, "source", None))
+    return d
 
 
 def same_references(refs, items, other):
@@ -417,6 +447,16 @@ def load(fo, *, target_protocol: str | None = None, target_options: dict | None 
     if target_protocol:
         opts["protocol"] = target_protocol
     fs, path = fsspec.core.url_to_fs(fo, **opts)
+    refs = _load_from(fs, path, fo, format, template_overrides, lazy, cache_size)
+    refs.remote_origin = not _is_local(fs) and _protocol(fs) != "memory"
+    return refs
+
+
+def _protocol(fs) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
+def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size):
     fmt = format
     if fmt is None:
         if path.rstrip("/").endswith(PARQUET_SUFFIXES) or (
@@ -448,8 +488,7 @@ def load(fo, *, target_protocol: str | None = None, target_options: dict | None 
 
 
 def _is_local(fs) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
+    return _protocol(fs) in ("file", "local")
 
 
 def _open_native_mmap(path: str, source: str) -> References:

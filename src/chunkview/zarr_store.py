@@ -33,6 +33,7 @@ from zarr.core.codec_pipeline import BatchedCodecPipeline
 
 from chunkview._fetch import Source
 from chunkview._index import INLINE, MISSING
+from chunkview._remote import RemoteOptions
 from chunkview.array import (
     ChunkLayout,
     _dim_plan,
@@ -68,7 +69,9 @@ class ReferenceStore(Store):
 
     ``remote_protocol`` / ``remote_options`` / ``fs`` / ``target`` say how to read the
     referenced files, ``threads`` how many threads the codec pipeline decodes with (default:
-    all cores), ``max_gap`` / ``max_block`` how nearby ranges of one URL are merged.
+    all cores), ``max_gap`` / ``max_block`` how nearby ranges of one URL are merged;
+    ``retries``, ``backoff``, ``timeout``, ``max_requests``, ``request_bytes``,
+    ``check_source`` and ``allowed_protocols`` as for :func:`chunkview.open`.
     """
 
     supports_writes: bool = True
@@ -80,9 +83,10 @@ class ReferenceStore(Store):
                  max_gap: int = 64_000, max_block: int = 256_000_000,
                  coalesce: int | None = None, **load_options):
         super().__init__(read_only=read_only)
+        remote = RemoteOptions.from_kwargs(load_options).as_kwargs()
         self.refs: References = load(refs, **load_options)
         self._opts = dict(remote_protocol=remote_protocol, remote_options=remote_options,
-                          fs=fs, target=target, max_gap=max_gap, max_block=max_block)
+                          fs=fs, target=target, max_gap=max_gap, max_block=max_block, **remote)
         self.threads = threads or os.cpu_count() or 1
         self.source = Source(self.refs, **self._opts)
         self._layouts: dict = {}

@@ -1,0 +1,333 @@
+"""Reading byte ranges of remote files: the part every read path shares.
+
+* a merged block larger than ``request_bytes`` is split into parallel requests;
+* at most ``max_requests`` requests are in flight per reader;
+* transient failures (5xx and 429 answers, resets, timeouts, short bodies) are retried with
+  exponential backoff and jitter, ``retries`` times; anything else fails at once;
+* a body that is not exactly the bytes asked for is never returned as data;
+* ``check_source`` compares a file's size (and ETag or mtime) with what the scan recorded,
+  once per file, before its first byte is used;
+* ``allowed_protocols`` limits which kinds of URL a reference set may make us read.
+
+Filesystems are fsspec's.  Async ones run on their own event loop (``fs.loop``); sync ones in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+from dataclasses import dataclass, field
+
+from fsspec.core import split_protocol
+
+from chunkview.errors import ChunkviewError, FetchError, ForbiddenSourceError, SourceChangedError
+
+LOCAL_PROTOCOLS = (None, "file", "local")
+CHECK_MODES = ("off", "size", "etag")
+
+
+class ShortRead(OSError):
+    """A response body that is not the requested range."""
+
+
+@dataclass
+class RemoteOptions:
+    """How remote ranges are read (every option is also a keyword of ``chunkview.open``,
+    ``open_zarr`` and the ``chunkview`` filesystem)."""
+
+    retries: int = 3
+    backoff: float = 0.1  # first wait in seconds; doubles each retry, with jitter, <= 5 s
+    timeout: float | None = 60.0  # seconds per request
+    max_requests: int = 16  # requests in flight per reader
+    request_bytes: int = 16 << 20  # merged blocks above ~this are split into parallel requests
+    check_source: str = "size"
+    allowed_protocols: tuple | None = None  # None: everything (no local files for remote refs)
+    _sems: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.check_source not in CHECK_MODES:
+            raise ValueError(f"check_source must be one of {CHECK_MODES}, "
+                             f"not {self.check_source!r}")
+        if self.retries < 0 or self.max_requests < 1 or self.request_bytes < 1:
+            raise ValueError("retries must be >= 0, max_requests and request_bytes >= 1")
+        if self.allowed_protocols is not None:
+            if isinstance(self.allowed_protocols, str):
+                self.allowed_protocols = (self.allowed_protocols,)
+            self.allowed_protocols = tuple(self.allowed_protocols)
+
+    @classmethod
+    def from_kwargs(cls, kw: dict) -> RemoteOptions:
+        """Pops this class's options out of ``kw``."""
+        names = ("retries", "backoff", "timeout", "max_requests", "request_bytes",
+                 "check_source", "allowed_protocols")
+        return cls(**{n: kw.pop(n) for n in names if n in kw})
+
+    def as_kwargs(self) -> dict:
+        return dict(retries=self.retries, backoff=self.backoff, timeout=self.timeout,
+                    max_requests=self.max_requests, request_bytes=self.request_bytes,
+                    check_source=self.check_source, allowed_protocols=self.allowed_protocols)
+
+    def semaphore(self) -> asyncio.Semaphore:
+        """The in-flight limit of the running loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        sem = self._sems.get(id(loop))
+        if sem is None:
+            sem = self._sems[id(loop)] = asyncio.Semaphore(self.max_requests)
+        return sem
+
+
+# ----------------------------------------------------------------- policy
+
+
+def protocol_of(url: str) -> str | None:
+    return split_protocol(url)[0]
+
+
+def check_allowed(key: str, url: str, opts: RemoteOptions, remote_origin: bool) -> None:
+    """Raise ForbiddenSourceError unless ``url`` may be read for these references."""
+    protocol = protocol_of(url)
+    local = protocol in LOCAL_PROTOCOLS
+    allowed = opts.allowed_protocols
+    if allowed is not None:
+        names = {("file" if p in LOCAL_PROTOCOLS else p) for p in allowed}
+        ok = ("file" if local else protocol) in names
+        if not ok:
+            raise ForbiddenSourceError(
+                f"key {key!r} refers to {url!r}, whose protocol "
+                f"{'file' if local else protocol!r} is not in allowed_protocols={allowed!r}")
+    elif local and remote_origin:
+        raise ForbiddenSourceError(
+            f"key {key!r} refers to the local file {url!r}, but the references were loaded "
+            "from a remote location; pass allowed_protocols=('file', ...) to allow it")
+
+
+# ----------------------------------------------------------------- errors
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed request is worth retrying."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError,
+                        NotADirectoryError, ChunkviewError)):
+        return False
+    if isinstance(exc, (ShortRead, asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return True
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status >= 500 or status in (408, 429)
+    mod = type(exc).__module__ or ""
+    if mod.startswith("aiohttp"):  # resets, payload errors, disconnects
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ECONNABORTED,
+                                                   errno.EPIPE, errno.ETIMEDOUT):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Internal Server Error", "Service Unavailable",
+                                   "Bad Gateway", "Gateway Time", "SlowDown", "503", "500"))
+
+
+# ----------------------------------------------------------------- requests
+
+
+async def call(fs, method: str, *args, **kwargs):
+    """``fs.method(*args, **kwargs)`` from a coroutine: on the filesystem's own loop when it is
+    async (hopping loops if needed), in a worker thread when it is sync."""
+    if getattr(fs, "async_impl", False):
+        coro = getattr(fs, "_" + method)(*args, **kwargs)
+        if getattr(fs, "asynchronous", False):
+            return await coro
+        loop = fs.loop
+        if loop is asyncio.get_running_loop():
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+    return await asyncio.to_thread(getattr(fs, method), *args, **kwargs)
+
+
+def _pread(path: str, start: int, end: int | None) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        return f.read() if end is None else f.read(end - start)
+
+
+async def read_range(fs, url: str, start: int, end: int | None, opts: RemoteOptions,
+                     path: str | None = None):
+    """Exactly bytes [start, end) of ``url`` (``end`` None: the whole file; ``fs`` None: the
+    local file ``path``), with retries; raises the last error (a ShortRead for a wrong-sized
+    body)."""
+    if end is not None and end <= start:
+        return b""
+    sem = opts.semaphore()
+    attempt = 0
+    while True:
+        try:
+            async with sem:
+                if fs is None:
+                    coro = asyncio.to_thread(_pread, path, start, end)
+                elif end is None:
+                    coro = call(fs, "cat_file", url)
+                else:
+                    coro = call(fs, "cat_file", url, start=start, end=end)
+                data = await (asyncio.wait_for(coro, opts.timeout) if opts.timeout else coro)
+            if end is not None and len(data) != end - start:
+                raise ShortRead(f"short read: got {len(data)} of {end - start} bytes" if
+                                len(data) < end - start else
+                                f"got {len(data)} bytes for a range of {end - start} (the "
+                                "server ignored the Range header?)")
+            return data
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - retried or re-raised as is
+            if fs is None and isinstance(e, ShortRead):
+                raise  # a local file does not heal
+            if attempt >= opts.retries or not is_transient(e):
+                raise
+            delay = min(opts.backoff * (2 ** attempt), 5.0) * (0.5 + random.random())
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+async def read_block(fs, url: str, start: int, end: int, opts: RemoteOptions,
+                     path: str | None = None):
+    """Bytes [start, end) of ``url``; a long block is read as parallel requests of about
+    ``request_bytes`` into one buffer."""
+    n = end - start
+    part = opts.request_bytes
+    if n <= part + part // 2:
+        return await read_range(fs, url, start, end, opts, path)
+    k = -(-n // part)
+    step = -(-n // k)
+    buf = bytearray(n)
+    view = memoryview(buf)
+
+    async def one(s):
+        e = min(s + step, end)
+        data = await read_range(fs, url, s, e, opts, path)
+        view[s - start:e - start] = data
+
+    tasks = [asyncio.ensure_future(one(s)) for s in range(start, end, step)]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise
+    return buf
+
+
+# ----------------------------------------------------------------- source changes
+
+
+def _norm_etag(v) -> str | None:
+    if v is None:
+        return None
+    v = str(v).strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    return v.strip('"')
+
+
+def describe(info: dict) -> dict:
+    """What is recorded of a file at scan time, from an fsspec ``info`` dict or os.stat."""
+    out = {}
+    if info.get("size") is not None:
+        out["size"] = int(info["size"])
+    etag = info.get("ETag") or info.get("etag") or info.get("e_tag")
+    if etag:
+        out["etag"] = _norm_etag(etag)
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("Last-Modified") or \
+        info.get("last_modified") or info.get("updated") or info.get("created")
+    if mtime is not None:
+        out["mtime"] = mtime if isinstance(mtime, (int, float)) else str(mtime)
+    return out
+
+
+def local_record(path: str) -> dict:
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime": st.st_mtime_ns / 1e9}
+
+
+def compare(url: str, recorded: dict, now: dict, mode: str) -> None:
+    """Raise SourceChangedError when ``now`` contradicts ``recorded`` under ``mode``."""
+    if mode == "off" or not recorded:
+        return
+    rs, ns = recorded.get("size"), now.get("size")
+    if rs is not None and ns is not None and int(rs) != int(ns):
+        raise SourceChangedError(f"{url!r} changed since it was scanned: size {ns} bytes, "
+                                 f"recorded {rs} (check_source={mode!r})")
+    if mode != "etag":
+        return
+    if recorded.get("etag") is not None:
+        if now.get("etag") != recorded["etag"]:
+            raise SourceChangedError(f"{url!r} changed since it was scanned: ETag "
+                                     f"{now.get('etag')!r}, recorded {recorded['etag']!r}")
+    elif recorded.get("mtime") is not None:
+        a, b = recorded["mtime"], now.get("mtime")
+        same = (abs(float(a) - float(b)) < 1e-6) if isinstance(a, (int, float)) and \
+            isinstance(b, (int, float)) else str(a) == str(b)
+        if not same:
+            raise SourceChangedError(f"{url!r} changed since it was scanned: modified {b!r}, "
+                                     f"recorded {a!r}")
+    else:
+        raise SourceChangedError(f"cannot check {url!r} with check_source='etag': the scan "
+                                 "recorded neither an ETag nor a modification time")
+
+
+async def current_record(fs, url: str, path: str | None = None) -> dict:
+    if fs is None:
+        return await asyncio.to_thread(local_record, path)
+    try:
+        fs.invalidate_cache(url)
+    except Exception:  # noqa: BLE001 - not every filesystem caches listings
+        pass
+    return describe(await call(fs, "info", url))
+
+
+class SourceChecker:
+    """Checks each URL once (per reader) against the scan's record."""
+
+    def __init__(self, records: dict, mode: str):
+        self.records = records or {}
+        self.mode = mode
+        self._done: dict = {}
+
+    def needed(self, url: str) -> bool:
+        return self.mode != "off" and url in self.records and url not in self._done
+
+    async def check(self, key: str, fs, url: str, path: str | None = None) -> None:
+        if not self.needed(url):
+            err = self._done.get(url)
+            if err is not None:
+                raise err
+            return
+        try:
+            now = await current_record(fs, url, path)
+        except Exception as e:  # noqa: BLE001
+            raise FetchError(key, url, cause=e) from e
+        try:
+            compare(url, self.records[url], now, self.mode)
+        except SourceChangedError as e:
+            self._done[url] = e
+            raise
+        self._done[url] = None
+
+    def check_local_sync(self, url: str, path: str, size: int | None = None,
+                         mtime: float | None = None) -> None:
+        if not self.needed(url):
+            err = self._done.get(url)
+            if err is not None:
+                raise err
+            return
+        now = {"size": size, "mtime": mtime} if size is not None else local_record(path)
+        try:
+            compare(url, self.records[url], now, self.mode)
+        except SourceChangedError as e:
+            self._done[url] = e
+            raise
+        self._done[url] = None
+
+
+__all__ = ["RemoteOptions", "ForbiddenSourceError", "ShortRead", "SourceChecker", "call",
+           "check_allowed", "compare", "describe", "is_transient", "local_record",
+           "read_block", "read_range"]
