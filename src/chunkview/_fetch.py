@@ -121,7 +121,7 @@ class Source:
         self.remote_origin = bool(getattr(refs, "remote_origin", False))
         sources = getattr(refs, "sources", None)
         self.checker = SourceChecker(sources if isinstance(sources, dict) else {},
-                                     self.opts.check_source)
+                                     self.opts)
         self._fss, self.remote_protocol = filesystems(fs, remote_protocol)
         self._maps: dict[str, object] = {}
         self._lock = threading.Lock()

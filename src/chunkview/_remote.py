@@ -151,6 +151,26 @@ def _pread(path: str, start: int, end: int | None) -> bytes:
         return f.read() if end is None else f.read(end - start)
 
 
+async def with_retries(fn, opts: RemoteOptions, *, local: bool = False):
+    """``await fn()`` (one request, under the in-flight limit and ``timeout``), retried with
+    backoff on transient failures; raises the last error."""
+    sem = opts.semaphore()
+    attempt = 0
+    while True:
+        try:
+            async with sem:
+                coro = fn()
+                return await (asyncio.wait_for(coro, opts.timeout) if opts.timeout else coro)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - retried or re-raised as is
+            if local or attempt >= opts.retries or not is_transient(e):
+                raise
+            delay = min(opts.backoff * (2 ** attempt), 5.0) * (0.5 + random.random())
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
 async def read_range(fs, url: str, start: int, end: int | None, opts: RemoteOptions,
                      path: str | None = None):
     """Exactly bytes [start, end) of ``url`` (``end`` None: the whole file; ``fs`` None: the
@@ -158,34 +178,22 @@ async def read_range(fs, url: str, start: int, end: int | None, opts: RemoteOpti
     body)."""
     if end is not None and end <= start:
         return b""
-    sem = opts.semaphore()
-    attempt = 0
-    while True:
-        try:
-            async with sem:
-                if fs is None:
-                    coro = asyncio.to_thread(_pread, path, start, end)
-                elif end is None:
-                    coro = call(fs, "cat_file", url)
-                else:
-                    coro = call(fs, "cat_file", url, start=start, end=end)
-                data = await (asyncio.wait_for(coro, opts.timeout) if opts.timeout else coro)
-            if end is not None and len(data) != end - start:
-                raise ShortRead(f"short read: got {len(data)} of {end - start} bytes" if
-                                len(data) < end - start else
-                                f"got {len(data)} bytes for a range of {end - start} (the "
-                                "server ignored the Range header?)")
-            return data
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001 - retried or re-raised as is
-            if fs is None and isinstance(e, ShortRead):
-                raise  # a local file does not heal
-            if attempt >= opts.retries or not is_transient(e):
-                raise
-            delay = min(opts.backoff * (2 ** attempt), 5.0) * (0.5 + random.random())
-            attempt += 1
-            await asyncio.sleep(delay)
+
+    async def once():
+        if fs is None:
+            data = await asyncio.to_thread(_pread, path, start, end)
+        elif end is None:
+            data = await call(fs, "cat_file", url)
+        else:
+            data = await call(fs, "cat_file", url, start=start, end=end)
+        if end is not None and len(data) != end - start:
+            raise ShortRead(f"short read: got {len(data)} of {end - start} bytes" if
+                            len(data) < end - start else
+                            f"got {len(data)} bytes for a range of {end - start} (the "
+                            "server ignored the Range header?)")
+        return data
+
+    return await with_retries(once, opts, local=fs is None)
 
 
 async def read_block(fs, url: str, start: int, end: int, opts: RemoteOptions,
@@ -274,22 +282,23 @@ def compare(url: str, recorded: dict, now: dict, mode: str) -> None:
                                  "recorded neither an ETag nor a modification time")
 
 
-async def current_record(fs, url: str, path: str | None = None) -> dict:
+async def current_record(fs, url: str, opts: RemoteOptions, path: str | None = None) -> dict:
     if fs is None:
         return await asyncio.to_thread(local_record, path)
     try:
         fs.invalidate_cache(url)
     except Exception:  # noqa: BLE001 - not every filesystem caches listings
         pass
-    return describe(await call(fs, "info", url))
+    return describe(await with_retries(lambda: call(fs, "info", url), opts))
 
 
 class SourceChecker:
     """Checks each URL once (per reader) against the scan's record."""
 
-    def __init__(self, records: dict, mode: str):
+    def __init__(self, records: dict, opts: RemoteOptions):
         self.records = records or {}
-        self.mode = mode
+        self.opts = opts
+        self.mode = opts.check_source
         self._done: dict = {}
 
     def needed(self, url: str) -> bool:
@@ -302,7 +311,7 @@ class SourceChecker:
                 raise err
             return
         try:
-            now = await current_record(fs, url, path)
+            now = await current_record(fs, url, self.opts, path)
         except Exception as e:  # noqa: BLE001
             raise FetchError(key, url, cause=e) from e
         try:
@@ -330,4 +339,4 @@ class SourceChecker:
 
 __all__ = ["RemoteOptions", "ForbiddenSourceError", "ShortRead", "SourceChecker", "call",
            "check_allowed", "compare", "describe", "is_transient", "local_record",
-           "read_block", "read_range"]
+           "read_block", "read_range", "with_retries"]

@@ -99,7 +99,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
         self.remote_origin = bool(getattr(self.references, "remote_origin", False))
         sources = getattr(self.references, "sources", None)
         self.checker = SourceChecker(sources if isinstance(sources, dict) else {},
-                                     self.ropts.check_source)
+                                     self.ropts)
         self._token = None
 
     # ----------------------------------------------------------------- serialisation

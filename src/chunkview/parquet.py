@@ -442,6 +442,11 @@ class LazyParquetReferences(Mapping):
         self.record_size = rs
         self.metadata = metadata
         self._meta = {k: json.dumps(v).encode() for k, v in metadata.items()}
+        extra = met.get("chunkview")  # top-level chunkview keys (zarr reads no others there)
+        if isinstance(extra, dict):
+            for k, v in extra.items():
+                if isinstance(k, str) and k.startswith(".cv") and "/" not in k:
+                    self._meta[k] = json.dumps(v).encode()
         self._fields = _fields_of(metadata, rs, path)
         # metadata keys that look like chunk keys win over the chunk (as in fsspec)
         self._shadow = {k for k in metadata if self._locate(k) is not None}
@@ -862,10 +867,14 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
     urls = refs.urls
 
     # ---- metadata, then chunk keys grouped by array (C-level loops over the keys); metadata
-    # is what fsspec's LazyReferenceMapper takes for it: a key starting ".z" or holding "/.z"
+    # is what fsspec's LazyReferenceMapper takes for it: a key starting ".z" or holding "/.z";
+    # chunkview's own JSON keys (".cvsources", "<array>/.cvmask", "<array>/.cverror") go
+    # there too
     n = len(keys)
     is_meta = np.fromiter(map(str.startswith, keys, repeat(".z")), dtype=bool, count=n)
     is_meta |= np.fromiter(map(str.__contains__, keys, repeat("/.z")), dtype=bool, count=n)
+    is_meta |= np.fromiter(map(str.startswith, keys, repeat(".cv")), dtype=bool, count=n)
+    is_meta |= np.fromiter(map(str.__contains__, keys, repeat("/.cv")), dtype=bool, count=n)
     metadata: dict = {}
     for i in np.flatnonzero(is_meta).tolist():
         key = keys[i]
@@ -948,7 +957,12 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
                                   lambda j, _p=pos[s:e]: inline_of(keys[_p[j]]), url_array)
             with fs.open(_record_path(path, name, rec), "wb") as fh:
                 pq.write_table(table, fh, **opts)
+    # top-level chunkview keys (".cvsources") cannot sit in zarr's consolidated metadata,
+    # which zarr parses as "<path>/.<kind>": they get a field of their own
+    extra = {k: metadata.pop(k) for k in list(metadata) if k.startswith(".cv")}
     met = {"metadata": metadata, "record_size": record_size, "zarr_consolidated_format": 1}
+    if extra:
+        met["chunkview"] = extra
     fs.pipe_file(f"{path}/{ZMETADATA}", json.dumps(met).encode())
 
 

@@ -66,7 +66,8 @@ def scan_one(source, *, storage_options=None, inline_threshold=0,
                                         chunk_bytes=chunk_bytes, default_fill=False)
             from chunkview.references import References
 
-            return References.from_dict({"version": 1, "refs": body}, source=reader.url)
+            refs = References.from_dict({"version": 1, "refs": body}, source=reader.url)
+            return _record_source(refs, reader)
         from chunkview.scan import _h5format
 
         if _h5format.find_superblock(reader) is None:
@@ -75,9 +76,21 @@ def scan_one(source, *, storage_options=None, inline_threshold=0,
 
         out = HDF5Scanner(reader, inline_threshold=inline_threshold,
                           chunk_bytes=chunk_bytes).scan()
-        return to_references(out, source=reader.url)
+        return _record_source(to_references(out, source=reader.url), reader)
     finally:
         reader.close()
+
+
+def _record_source(refs, reader):
+    """Record the scanned file's size and ETag or mtime under ``.cvsources`` (read back by
+    ``check_source=``)."""
+    import json
+
+    from chunkview.references import SOURCES_KEY
+
+    if reader.record:
+        refs[SOURCES_KEY] = json.dumps({reader.url: reader.record}).encode()
+    return refs
 
 
 def to_references(out, *, source=None):

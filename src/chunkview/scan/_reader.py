@@ -21,6 +21,7 @@ class Reader:
 
     url: str
     size: int
+    record: dict = {}  # what check_source= compares at read time: size, etag or mtime
 
     def read(self, offset: int, length: int):
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -51,7 +52,9 @@ class LocalReader(Reader):
         self.path = path
         self.url = url or path
         with open(path, "rb") as f:
-            self.size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            self.size = st.st_size
+            self.record = {"size": st.st_size, "mtime": st.st_mtime_ns / 1e9}
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
         self._view = memoryview(self._mm) if self._mm is not None else memoryview(b"")
 
@@ -87,7 +90,14 @@ class FsspecReader(Reader):
         self.url = url or path
         self.block_size = int(block_size)
         self.max_blocks = max_blocks
-        self.size = int(size if size is not None else fs.size(path))
+        if size is None:
+            from chunkview._remote import describe
+
+            self.record = describe(fs.info(path))
+            size = self.record.get("size")
+            if size is None:
+                size = fs.size(path)
+        self.size = int(size)
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self.requests = 0
 

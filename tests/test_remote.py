@@ -1,0 +1,376 @@
+"""Remote sources against real servers on 127.0.0.1 started here: an aiohttp HTTP server that
+honours Range (chunkview._httpserver, with injected faults) and moto's S3 server reached
+through s3fs.  Every read is compared with h5py on the same file."""
+
+import json
+import os
+import shutil
+import time
+
+import fsspec
+import numpy as np
+import pytest
+import zarr
+
+import chunkview
+from chunkview import ForbiddenSourceError, SourceChangedError
+from chunkview.errors import FetchError
+
+h5py = pytest.importorskip("h5py")
+pytest.importorskip("aiohttp")
+
+from chunkview._httpserver import RangeServer  # noqa: E402
+
+
+def _h5_all(path):
+    out = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                     else None)
+    return out
+
+
+@pytest.fixture
+def served(tmp_path, h5file):
+    """A folder with a copy of the small test file and a larger one, served over HTTP."""
+    shutil.copy(h5file, tmp_path / "small.h5")
+    rng = np.random.default_rng(5)
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f.create_dataset("x", data=rng.integers(0, 1000, (64, 200, 200), dtype="i4"),
+                         chunks=(8, 100, 100), compression="gzip", shuffle=True)
+    with RangeServer(tmp_path) as srv:
+        srv.folder = tmp_path
+        yield srv
+
+
+def _fresh_http():
+    # each test its own session, so connections of a stopped server are not reused
+    return {"skip_instance_cache": True}
+
+
+# ------------------------------------------------------------------ scan and read over HTTP
+
+
+def test_scan_http_with_few_requests(served):
+    url = served.url("small.h5")
+    served.reset_stats()
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    # metadata read in aligned 1 MiB blocks: the small file costs a HEAD and one GET
+    assert served.gets <= 2, served.log
+    local = chunkview.scan(str(served.folder / "small.h5"))
+    local_url = (served.folder / "small.h5").resolve().as_uri()
+    assert {k for k in refs if k != ".cvsources"} == {k for k in local if k != ".cvsources"}
+    for k in local:
+        if k == ".cvsources":
+            continue
+        a, b = local[k], refs[k]
+        if isinstance(a, list):
+            assert a[0] == local_url and b[0] == url and a[1:] == b[1:], k
+        else:
+            assert a == b, k
+    rec = refs.sources[url]
+    assert rec["size"] == os.path.getsize(served.folder / "small.h5") and rec["etag"]
+
+
+def test_read_http_every_api(served):
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    want = _h5_all(served.folder / "small.h5")
+    g = chunkview.open(refs, remote_options=_fresh_http())
+    for name, arr in want.items():
+        np.testing.assert_array_equal(g[name][...], arr, err_msg=name)
+    z = chunkview.open_zarr(refs, remote_options=_fresh_http())
+    for name, arr in want.items():
+        np.testing.assert_array_equal(z[name][...], arr, err_msg=name)
+    fs = fsspec.filesystem("chunkview", fo=refs, remote_protocol="http",
+                           remote_options=_fresh_http(), skip_instance_cache=True)
+    zg = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=2)
+    for name, arr in want.items():
+        np.testing.assert_array_equal(zg[name][...], arr, err_msg=name)
+
+
+def test_ranges_merged_and_split(served):
+    """All of x: nearby chunks merged into blocks, a long block split into parallel requests
+    of ``request_bytes``, never more than ``max_requests`` in flight."""
+    url = served.url("big.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    want = _h5_all(served.folder / "big.h5")["x"]
+    nchunks = sum(1 for k in refs if k.startswith("x/") and not k.startswith("x/."))
+
+    served.reset_stats()
+    g = chunkview.open(refs, remote_options=_fresh_http(), check_source="off")
+    np.testing.assert_array_equal(g["x"][...], want)
+    assert served.gets == 1  # every chunk merged into one request
+
+    served.reset_stats()
+    g = chunkview.open(refs, remote_options=_fresh_http(), check_source="off",
+                       request_bytes=64 << 10, max_requests=3)
+    np.testing.assert_array_equal(g["x"][...], want)
+    stored = sum(refs[k][2] for k in refs if k.startswith("x/") and not k.startswith("x/."))
+    assert served.gets >= stored // (96 << 10)  # split into ~64 KiB parts
+    assert served.max_in_flight <= 3
+    assert served.bytes_sent >= stored
+
+    served.reset_stats()
+    z = chunkview.open_zarr(refs, remote_options=_fresh_http(), check_source="off",
+                            max_gap=-1)
+    np.testing.assert_array_equal(z["x"][3:20, 50:150, 10:190], want[3:20, 50:150, 10:190])
+    assert served.gets == 3 * 2 * 2  # no merging: one request per touched chunk
+    assert nchunks == 32
+
+
+def test_decode_overlaps_fetch(served):
+    """Remote blocks are handed to the decoder as they arrive, not all at the end."""
+    url = served.url("big.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    g = chunkview.open(refs, remote_options=_fresh_http(), max_gap=-1, check_source="off")
+    src = g._source
+    keys = [k for k in refs if k.startswith("x/") and not k.startswith("x/.")]
+    served.latency = 0.05
+    ids, offs, lens = refs.lookup_many(keys)
+    groups = [len(ready) for _, ready in src.fetch_iter(keys, ids, offs, lens)]
+    assert sum(groups) == len(keys) and len(groups) > 1
+
+
+# ------------------------------------------------------------------ faults
+
+
+@pytest.mark.parametrize("fault", ["503", "500", "reset", "truncate", "short"])
+def test_transient_faults_are_retried(served, fault):
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    want = _h5_all(served.folder / "small.h5")["t2m"]
+    served.fail(fault, fault, path="small.h5")
+    served.reset_stats()
+    g = chunkview.open(refs, remote_options=_fresh_http(), backoff=0.01)
+    np.testing.assert_array_equal(g["t2m"][...], want)
+    assert not served.faults  # both faults were met, then the retry succeeded
+
+
+@pytest.mark.parametrize("api", ["open", "zarr", "fs"])
+def test_persistent_failure_names_key_url_range(served, api):
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    served.fail(*["503"] * 20, path="small.h5")
+    opts = dict(remote_options=_fresh_http(), backoff=0.01, retries=2, check_source="off")
+    t0 = time.perf_counter()
+    with pytest.raises((FetchError, OSError)) as ei:
+        if api == "open":
+            chunkview.open(refs, **opts)["t2m"][0, 0, 0]
+        elif api == "zarr":
+            chunkview.open_zarr(refs, **opts)["t2m"][0, 0, 0]
+        else:
+            fs = fsspec.filesystem("chunkview", fo=refs, skip_instance_cache=True, **opts)
+            fs.cat_file("t2m/0.0.0")
+    assert time.perf_counter() - t0 < 10
+    err = ei.value
+    while not isinstance(err, FetchError) and err.__cause__ is not None:
+        err = err.__cause__
+    assert isinstance(err, FetchError), ei.value
+    assert err.url == url and err.key.startswith("t2m/")
+    assert err.start is not None and err.end > err.start
+    assert "503" in str(err) or "Service Unavailable" in str(err)
+    assert len(served.faults) == 20 - 3  # one chunk: the first try and two retries
+
+
+def test_hang_times_out(served):
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    served.fail("hang", path="small.h5")
+    t0 = time.perf_counter()
+    with pytest.raises(FetchError, match="TimeoutError"):
+        chunkview.open(refs, remote_options=_fresh_http(), timeout=0.5, retries=0,
+                       check_source="off")["t2m"][...]
+    assert time.perf_counter() - t0 < 5
+
+
+def test_ignored_range_is_not_data(served):
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    served.fail(*["ignore-range"] * 10, path="small.h5")
+    with pytest.raises(FetchError, match="ignored the Range header"):
+        chunkview.open(refs, remote_options=_fresh_http(), retries=1, backoff=0.01,
+                       check_source="off")["counts"][...]
+
+
+def test_unreachable_server():
+    refs = {"version": 1, "refs": {
+        ".zgroup": '{"zarr_format":2}',
+        "a/.zarray": json.dumps({"zarr_format": 2, "shape": [4], "chunks": [4], "dtype": "<i4",
+                                 "compressor": None, "filters": None, "fill_value": 0,
+                                 "order": "C"}),
+        "a/0": ["http://127.0.0.1:9/nothing.bin", 0, 16]}}
+    with pytest.raises(FetchError) as ei:
+        chunkview.open(refs, retries=1, backoff=0.01)["a"][...]
+    assert ei.value.key == "a/0" and "127.0.0.1:9" in ei.value.url
+    assert (ei.value.start, ei.value.end) == (0, 16)
+
+
+# ------------------------------------------------------------------ source changes
+
+
+def _append(path, data=b"\0" * 10):
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def test_source_change_size_http(served):
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    chunkview.open(refs, remote_options=_fresh_http())["t2m"][0]
+    _append(served.folder / "small.h5")
+    for api in ("open", "zarr", "fs"):
+        with pytest.raises(SourceChangedError, match="size"):
+            if api == "open":
+                chunkview.open(refs, remote_options=_fresh_http())["t2m"][0]
+            elif api == "zarr":
+                chunkview.open_zarr(refs, remote_options=_fresh_http())["t2m"][0]
+            else:
+                fs = fsspec.filesystem("chunkview", fo=refs, remote_options=_fresh_http(),
+                                       skip_instance_cache=True)
+                fs.cat_file("t2m/0.0.0")
+    # off: the caller takes the risk
+    chunkview.open(refs, remote_options=_fresh_http(), check_source="off")["t2m"][0]
+
+
+def test_source_change_etag_http(served):
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    p = served.folder / "small.h5"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content (and a new mtime)
+    time.sleep(0.01)
+    p.write_bytes(bytes(data))
+    chunkview.open(refs, remote_options=_fresh_http(), check_source="size")["t2m"][0]
+    with pytest.raises(SourceChangedError, match="ETag"):
+        chunkview.open(refs, remote_options=_fresh_http(), check_source="etag")["t2m"][0]
+
+
+def test_source_change_local(tmp_path, h5file):
+    p = tmp_path / "copy.h5"
+    shutil.copy(h5file, p)
+    refs = chunkview.scan(str(p))
+    saved = tmp_path / "refs.json"
+    refs.save(str(saved))
+    chunkview.open(str(saved), check_source="etag")["t2m"][0]
+    st = os.stat(p)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    chunkview.open(str(saved))["t2m"][0]  # size unchanged
+    with pytest.raises(SourceChangedError, match="modified"):
+        chunkview.open(str(saved), check_source="etag")["t2m"][0]
+    _append(p)
+    with pytest.raises(SourceChangedError, match="size"):
+        chunkview.open(str(saved))["t2m"][0]
+    with pytest.raises(SourceChangedError):
+        chunkview.open_zarr(str(saved))["t2m"][0]
+    with pytest.raises(ValueError, match="check_source"):
+        chunkview.open(str(saved), check_source="sometimes")
+
+
+# ------------------------------------------------------------------ untrusted references
+
+
+def test_remote_references_may_not_read_local_files(served, h5file):
+    """References loaded over HTTP that point at a local file are refused unless allowed."""
+    refs = chunkview.scan(str(h5file))
+    refs.save(str(served.folder / "refs.json"))
+    rurl = served.url("refs.json")
+    for api in ("open", "zarr", "fs"):
+        with pytest.raises(ForbiddenSourceError, match="allowed_protocols"):
+            if api == "open":
+                chunkview.open(rurl, target_options=_fresh_http())["t2m"][0]
+            elif api == "zarr":
+                chunkview.open_zarr(rurl, target_options=_fresh_http())["t2m"][0]
+            else:
+                fs = fsspec.filesystem("chunkview", fo=rurl, target_options=_fresh_http(),
+                                       skip_instance_cache=True)
+                fs.cat_file("t2m/0.0.0")
+    want = _h5_all(h5file)["t2m"]
+    g = chunkview.open(rurl, target_options=_fresh_http(), allowed_protocols=("file",))
+    np.testing.assert_array_equal(g["t2m"][...], want)
+    # local references read local files; an explicit list is enforced for them too
+    chunkview.open(str(served.folder / "refs.json"))["t2m"][0]
+    with pytest.raises(ForbiddenSourceError):
+        chunkview.open(str(served.folder / "refs.json"), allowed_protocols=["s3"])["t2m"][0]
+
+
+def test_decoded_size_bounded_by_metadata():
+    """A zlib bomb behind a codec chain off the fast path fails with DecodeError without
+    inflating it all."""
+    import zlib
+
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    meta = {"zarr_format": 2, "shape": [1000], "chunks": [1000], "dtype": "<i4",
+            "compressor": {"id": "zlib", "level": 1},
+            "filters": [{"id": "delta", "dtype": "<i4"}], "fill_value": 0, "order": "C"}
+    refs = {"version": 1, "refs": {".zgroup": '{"zarr_format":2}', "a/.zarray": json.dumps(meta),
+                                   "a/0": "base64:" + __import__("base64").b64encode(bomb)
+                                   .decode()}}
+    with pytest.raises(chunkview.DecodeError, match="a/0"):
+        chunkview.open(refs)["a"][...]
+
+
+# ------------------------------------------------------------------ S3 (moto server)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    opts = {"key": "testing", "secret": "testing", "skip_instance_cache": True,
+            "client_kwargs": {"endpoint_url": f"http://{host}:{port}",
+                              "region_name": "us-east-1"}}
+    import boto3
+    import s3fs
+
+    boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing",
+                 ).create_bucket(Bucket="chunkview-test")
+    fs = s3fs.S3FileSystem(**opts)
+    try:
+        yield fs, opts
+    finally:
+        srv.stop()
+
+
+def test_s3_scan_and_read(s3, h5file):
+    fs, opts = s3
+    fs.put(str(h5file), "chunkview-test/small.h5")
+    url = "s3://chunkview-test/small.h5"
+    refs = chunkview.scan(url, storage_options=opts)
+    assert refs.sources[url]["etag"]
+    want = _h5_all(h5file)
+    g = chunkview.open(refs, remote_options=opts)
+    z = chunkview.open_zarr(refs, remote_options=opts)
+    cfs = fsspec.filesystem("chunkview", fo=refs, remote_protocol="s3", remote_options=opts,
+                            skip_instance_cache=True)
+    zg = zarr.open_group(cfs.get_mapper(""), mode="r", zarr_format=2)
+    for name, arr in want.items():
+        np.testing.assert_array_equal(g[name][...], arr, err_msg=name)
+        np.testing.assert_array_equal(z[name][...], arr, err_msg=name)
+        np.testing.assert_array_equal(zg[name][...], arr, err_msg=name)
+    # references stored on S3 read chunks from S3
+    refs.save("/tmp/_cv_s3_refs.json")
+    fs.put("/tmp/_cv_s3_refs.json", "chunkview-test/refs.json")
+    g2 = chunkview.open("s3://chunkview-test/refs.json", target_options=opts,
+                        remote_options=opts)
+    np.testing.assert_array_equal(g2["t2m"][...], want["t2m"])
+
+
+def test_s3_source_change(s3, h5file, tmp_path):
+    fs, opts = s3
+    fs.put(str(h5file), "chunkview-test/changing.h5")
+    url = "s3://chunkview-test/changing.h5"
+    refs = chunkview.scan(url, storage_options=opts)
+    data = bytearray(h5file.read_bytes())
+    data[-1] ^= 0xFF
+    fs.pipe("chunkview-test/changing.h5", bytes(data))
+    chunkview.open(refs, remote_options=opts)["t2m"][0]  # same size
+    with pytest.raises(SourceChangedError, match="ETag"):
+        chunkview.open(refs, remote_options=opts, check_source="etag")["t2m"][0]
+    fs.pipe("chunkview-test/changing.h5", bytes(data) + b"more")
+    with pytest.raises(SourceChangedError, match="size"):
+        chunkview.open_zarr(refs, remote_options=opts)["t2m"][0]
