@@ -111,7 +111,7 @@ class Source:
     """
 
     def __init__(self, refs, *, remote_protocol=None, remote_options=None, fs=None, target=None,
-                 max_gap: int = 64_000, max_block: int = 256_000_000, **remote):
+                 max_gap: int = 1 << 20, max_block: int = 256_000_000, **remote):
         self.refs = refs
         self.remote_options = dict(remote_options or {})
         self.target = target
@@ -235,7 +235,9 @@ class Source:
                 if len(part):
                     st = offs_i[part].tolist()
                     en = (offs_i[part] + lens_i[part]).tolist()
-                    for bs, be, members in merge_ranges(st, en, self.max_gap, self.max_block):
+                    # blocks of at most ~request_bytes: each is one request, decoded as it lands
+                    cap = min(self.max_block, self.opts.request_bytes)
+                    for bs, be, members in merge_ranges(st, en, self.max_gap, cap):
                         jobs.append(_Job(fs, url, part[members], bs, be))
         for i in np.flatnonzero(ids == INLINE).tolist():
             data = self.refs[keys[i]]

@@ -42,7 +42,7 @@ class RemoteOptions:
     backoff: float = 0.1  # first wait in seconds; doubles each retry, with jitter, <= 5 s
     timeout: float | None = 60.0  # seconds per request
     max_requests: int = 16  # requests in flight per reader
-    request_bytes: int = 16 << 20  # merged blocks above ~this are split into parallel requests
+    request_bytes: int = 4 << 20  # blocks above ~this are split into parallel requests
     check_source: str = "size"
     allowed_protocols: tuple | None = None  # None: everything (no local files for remote refs)
     _sems: dict = field(default_factory=dict, repr=False)

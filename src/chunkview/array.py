@@ -472,16 +472,19 @@ def _decode_error(keys, seg, failed, steps):
 
 
 def open(refs_or_path, *, remote_protocol=None, remote_options=None, fs=None, target=None,
-         threads: int | None = None, max_gap: int = 64_000, max_block: int = 256_000_000,
+         threads: int | None = None, max_gap: int = 1 << 20, max_block: int = 256_000_000,
          **load_options) -> Group:
     """Open a reference set (anything :func:`chunkview.load` takes, or a
     :class:`chunkview.References`) as a :class:`Group` of numpy-indexable arrays.
 
     ``remote_protocol`` / ``remote_options`` / ``fs`` say how to read the referenced files,
     ``threads`` how many threads decode (default: all cores), ``max_gap`` / ``max_block`` how
-    nearby ranges of a remote file are merged into one block.
+    nearby ranges of a remote file are merged into one block (by default ranges less than
+    1 MiB apart, as Apache Arrow's ``object_store`` does: on object storage a request's
+    latency costs more than reading that gap).
 
-    Remote reads: a block above ``request_bytes`` (16 MiB) is split into parallel requests, at
+    Remote reads: blocks are at most ``request_bytes`` (4 MiB) long, so each block is one
+    request, decoded as soon as it lands; a larger chunk is split into parallel requests, at
     most ``max_requests`` (16) in flight; failed requests (5xx, resets, ``timeout`` seconds,
     short bodies) are retried ``retries`` (3) times with exponential backoff from ``backoff``
     (0.1 s).  ``check_source`` (``"off"``, ``"size"`` (default) or ``"etag"``) compares each

@@ -80,7 +80,7 @@ class ReferenceStore(Store):
 
     def __init__(self, refs, *, read_only: bool = True, remote_protocol=None,
                  remote_options=None, fs=None, target=None, threads: int | None = None,
-                 max_gap: int = 64_000, max_block: int = 256_000_000,
+                 max_gap: int = 1 << 20, max_block: int = 256_000_000,
                  coalesce: int | None = None, **load_options):
         super().__init__(read_only=read_only)
         remote = RemoteOptions.from_kwargs(load_options).as_kwargs()
@@ -542,7 +542,7 @@ def use_pipeline() -> None:
 
 
 def open_zarr(refs_or_path, *, remote_protocol=None, remote_options=None, fs=None, target=None,
-              threads: int | None = None, max_gap: int = 64_000, max_block: int = 256_000_000,
+              threads: int | None = None, max_gap: int = 1 << 20, max_block: int = 256_000_000,
               **load_options) -> zarr.Group:
     """Open a reference set as a read-only ``zarr.Group`` (zarr v2 metadata, as kerchunk and
     chunkview's scanner write it), read through :class:`ReferenceStore` and chunkview's codec
