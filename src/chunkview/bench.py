@@ -787,8 +787,15 @@ def print_decode(res: dict) -> None:
 
 
 def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None,
-        threads: int | None = None) -> dict:
+        threads: int | None = None, plot_path=None) -> dict:
     cases = list(cases or CASES)
+    if plot_path:  # fail before the run, not after it
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            from chunkview.errors import missing_extra
+
+            raise missing_extra("matplotlib", "plot") from None
     for c in cases:
         if c not in CASES:
             raise SystemExit(f"unknown benchmark case {c!r}; available: {', '.join(CASES)}")
@@ -824,4 +831,9 @@ def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None,
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
         print(f"\nwrote {json_path}")
+    if plot_path:
+        from chunkview.benchplot import plot
+
+        plot(results, plot_path)
+        print(f"wrote {plot_path}")
     return results

@@ -164,7 +164,7 @@ def cmd_bench(args) -> int:
     from chunkview import bench
 
     bench.run(args.cases, quick=args.quick, repeat=args.repeat, data=args.data,
-              json_path=args.json, threads=args.threads)
+              json_path=args.json, threads=args.threads, plot_path=args.plot)
     return 0
 
 
@@ -188,6 +188,8 @@ def main(argv=None) -> int:
     b.add_argument("--threads", type=int, default=None,
                    help="decode threads (default: all cores)")
     b.add_argument("--json", help="write every figure to this JSON file")
+    b.add_argument("--plot", help="write a PNG bar chart of the results to this file "
+                   "(needs matplotlib: pip install 'chunkview[plot]')")
     b.add_argument("--data", help="dataset cache folder")
     b.set_defaults(func=cmd_bench)
 
