@@ -568,7 +568,7 @@ int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *k
      * hashed and its directory entry prefetched; key i - D has its bucket's lines prefetched;
      * key i - 2D scans its bucket, now in cache.  Dynamic: the same with the slot in place of
      * the directory entry and the first tag match's record in place of the bucket. */
-    enum { D = 10, R = 32 };
+    enum { D = 16, R = 64 };
     uint64_t hs[R];
     size_t spans[R][2];
     int64_t found = 0;

@@ -215,3 +215,25 @@ def test_many_urls_widen():
     assert len(idx.urls) == 70_000
     again = pickle.loads(pickle.dumps(idx))
     assert again["k300"] == ["s3://b/300.nc", 300, 1]
+
+
+def test_lookup_many_in_slices_matches_single_lookups():
+    """Batch lookups longer than one slice handed to C (4096 keys), lists and tuples, present,
+    inline and missing keys interleaved, agree with one lookup at a time."""
+    idx = ChunkIndex()
+    n = 10_000
+    for i in range(0, n, 2):
+        idx.set(f"k/{i}", "file:///x.bin", i * 10, 10)
+    for i in range(1, n, 6):
+        idx.set_inline(f"k/{i}", b"x" * (i % 7))
+    keys = [f"k/{i}" for i in range(n)]
+    for ks in (keys, tuple(keys), keys[::-1]):
+        ids, offs, lens = idx.lookup_many(ks)
+        for k, u, o, ln in zip(ks, ids.tolist(), offs.tolist(), lens.tolist()):
+            v = idx.get(k)
+            if v is None:
+                assert u == MISSING, k
+            elif isinstance(v, bytes):
+                assert u == INLINE, k
+            else:
+                assert (idx.urls[u], o, ln) == tuple(v), k

@@ -71,6 +71,9 @@ cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
     raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
 
 
+cdef Py_ssize_t LOOKUP_SLICE = 4096  # keys handed to C per batch-lookup call
+
+
 cdef class ChunkIndex:
     """A compact C hash table from chunk keys to references.
 
@@ -361,33 +364,49 @@ cdef class ChunkIndex:
     def lookup_many(self, keys):
         """Batch lookup.  Returns numpy arrays ``(url_ids int64, offsets uint64, lengths uint64)``;
         url_id is INLINE (-1) for inline data and MISSING (-2) for absent keys."""
-        cdef Py_ssize_t n = len(keys), i, kl
-        cdef int64_t found
+        cdef Py_ssize_t n = len(keys), i, kl, lo, hi, j
+        cdef Py_ssize_t m = min(n, LOOKUP_SLICE)
+        cdef int64_t found = 0, got
         cdef cnp.ndarray[int64_t, ndim=1] ids = np.empty(n, dtype=np.int64)
         cdef cnp.ndarray[uint64_t, ndim=1] offs = np.empty(n, dtype=np.uint64)
         cdef cnp.ndarray[uint64_t, ndim=1] lens = np.empty(n, dtype=np.uint64)
-        cdef const uint8_t **kp = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
-        cdef size_t *kls = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        cdef int64_t *pid = <int64_t *>ids.data
+        cdef uint64_t *poff = <uint64_t *>offs.data
+        cdef uint64_t *plen = <uint64_t *>lens.data
+        cdef bint is_list = PyList_CheckExact(keys)
+        # keys go to C in slices: the pointer table stays small and in cache (no page faults
+        # for a table as long as the key list)
+        cdef const uint8_t **kp = <const uint8_t **>malloc(max(m, 1) * sizeof(uint8_t *))
+        cdef size_t *kls = <size_t *>malloc(max(m, 1) * sizeof(size_t))
         if kp == NULL or kls == NULL:
             free(kp)
             free(kls)
             raise MemoryError()
         try:
-            if PyList_CheckExact(keys):
-                for i in range(n):
-                    kp[i] = key_ptr(<object>PyList_GET_ITEM(keys, i), &kl)
-                    kls[i] = <size_t>kl
-            else:
-                for i in range(n):
-                    kp[i] = key_ptr(keys[i], &kl)
-                    kls[i] = <size_t>kl
-            if n > 64:
-                with nogil:
-                    found = cv_index_get_many(self.idx, <size_t>n, kp, kls, <int64_t *>ids.data,
-                                              <uint64_t *>offs.data, <uint64_t *>lens.data)
-            else:
-                found = cv_index_get_many(self.idx, <size_t>n, kp, kls, <int64_t *>ids.data,
-                                          <uint64_t *>offs.data, <uint64_t *>lens.data)
+            lo = 0
+            while lo < n:
+                hi = min(n, lo + LOOKUP_SLICE)
+                if is_list:
+                    for i in range(lo, hi):
+                        kp[i - lo] = key_ptr(<object>PyList_GET_ITEM(keys, i), &kl)
+                        kls[i - lo] = <size_t>kl
+                else:
+                    for i in range(lo, hi):
+                        kp[i - lo] = key_ptr(keys[i], &kl)
+                        kls[i - lo] = <size_t>kl
+                j = hi - lo
+                if j > 64:
+                    with nogil:
+                        got = cv_index_get_many(self.idx, <size_t>j, kp, kls, pid + lo,
+                                                poff + lo, plen + lo)
+                else:
+                    got = cv_index_get_many(self.idx, <size_t>j, kp, kls, pid + lo, poff + lo,
+                                            plen + lo)
+                if got < 0:
+                    found = got
+                    break
+                found += got
+                lo = hi
         finally:
             free(kp)
             free(kls)
