@@ -119,9 +119,7 @@ class Source:
         self.max_block = max_block
         self.opts = RemoteOptions(**remote)
         self.remote_origin = bool(getattr(refs, "remote_origin", False))
-        sources = getattr(refs, "sources", None)
-        self.checker = SourceChecker(sources if isinstance(sources, dict) else {},
-                                     self.opts)
+        self.checker = SourceChecker(refs, self.opts)
         self._fss, self.remote_protocol = filesystems(fs, remote_protocol)
         self._maps: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -159,7 +157,7 @@ class Source:
         try:
             with open(path, "rb") as f:
                 st = os.fstat(f.fileno())
-                self.checker.check_local_sync(url, path, st.st_size, st.st_mtime_ns / 1e9)
+                self.checker.check_local(url, st.st_size, st.st_mtime_ns / 1e9)
                 m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
         except OSError as e:
             if isinstance(e, ChunkviewError):
@@ -205,8 +203,9 @@ class Source:
             is_whole = present & (lens_u == whole)
             offs_i = np.asarray(offs, dtype=np.uint64).astype(np.int64)
             lens_i = np.where(is_whole, 0, lens_u).astype(np.int64)
-            if ((offs_i < 0) | (lens_i < 0) | (offs_i + lens_i < offs_i))[present].any():
-                i = int(np.flatnonzero(present & ((offs_i < 0) | (lens_i < 0)))[0])
+            bad = present & ((offs_i < 0) | (lens_i < 0) | (offs_i + lens_i < offs_i))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
                 raise FetchError(keys[i], url_names[int(ids[i])], int(offs[i]),
                                  cause=ValueError("offset or length out of range"))
             uids = np.unique(ids[present])

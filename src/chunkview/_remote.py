@@ -120,12 +120,8 @@ def is_transient(exc: BaseException) -> bool:
     mod = type(exc).__module__ or ""
     if mod.startswith("aiohttp"):  # resets, payload errors, disconnects
         return True
-    if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ECONNABORTED,
-                                                   errno.EPIPE, errno.ETIMEDOUT):
-        return True
-    text = str(exc)
-    return any(s in text for s in ("Internal Server Error", "Service Unavailable",
-                                   "Bad Gateway", "Gateway Time", "SlowDown", "503", "500"))
+    return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ECONNABORTED,
+                                                      errno.EPIPE, errno.ETIMEDOUT)
 
 
 # ----------------------------------------------------------------- requests
@@ -145,10 +141,30 @@ async def call(fs, method: str, *args, **kwargs):
     return await asyncio.to_thread(getattr(fs, method), *args, **kwargs)
 
 
-def _pread(path: str, start: int, end: int | None) -> bytes:
+def pread(path: str, start: int | None, end: int | None) -> bytes:
+    """Bytes [start, end) of a local file, sliced like Python (None: from the start / to the
+    end; negative: from the end)."""
     with open(path, "rb", buffering=0) as f:
-        f.seek(start)
-        return f.read() if end is None else f.read(end - start)
+        if start is None and end is None:
+            return f.read()
+        size = None
+        if (start is not None and start < 0) or end is None or end < 0:
+            size = os.fstat(f.fileno()).st_size
+        s = 0 if start is None else (max(size + start, 0) if start < 0 else start)
+        e = size if end is None else (max(size + end, 0) if end < 0 else end)
+        if e <= s:
+            return b""
+        f.seek(s)
+        return f.read(e - s)
+
+
+async def request(fs, url: str, start, end, path: str | None = None) -> bytes:
+    """One read of [start, end) of ``url`` (``fs`` None: the local file ``path``)."""
+    if fs is None:
+        return await asyncio.to_thread(pread, path, start, end)
+    if start is None and end is None:
+        return await call(fs, "cat_file", url)
+    return await call(fs, "cat_file", url, start=start, end=end)
 
 
 async def with_retries(fn, opts: RemoteOptions, *, local: bool = False):
@@ -180,12 +196,7 @@ async def read_range(fs, url: str, start: int, end: int | None, opts: RemoteOpti
         return b""
 
     async def once():
-        if fs is None:
-            data = await asyncio.to_thread(_pread, path, start, end)
-        elif end is None:
-            data = await call(fs, "cat_file", url)
-        else:
-            data = await call(fs, "cat_file", url, start=start, end=end)
+        data = await request(fs, url, None if end is None else start, end, path)
         if end is not None and len(data) != end - start:
             raise ShortRead(f"short read: got {len(data)} of {end - start} bytes" if
                             len(data) < end - start else
@@ -293,50 +304,46 @@ async def current_record(fs, url: str, opts: RemoteOptions, path: str | None = N
 
 
 class SourceChecker:
-    """Checks each URL once (per reader) against the scan's record."""
+    """Checks each URL once (per reader) against the scan's record (``refs.sources``)."""
 
-    def __init__(self, records: dict, opts: RemoteOptions):
-        self.records = records or {}
-        self.opts = opts
+    def __init__(self, refs, opts: RemoteOptions):
+        sources = getattr(refs, "sources", None)
+        self.records = sources if isinstance(sources, dict) else {}
         self.mode = opts.check_source
-        self._done: dict = {}
+        self.opts = opts
+        self._done: dict = {}  # url -> None (checked) or the SourceChangedError raised
 
-    def needed(self, url: str) -> bool:
-        return self.mode != "off" and url in self.records and url not in self._done
+    def _pending(self, url: str) -> bool:
+        """Whether ``url`` still needs checking; re-raises an earlier failure."""
+        if url in self._done:
+            if self._done[url] is not None:
+                raise self._done[url]
+            return False
+        return self.mode != "off" and url in self.records
+
+    def _judge(self, url: str, now: dict) -> None:
+        try:
+            compare(url, self.records[url], now, self.mode)
+        except SourceChangedError as e:
+            self._done[url] = e
+            raise
+        self._done[url] = None
 
     async def check(self, key: str, fs, url: str, path: str | None = None) -> None:
-        if not self.needed(url):
-            err = self._done.get(url)
-            if err is not None:
-                raise err
+        if not self._pending(url):
             return
         try:
             now = await current_record(fs, url, self.opts, path)
         except Exception as e:  # noqa: BLE001
             raise FetchError(key, url, cause=e) from e
-        try:
-            compare(url, self.records[url], now, self.mode)
-        except SourceChangedError as e:
-            self._done[url] = e
-            raise
-        self._done[url] = None
+        self._judge(url, now)
 
-    def check_local_sync(self, url: str, path: str, size: int | None = None,
-                         mtime: float | None = None) -> None:
-        if not self.needed(url):
-            err = self._done.get(url)
-            if err is not None:
-                raise err
-            return
-        now = {"size": size, "mtime": mtime} if size is not None else local_record(path)
-        try:
-            compare(url, self.records[url], now, self.mode)
-        except SourceChangedError as e:
-            self._done[url] = e
-            raise
-        self._done[url] = None
+    def check_local(self, url: str, size: int, mtime: float) -> None:
+        """A local file whose ``os.stat`` the caller already has."""
+        if self._pending(url):
+            self._judge(url, {"size": size, "mtime": mtime})
 
 
 __all__ = ["RemoteOptions", "ForbiddenSourceError", "ShortRead", "SourceChecker", "call",
            "check_allowed", "compare", "describe", "is_transient", "local_record",
-           "read_block", "read_range", "with_retries"]
+           "pread", "read_block", "read_range", "request", "with_retries"]

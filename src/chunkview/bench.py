@@ -808,25 +808,18 @@ def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None,
         print(f"build: {info['build']}")
     results = {"machine": info, "cases": {}}
     threads = threads or os.cpu_count() or 1
+    runners = {  # case -> (measure, print); cases without threads take none
+        "index": (lambda: case_index(data, quick, repeat), print_index),
+        "read": (lambda: case_read(data, quick, repeat, threads), print_read),
+        "tiny": (lambda: case_tiny(data, quick, repeat, threads), print_tiny),
+        "scan": (lambda: case_scan(data, quick, repeat), print_scan),
+        "decode": (lambda: case_decode(data, quick, repeat, threads), print_decode),
+        "remote": (lambda: case_remote(data, quick, repeat, threads), print_remote),
+    }
     for c in cases:
-        if c == "index":
-            r = case_index(data, quick, repeat)
-            print_index(r)
-        elif c == "read":
-            r = case_read(data, quick, repeat, threads)
-            print_read(r)
-        elif c == "tiny":
-            r = case_tiny(data, quick, repeat, threads)
-            print_tiny(r)
-        elif c == "scan":
-            r = case_scan(data, quick, repeat)
-            print_scan(r)
-        elif c == "decode":
-            r = case_decode(data, quick, repeat, threads)
-            print_decode(r)
-        elif c == "remote":
-            r = case_remote(data, quick, repeat, threads)
-            print_remote(r)
+        measure, show = runners[c]
+        r = measure()
+        show(r)
         results["cases"][c] = r
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))

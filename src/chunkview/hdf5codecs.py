@@ -455,6 +455,18 @@ def _lz4_compress_block(data: np.ndarray) -> bytes:
     return bytes(lz4.compress(data))[4:]
 
 
+def _sized_block(name: str, data: np.ndarray, pos: int):
+    """The block at ``pos`` of a stream of (4-byte big-endian size, bytes) blocks, as the
+    HDF5 LZ4 and bitshuffle filters write them: ``(block, position after it)``."""
+    if pos + 4 > data.size:
+        raise _fail(name, "truncated block header")
+    csize = int.from_bytes(data[pos:pos + 4].tobytes(), "big")
+    pos += 4
+    if csize == 0 or pos + csize > data.size:
+        raise _fail(name, f"block of {csize} bytes overruns the input")
+    return data[pos:pos + csize], pos + csize
+
+
 class HDF5LZ4(Codec):
     """The HDF5 lz4 filter (32004): an 8-byte big-endian decoded size, a 4-byte big-endian
     block size, then per block a 4-byte big-endian compressed size and the LZ4 block (stored
@@ -494,17 +506,11 @@ class HDF5LZ4(Codec):
         pos, done = 12, 0
         while done < total:
             n = min(bs, total - done)
-            if pos + 4 > data.size:
-                raise _fail(name, "truncated block header")
-            csize = int.from_bytes(data[pos:pos + 4].tobytes(), "big")
-            pos += 4
-            if csize == 0 or pos + csize > data.size:
-                raise _fail(name, f"block of {csize} bytes overruns the input")
-            if csize == n:
-                res[done:done + n] = data[pos:pos + n]
+            src, pos = _sized_block(name, data, pos)
+            if src.size == n:
+                res[done:done + n] = src
             else:
-                _lz4_block(name, data[pos:pos + csize], res[done:done + n])
-            pos += csize
+                _lz4_block(name, src, res[done:done + n])
             done += n
         return _finish(res, out)
 
@@ -661,26 +667,14 @@ class HDF5Bitshuffle(Codec):
         size = total // elem
         shuffled = np.empty(total, dtype=np.uint8)
         pos, done = 12, 0
-
-        def block(n):
-            nonlocal pos, done
-            if pos + 4 > data.size:
-                raise _fail(name, "truncated block header")
-            csize = int.from_bytes(data[pos:pos + 4].tobytes(), "big")
-            pos += 4
-            if csize == 0 or pos + csize > data.size:
-                raise _fail(name, f"block of {csize} bytes overruns the input")
+        for n in _block_sizes(size, bs):
+            src, pos = _sized_block(name, data, pos)
             dst = shuffled[done:done + n * elem]
-            src = data[pos:pos + csize]
             if self.compression == "lz4":
                 _lz4_block(name, src, dst)
             else:
                 dst[:] = np.frombuffer(_zstd_decompress(name, src, dst.size), np.uint8)
-            pos += csize
             done += n * elem
-
-        for n in _block_sizes(size, bs):
-            block(n)
         rest = total - done
         if pos + rest > data.size:
             raise _fail(name, "truncated: the trailing elements are missing")
