@@ -295,7 +295,9 @@ class ReferenceStore(Store):
             return
         names = {d.rsplit("/", 1)[-1] for d in entry["dirs"]}
         names.update(k.rsplit("/", 1)[-1] for k in entry["files"])
-        for name in sorted(names):
+        # chunkview's own keys (".cvsources", ".cvmask", ".cvnetcdf"...) are not zarr nodes:
+        # listed, zarr would warn that it cannot recognise them
+        for name in sorted(n for n in names if not n.startswith(".cv")):
             yield name
 
     # ----------------------------------------------------------------- per-array data

@@ -26,6 +26,11 @@ from chunkview.scan._common import contiguous_chunking, contiguous_chunks, json_
 
 ERROR_KEY = ".cverror"
 MASK_KEY = ".cvmask"
+# netCDF facts zarr metadata cannot carry, for chunkview's xarray engine:
+# {"_FillValue": false} when the zarr fill_value is only HDF5's fill value (no _FillValue
+# attribute), {"dimension_only": true} for a netCDF dimension that is not a variable
+NETCDF_KEY = ".cvnetcdf"
+_DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 
 # attributes netCDF-4 and the dimension-scale API keep for themselves
 _HIDDEN_ATTRS = {"_Netcdf4Dimid", "_Netcdf4Coordinates", "_NCProperties", "_nc3_strict",
@@ -151,6 +156,7 @@ class HDF5Scanner:
         self._files = {}  # h5py file name -> (H5File, url) for external links
         self._dimnames = {}  # (group path, length) -> phony dimension name
         self.out = ScanOutput()
+        self._attr_types = {}  # path -> {attribute: dtype}, consumed by _netcdf_facts
 
     def _open_h5(self):
         try:
@@ -196,6 +202,7 @@ class HDF5Scanner:
         active = active | {ident}
         self.out.inline[_k(path, ".zgroup")] = _json({"zarr_format": 2})
         self.out.inline[_k(path, ".zattrs")] = _json(self._attrs(g, path))
+        self._netcdf_facts(g, path, dataset=False)
         try:
             names = list(g)
         except Exception as e:  # the HDF5 library cannot list this group: a corrupt file
@@ -240,7 +247,7 @@ class HDF5Scanner:
             # named datatypes are not arrays: skipped
 
     def _unsupported(self, path, why):
-        for suffix in (".zarray", ".zattrs"):
+        for suffix in (".zarray", ".zattrs", NETCDF_KEY):
             self.out.inline.pop(_k(path, suffix), None)
         self.out.inline[_k(path, ERROR_KEY)] = _json({"error": why})
         self.out.unsupported[path] = why
@@ -252,6 +259,7 @@ class HDF5Scanner:
         except Exception as e:
             raise ScanError(f"cannot list attributes: {type(e).__name__}: {e}", url=self.url,
                             path=path or "/") from None
+        types = {}  # numeric attributes' dtypes, which JSON loses (see NETCDF_KEY)
         for name in names:
             if name in _HIDDEN_ATTRS:
                 continue
@@ -266,6 +274,10 @@ class HDF5Scanner:
                                                             "DIMENSION_SCALE"):
                 continue
             out[name] = json_value(v)
+            dt = getattr(v, "dtype", None)
+            if dt is not None and dt.kind in "iuf" and dt.fields is None:
+                types[name] = dt.str
+        self._attr_types[path] = types
         return out
 
     # ------------------------------------------------------------------ datasets
@@ -315,6 +327,7 @@ class HDF5Scanner:
             raise UnsupportedError("dataset with a null dataspace holds no data")
         attrs = self._attrs(d, path)
         attrs["_ARRAY_DIMENSIONS"] = self._dims(d, path, shape)
+        self._netcdf_facts(d, path)
         sinfo = h5py.check_string_dtype(dt)
         if sinfo is not None and sinfo.length is None:
             return self._vlen_strings(d, path, shape, attrs, sinfo)
@@ -378,6 +391,27 @@ class HDF5Scanner:
                 self._contiguous(fmt, url, path, lay.address, size, full, item)
         self.out.inline[_k(path, ".zarray")] = _json(meta)
         self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+
+    def _netcdf_facts(self, obj, path, dataset=True):
+        """What netCDF readers see that zarr metadata cannot say, under NETCDF_KEY."""
+        facts = {}
+        types = self._attr_types.pop(path, None)
+        if types:
+            facts["attrs"] = types
+        if dataset:
+            try:
+                if "_FillValue" not in obj.attrs:
+                    facts["_FillValue"] = False
+                if obj.attrs.get("CLASS") in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
+                    name = obj.attrs.get("NAME")
+                    if isinstance(name, str):
+                        name = name.encode()
+                    if isinstance(name, bytes) and name.startswith(_DIM_ONLY):
+                        facts["dimension_only"] = True
+            except Exception:  # noqa: BLE001 - unreadable attributes were reported by _attrs
+                pass
+        if facts:
+            self.out.inline[_k(path, NETCDF_KEY)] = _json(facts)
 
     def _virtual(self, d, path, shape, meta):
         """A virtual dataset whose every source is a whole dataset placed as one block,

@@ -202,6 +202,14 @@ class _Header:
         return out
 
 
+def _attr_types(refs: dict, prefix: str, attrs: dict) -> None:
+    """Numeric attributes' netCDF types, which JSON loses, under ``.cvnetcdf`` (read by
+    chunkview's xarray engine)."""
+    types = {k: a.dtype.newbyteorder("=").str for k, (t, a) in attrs.items() if t != 2}
+    if types:
+        refs[prefix + ".cvnetcdf"] = _dumps({"attrs": types})
+
+
 def _attr_json(t: int, values: np.ndarray):
     """An attribute as netCDF4-python presents it, JSON-safe."""
     if t == 2:
@@ -397,6 +405,7 @@ def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <<
         ".zgroup": _dumps({"zarr_format": 2}),
         ".zattrs": _dumps({k: _attr_json(t, a) for k, (t, a) in gattrs.items()}),
     }
+    _attr_types(refs, "", gattrs)
     for v in variables:
         shape = tuple(numrecs if (v.is_record and j == 0) else dims[d][1]
                       for j, d in enumerate(v.dimids))
@@ -427,6 +436,7 @@ def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <<
         attrs["_ARRAY_DIMENSIONS"] = v.dims
         refs[f"{v.name}/.zarray"] = _dumps(zarray)
         refs[f"{v.name}/.zattrs"] = _dumps(attrs)
+        _attr_types(refs, v.name + "/", v.attrs)
         if total == 0:
             continue
         prefix = v.name + "/"
