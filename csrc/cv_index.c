@@ -988,6 +988,66 @@ int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys, const
     return CV_OK;
 }
 
+/* Writes the chunk coordinates after the plen prefix bytes already in key; returns the key
+ * length.  key must hold plen + rank * 21 bytes (+1 for rank 0); coordinates are >= 0. */
+static size_t grid_key(uint8_t *key, size_t plen, uint8_t sep, size_t rank,
+                       const int64_t *coords) {
+    size_t k = plen;
+    if (rank == 0) key[k++] = '0';
+    for (size_t d = 0; d < rank; d++) {
+        if (d) key[k++] = sep;
+        uint8_t tmp[21];
+        size_t t = 0;
+        uint64_t u = (uint64_t)coords[d];
+        do {
+            tmp[t++] = (uint8_t)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        while (t) key[k++] = tmp[--t];
+    }
+    return k;
+}
+
+int cv_index_get_grid(const cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep,
+                      size_t rank, const int64_t *grid, size_t n, uint32_t *url_ids,
+                      uint64_t *offsets, uint64_t *lengths, uint8_t *found) {
+    enum { MAXP = 4096, MAXR = 64 };
+    uint8_t key[MAXP + MAXR * 21 + 1];
+    int64_t at[MAXR];
+    if (plen > MAXP || rank > MAXR) return CV_EINVAL;
+    size_t total = 1;
+    for (size_t d = 0; d < rank; d++) {
+        if (grid[d] < 0) return CV_EINVAL;
+        if (grid[d] && total > SIZE_MAX / (uint64_t)grid[d]) return CV_ERANGE;
+        total *= (size_t)grid[d];
+        at[d] = 0;
+    }
+    if (total != n) return CV_EINVAL;
+    if (plen) memcpy(key, prefix, plen);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = grid_key(key, plen, sep, rank, at);
+        cv_ref r;
+        int st = cv_index_get(idx, key, k, &r);
+        if (st == CV_OK) {
+            url_ids[i] = r.url;
+            offsets[i] = r.offset;
+            lengths[i] = r.length;
+            found[i] = 1;
+        } else if (st == CV_ENOTFOUND) {
+            url_ids[i] = 0;
+            offsets[i] = lengths[i] = 0;
+            found[i] = 0;
+        } else {
+            return st;
+        }
+        for (size_t d = rank; d-- > 0;) { /* next coordinate, C order */
+            if (++at[d] < grid[d]) break;
+            at[d] = 0;
+        }
+    }
+    return CV_OK;
+}
+
 int cv_index_put_grid(cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep, size_t n,
                       size_t rank, const int64_t *coords, const uint32_t *url_ids,
                       const uint64_t *offsets, const uint64_t *lengths) {
@@ -1003,21 +1063,9 @@ int cv_index_put_grid(cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t
     if ((st = cv_index_reserve(idx, n, n * (plen + 8)))) return st;
     if (plen) memcpy(key, prefix, plen);
     for (size_t i = 0; i < n; i++) {
-        size_t k = plen;
-        if (rank == 0) key[k++] = '0';
-        for (size_t d = 0; d < rank; d++) {
-            int64_t v = coords[i * rank + d];
-            if (v < 0) return CV_EINVAL;
-            if (d) key[k++] = sep;
-            uint8_t tmp[21];
-            size_t t = 0;
-            uint64_t u = (uint64_t)v;
-            do {
-                tmp[t++] = (uint8_t)('0' + u % 10);
-                u /= 10;
-            } while (u);
-            while (t) key[k++] = tmp[--t];
-        }
+        for (size_t d = 0; d < rank; d++)
+            if (coords[i * rank + d] < 0) return CV_EINVAL;
+        size_t k = grid_key(key, plen, sep, rank, coords + i * rank);
         if ((st = cv_index_put(idx, key, k, url_ids[i], offsets[i], lengths[i]))) return st;
     }
     return CV_OK;

@@ -83,6 +83,13 @@ int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys, const
 int cv_index_put_grid(cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep, size_t n,
                       size_t rank, const int64_t *coords, const uint32_t *url_ids,
                       const uint64_t *offsets, const uint64_t *lengths);
+/* Look up every chunk of a grid: keys prefix + "i.j.k" for all coordinates below grid[0..rank)
+ * in C order (rank 0: the one key prefix + "0"); n = prod(grid) must equal the outputs' length.
+ * For entry i: found[i] = 1 and url_ids/offsets/lengths[i] set (url CV_URL_INLINE for inline
+ * bytes), or found[i] = 0 and the rest 0 when the key is absent. */
+int cv_index_get_grid(const cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep,
+                      size_t rank, const int64_t *grid, size_t n, uint32_t *url_ids,
+                      uint64_t *offsets, uint64_t *lengths, uint8_t *found);
 /* Remove a key (CV_ENOTFOUND when absent). */
 int cv_index_del(cv_index *idx, const uint8_t *key, size_t klen);
 

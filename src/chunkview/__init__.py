@@ -11,6 +11,7 @@ from chunkview._index import ChunkIndex
 from chunkview.errors import (
     ChecksumError,
     ChunkviewError,
+    CombineError,
     DecodeError,
     FetchError,
     ForbiddenSourceError,
@@ -39,6 +40,10 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module("chunkview.scan")
+    if name in ("combine", "merge"):
+        from chunkview import _combine
+
+        return getattr(_combine, name)
     if name in ("open", "Array", "Group"):
         from chunkview import array
 
@@ -58,7 +63,10 @@ __all__ = [
     "ChunkviewFileSystem",
     "References",
     "load",
+    "combine",
+    "merge",
     "ChunkviewError",
+    "CombineError",
     "ChecksumError",
     "DecodeError",
     "FetchError",

@@ -56,6 +56,9 @@ cdef extern from "cv_index.h" nogil:
     int cv_index_put_grid(cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep,
                           size_t n, size_t rank, const int64_t *coords, const uint32_t *url_ids,
                           const uint64_t *offsets, const uint64_t *lengths)
+    int cv_index_get_grid(const cv_index *idx, const uint8_t *prefix, size_t plen, uint8_t sep,
+                          size_t rank, const int64_t *grid, size_t n, uint32_t *url_ids,
+                          uint64_t *offsets, uint64_t *lengths, uint8_t *found)
     int cv_index_put_many(cv_index *idx, size_t n, const uint8_t *const *keys,
                           const size_t *klens, const uint32_t *url_ids,
                           const uint64_t *offsets, const uint64_t *lengths)

@@ -414,6 +414,39 @@ cdef class ChunkIndex:
             raise status_error(<int>found, "batch lookup")
         return ids, offs, lens
 
+    def get_grid(self, prefix, grid, sep="."):
+        """Look up every chunk of a zarr v2 chunk grid: keys ``prefix + "i.j.k"`` for all
+        coordinates below ``grid`` (chunks per dimension), in C order, formatted in C.
+        Returns numpy arrays ``(url_ids int64, offsets uint64, lengths uint64)`` of
+        ``prod(grid)`` entries; url_id is INLINE (-1) for inline data and MISSING (-2) for
+        absent keys."""
+        cdef bytes pre = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
+        cdef bytes bsep = sep.encode() if isinstance(sep, str) else bytes(sep)
+        cdef cnp.ndarray[int64_t, ndim=1] g = np.ascontiguousarray(grid, dtype=np.int64)
+        if len(bsep) != 1:
+            raise ValueError("sep must be one byte")
+        if g.size and g.min() < 0:
+            raise ValueError("negative grid size")
+        cdef Py_ssize_t n = int(np.prod(g, dtype=np.int64)) if g.size else 1
+        cdef cnp.ndarray[uint32_t, ndim=1] ids = np.empty(n, dtype=np.uint32)
+        cdef cnp.ndarray[uint64_t, ndim=1] offs = np.empty(n, dtype=np.uint64)
+        cdef cnp.ndarray[uint64_t, ndim=1] lens = np.empty(n, dtype=np.uint64)
+        cdef cnp.ndarray[uint8_t, ndim=1] found = np.empty(n, dtype=np.uint8)
+        cdef const uint8_t *pp = <const uint8_t *>PyBytes_AS_STRING(pre)
+        cdef size_t pl = len(pre), rank = g.shape[0]
+        cdef uint8_t s0 = bsep[0]
+        cdef int st
+        with nogil:
+            st = cv_index_get_grid(self.idx, pp, pl, s0, rank, <const int64_t *>g.data,
+                                   <size_t>n, <uint32_t *>ids.data, <uint64_t *>offs.data,
+                                   <uint64_t *>lens.data, <uint8_t *>found.data)
+        if st != CV_OK:
+            raise status_error(st, f"grid lookup of {prefix!r}")
+        out = ids.astype(np.int64)
+        out[ids == CV_URL_INLINE] = INLINE
+        out[found == 0] = MISSING
+        return out, offs, lens
+
     def inline(self, key):
         """Inline bytes of ``key`` (ReferenceNotFound / ValueError if it is not inline)."""
         v = self[key]

@@ -81,6 +81,11 @@ class ForbiddenSourceError(ChunkviewError, PermissionError):
     references loaded from a remote location may not read local files by default)."""
 
 
+class CombineError(ChunkviewError, ValueError):
+    """Reference sets that cannot be combined into one (chunking or metadata that differ,
+    a partial chunk inside the concatenated dimension, overlapping coordinates...)."""
+
+
 def missing_extra(package: str, extra: str) -> ImportError:
     """The ImportError raised when an optional dependency is absent."""
     return ImportError(

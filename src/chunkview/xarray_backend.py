@@ -34,8 +34,6 @@ from chunkview.errors import ReferenceFormatError
 NETCDF_KEY = ".cvnetcdf"
 DIMENSION_KEY = "_ARRAY_DIMENSIONS"
 _NON_COORD = "_nc4_non_coord_"
-_REF_SUFFIXES = (".json", ".parq", ".parquet", ".cvref", ".zarr")
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 # references opened in this process, by token: a worker unpickling many tasks of one dataset
 # opens its references once
@@ -240,30 +238,6 @@ class ChunkviewDataStore(AbstractDataStore):
             self.handle._group.close()
 
 
-def _is_source_file(src) -> bool:
-    """True for an HDF5 / NetCDF file (to scan), False for a reference set."""
-    if not isinstance(src, (str, os.PathLike)):
-        return False
-    path = os.fspath(src)
-    if path.rstrip("/").endswith(_REF_SUFFIXES):
-        return False
-    import fsspec
-
-    try:
-        fs, p = fsspec.core.url_to_fs(path)
-        if fs.isdir(p):
-            return False
-        with fs.open(p, "rb") as f:
-            head = f.read(8)
-    except (OSError, ValueError):
-        return False
-    if head[:3] == b"CDF" or head == _HDF5_MAGIC:
-        return True
-    if head[:1] in (b"{", b"[") or head.startswith(b"\x89CVIDX"):
-        return False
-    return path.endswith((".nc", ".nc4", ".h5", ".hdf5", ".he5", ".hdf"))
-
-
 class ChunkviewBackendEntrypoint(BackendEntrypoint):
     """``xr.open_dataset(src, engine="chunkview")``: reference sets and HDF5 / NetCDF files
     read in place through chunkview."""
@@ -292,11 +266,12 @@ class ChunkviewBackendEntrypoint(BackendEntrypoint):
         from xarray.backends.store import StoreBackendEntrypoint
 
         from chunkview.references import References, load
+        from chunkview.scan import is_source_file
 
         src = filename_or_obj
         if isinstance(src, References) or isinstance(src, dict) or hasattr(src, "to_references"):
             refs = load(src)
-        elif _is_source_file(src):
+        elif is_source_file(src, storage_options):
             from chunkview.scan import scan
 
             refs = scan(os.fspath(src), storage_options=storage_options,

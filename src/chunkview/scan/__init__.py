@@ -17,6 +17,8 @@ import numpy as np
 from chunkview.errors import ScanError
 
 DEFAULT_CHUNK_BYTES = 4 << 20
+_REF_SUFFIXES = (".json", ".parq", ".parquet", ".cvref", ".zarr")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def scan(source, *, storage_options: dict | None = None, inline_threshold: int = 0,
@@ -110,6 +112,31 @@ def to_references(out, *, source=None):
     refs = References(index, source=source)
     refs.unsupported = dict(out.unsupported)
     return refs
+
+
+def is_source_file(src, storage_options: dict | None = None) -> bool:
+    """True for an HDF5 / NetCDF file (to scan), False for a reference set (or anything
+    else); reads the first 8 bytes unless the name says it is a reference set."""
+    if not isinstance(src, (str, os.PathLike)):
+        return False
+    path = os.fspath(src)
+    if path.rstrip("/").endswith(_REF_SUFFIXES):
+        return False
+    import fsspec
+
+    try:
+        fs, p = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        if fs.isdir(p):
+            return False
+        with fs.open(p, "rb") as f:
+            head = f.read(8)
+    except (OSError, ValueError):
+        return False
+    if head[:3] == b"CDF" or head == _HDF5_MAGIC:
+        return True
+    if head[:1] in (b"{", b"[") or head.startswith(b"\x89CVIDX"):
+        return False
+    return path.endswith((".nc", ".nc4", ".h5", ".hdf5", ".he5", ".hdf"))
 
 
 class _ScanModule(types.ModuleType):

@@ -1,0 +1,798 @@
+"""Combine many reference sets into one virtual dataset.
+
+An archive is thousands of files, one per day or month.  ``combine`` concatenates their
+reference sets along a dimension (an existing one such as ``time``, or a new one) into one
+reference set whose chunks still point into each original file; ``merge`` puts variables of
+different files side by side.  Nothing is copied but the coordinate being concatenated, which
+is rewritten inline (its values re-encoded in the first file's units, so files with different
+``"days since ..."`` epochs line up).
+
+What a reference set cannot express is refused with a :class:`chunkview.CombineError`
+naming the variable and the files: chunking, dtype, codecs or packing that differ between
+files, a partial chunk anywhere but at the end of the concatenated dimension, coordinate
+values that overlap, variables without the dimension whose values differ between files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chunkview.array import ERROR_KEY, MASK_KEY, _dtype_of, _json_of
+from chunkview.errors import CombineError, ReferenceFormatError
+from chunkview.references import SOURCES_KEY, References, load, sources_of
+
+DIMENSION_KEY = "_ARRAY_DIMENSIONS"
+NETCDF_KEY = ".cvnetcdf"
+# attributes that change what the stored numbers mean: they must agree between files
+ENCODING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "units",
+                  "calendar", "_Unsigned", "_Encoding", "dtype")
+# zarr v2 metadata that must agree between files (shape is checked per dimension)
+META_FIELDS = ("zarr_format", "dtype", "chunks", "compressor", "filters", "fill_value", "order",
+               "dimension_separator")
+INLINE, MISSING = -1, -2
+
+
+# ------------------------------------------------------------------ one input
+
+
+@dataclass
+class _Var:
+    path: str
+    meta: dict
+    attrs: dict
+    keys: dict = field(default_factory=dict)  # other per-array keys: name -> raw bytes
+
+    @property
+    def dims(self) -> list:
+        d = self.attrs.get(DIMENSION_KEY)
+        if d is None:
+            raise CombineError(f"array {self.path!r} has no {DIMENSION_KEY} attribute: its "
+                               "dimensions are unknown")
+        return list(d)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(int(x) for x in self.meta["shape"])
+
+    @property
+    def chunks(self) -> tuple:
+        return tuple(int(x) for x in self.meta["chunks"])
+
+    @property
+    def sep(self) -> str:
+        return self.meta.get("dimension_separator") or "."
+
+    @property
+    def grid(self) -> tuple:
+        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks))
+
+
+class _Input:
+    """One reference set: its metadata read once, its chunk table looked up per array."""
+
+    def __init__(self, name: str, refs):
+        self.name = name
+        self.refs = refs
+        self.groups: dict[str, dict] = {}  # group path -> attrs
+        self.group_keys: dict[str, bytes] = {}  # other group-level keys (.cvnetcdf)
+        self.vars: dict[str, _Var] = {}
+        self.errors: dict[str, bytes] = {}
+        self._url_ids = None
+        src = name
+        meta_keys = []
+        zmeta = _json_of(refs, ".zmetadata", src) if ".zmetadata" in refs else None
+        zmeta = (zmeta or {}).get("metadata") if isinstance(zmeta, dict) else None
+        for k in (zmeta or {}):
+            meta_keys.append(k)
+        for k in refs:
+            last = k.rsplit("/", 1)[-1]
+            if last.startswith(".") and k != ".zmetadata" and (zmeta is None or k not in zmeta):
+                meta_keys.append(k)
+
+        def get(k):
+            if zmeta is not None and k in zmeta:
+                return zmeta[k]
+            return _json_of(refs, k, src)
+
+        arrays = {}
+        for k in meta_keys:
+            parent, _, last = k.rpartition("/")
+            if last == ".zarray":
+                arrays.setdefault(parent, {})["meta"] = get(k)
+            elif last == ".zgroup":
+                self.groups.setdefault(parent, {})
+            elif last == ERROR_KEY:
+                self.errors[parent] = _raw(refs, k, zmeta)
+            elif last == ".zattrs" or (last.startswith(".cv") and k != SOURCES_KEY):
+                arrays.setdefault(parent, {})[last] = k
+        for parent, d in arrays.items():
+            if "meta" in d:
+                attrs = get(d[".zattrs"]) if ".zattrs" in d else {}
+                v = _Var(parent, d["meta"], attrs or {})
+                for last, k in d.items():
+                    if last not in ("meta", ".zattrs"):
+                        v.keys[last] = _raw(refs, k, zmeta)
+                self.vars[parent] = v
+            elif parent in self.groups or parent == "":
+                self.groups.setdefault(parent, {})
+                if ".zattrs" in d:
+                    self.groups[parent] = get(d[".zattrs"]) or {}
+                for last, k in d.items():
+                    if last.startswith(".cv"):
+                        self.group_keys[(parent + "/" if parent else "") + last] = \
+                            _raw(refs, k, zmeta)
+        if not self.vars and not self.errors:
+            raise CombineError(f"{name}: no arrays in this reference set")
+        self.sources = sources_of(refs)
+
+    def entries(self, var: _Var):
+        """(url ids into this input's URL table, offsets, lengths) of every chunk of ``var``
+        in C order of its chunk grid (url id INLINE / MISSING as ChunkIndex says)."""
+        pre = var.path + "/" if var.path else ""
+        return self.refs.index.get_grid(pre, var.grid, var.sep)
+
+    def inline(self, var: _Var, coords) -> bytes:
+        key = (var.path + "/" if var.path else "") + var.sep.join(map(str, coords)) \
+            if len(coords) else (var.path + "/0" if var.path else "0")
+        return self.refs.index.inline(key)
+
+    def read(self, path: str, options: dict):
+        """The decoded values of an array (numpy), through chunkview's read path."""
+        from chunkview.array import open as cv_open
+
+        g = cv_open(self.refs, **options)
+        try:
+            arr = g[path]
+            if arr.dtype.hasobject:
+                from chunkview.zarr_store import open_zarr
+
+                return np.asarray(open_zarr(self.refs, **options)[path][...])
+            return np.asarray(arr[...])
+        finally:
+            g.close()
+
+    def release(self):
+        self.refs = None
+
+
+def _raw(refs, key, zmeta) -> bytes:
+    if zmeta is not None and key in zmeta:
+        v = zmeta[key]
+        return v.encode() if isinstance(v, str) else json.dumps(v).encode()
+    v = refs[key]
+    if not isinstance(v, (bytes, bytearray, memoryview)):
+        raise ReferenceFormatError(f"metadata key {key!r} is not inline JSON", key=key)
+    return bytes(v)
+
+
+def _name_of(item, refs) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    src = getattr(refs, "source", None)
+    if src:
+        return str(src)
+    urls = getattr(refs, "urls", None) or []
+    return urls[0] if urls else "<references>"
+
+
+def _load_input(item, *, storage_options=None, scan_options=None) -> _Input:
+    if isinstance(item, _Input):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        from chunkview.scan import is_source_file, scan
+
+        path = os.fspath(item)
+        if is_source_file(path, storage_options):
+            refs = scan(path, storage_options=storage_options, **(scan_options or {}))
+        else:
+            refs = load(path, target_options=storage_options)
+    else:
+        refs = load(item)
+    if hasattr(refs, "to_references") and not isinstance(refs, References):
+        refs = refs.to_references()
+    return _Input(_name_of(item, refs), refs)
+
+
+# ------------------------------------------------------------------ coordinate values
+
+
+def _time_codec(attrs: dict):
+    units = attrs.get("units")
+    if not isinstance(units, str) or " since " not in units:
+        return None
+    return units, str(attrs.get("calendar", "standard"))
+
+
+def _encode_like(values, attrs, first_attrs, name, first_name, path):
+    """``values`` (encoded with ``attrs``) re-encoded with ``first_attrs`` (CF time units
+    decoded and re-encoded with cftime); identical units need no work."""
+    a, b = _time_codec(attrs), _time_codec(first_attrs)
+    if a == b:
+        return np.asarray(values, dtype=np.float64) if a is None else \
+            np.asarray(values, np.float64)
+    if a is None or b is None:
+        raise CombineError(f"coordinate {path!r}: units {attrs.get('units')!r} in {name} "
+                           f"and {first_attrs.get('units')!r} in {first_name} cannot be "
+                           "compared")
+    if _cal(a[1]) != _cal(b[1]):
+        raise CombineError(f"coordinate {path!r}: calendar {a[1]!r} in {name} differs from "
+                           f"{b[1]!r} in {first_name}")
+    try:
+        import cftime
+    except ImportError:
+        raise ImportError("combining files whose time units differ needs cftime: "
+                          "pip install 'chunkview[xarray]' (or pip install cftime)") from None
+    try:
+        dates = cftime.num2date(np.asarray(values), a[0], a[1],
+                                only_use_cftime_datetimes=True)
+        return np.asarray(cftime.date2num(dates, b[0], b[1]), dtype=np.float64)
+    except (ValueError, TypeError) as e:
+        raise CombineError(f"coordinate {path!r} of {name}: cannot decode times with units "
+                           f"{a[0]!r}, calendar {a[1]!r}: {e}") from None
+
+
+def _cal(c: str) -> str:
+    c = c.lower()
+    return "standard" if c in ("standard", "gregorian") else c
+
+
+# ------------------------------------------------------------------ building the output
+
+
+@dataclass
+class _Part:
+    """The chunk entries of one array of one input, detached from its reference set."""
+
+    coords: np.ndarray  # (n, rank) chunk coordinates
+    gids: np.ndarray  # URL ids in the combined table
+    offsets: np.ndarray
+    lengths: np.ndarray
+    inline: dict  # coordinates -> bytes
+    masks: dict  # coordinates -> HDF5 filter mask
+
+
+class _Out:
+    """The combined reference set under construction: metadata and inline bytes, and per
+    array the chunk entries as numpy columns (added to the C index in one call each)."""
+
+    def __init__(self):
+        self.inline: dict[str, bytes] = {}
+        self.urls: list[str] = []
+        self._url_id: dict[str, int] = {}
+        self.grids: dict[str, list] = {}  # array path -> [(coords, gids, offsets, lengths)]
+        self.masks: dict[str, dict] = {}
+
+    def url_map(self, inp: _Input) -> np.ndarray:
+        if inp._url_ids is None:
+            ids = []
+            for u in inp.refs.urls:
+                g = self._url_id.get(u)
+                if g is None:
+                    g = self._url_id[u] = len(self.urls)
+                    self.urls.append(u)
+                ids.append(g)
+            inp._url_ids = np.asarray(ids, dtype=np.int64)
+        return inp._url_ids
+
+    def extract(self, inp: _Input, var: _Var) -> _Part:
+        """The chunk entries of ``var`` in ``inp``: URL ids mapped to the combined table,
+        inline chunks and filter masks copied, so the input can be released."""
+        ids, offs, lens = inp.entries(var)
+        grid = var.grid
+        rank = len(grid)
+        coords = np.indices(grid, dtype=np.int64).reshape(rank, -1).T if rank else \
+            np.zeros((1, 0), np.int64)
+        inline = {}
+        for i in np.flatnonzero(ids == INLINE):
+            c = tuple(int(x) for x in coords[i])
+            inline[c] = inp.inline(var, c)
+        keep = ids >= 0
+        gids = self.url_map(inp)[ids[keep]] if keep.any() else np.zeros(0, np.int64)
+        masks = {}
+        raw = var.keys.get(MASK_KEY)
+        if raw:
+            for k, m in json.loads(raw).items():
+                c = tuple(int(x) for x in k.split(var.sep)) if rank else ()
+                masks[c] = m
+        return _Part(coords[keep], gids, offs[keep], lens[keep], inline, masks)
+
+    def place(self, path: str, sep: str, part: _Part, shift=None, lead=None):
+        """Add ``part`` to array ``path``, its chunk coordinates moved by ``shift`` (per
+        dimension) and prefixed by ``lead`` (a new first dimension)."""
+
+        def move(c):
+            c = np.asarray(c, np.int64)
+            if shift is not None:
+                c = c + np.asarray(shift, np.int64)
+            if lead is not None:
+                c = np.concatenate([np.full(c.shape[:-1] + (1,), lead, np.int64), c], -1)
+            return c
+
+        pre = path + "/" if path else ""
+
+        def key(c):
+            c = move(c)
+            return sep.join(map(str, c.tolist())) if c.shape[-1] else "0"
+
+        for c, data in part.inline.items():
+            self.inline[pre + key(c)] = data
+        if part.masks:
+            table = self.masks.setdefault(path, {})
+            for c, m in part.masks.items():
+                table[key(c)] = m
+        if len(part.gids):
+            self.grids.setdefault(path, []).append((move(part.coords), part.gids,
+                                                    part.offsets, part.lengths))
+
+    def references(self, sources: dict) -> References:
+        from chunkview._index import ChunkIndex
+
+        index = ChunkIndex()
+        for k, v in self.inline.items():
+            index.set_inline(k, v)
+        for path, m in self.masks.items():
+            index.set_inline((path + "/" if path else "") + MASK_KEY, _dumps(m))
+        if sources:
+            index.set_inline(SOURCES_KEY, _dumps(sources))
+        for path, parts in self.grids.items():
+            sep = json.loads(self.inline[(path + "/" if path else "") + ".zarray"]).get(
+                "dimension_separator") or "."
+            coords = np.concatenate([p[0] for p in parts])
+            gids = np.concatenate([p[1] for p in parts])
+            offs = np.concatenate([p[2] for p in parts])
+            lens = np.concatenate([p[3] for p in parts])
+            index.add_grid(path + "/" if path else "", coords, gids, offs, lens, self.urls,
+                           sep=sep, shrink=False)
+        index.shrink()
+        return References(index)
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _k(path, name):
+    return f"{path}/{name}" if path else name
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _check_meta(var: _Var, first: _Var, name: str, first_name: str, skip_axis=None,
+                attrs=True):
+    for f in META_FIELDS:
+        a, b = var.meta.get(f), first.meta.get(f)
+        if f == "dimension_separator":
+            a, b = a or ".", b or "."
+        if a != b:
+            raise CombineError(f"{var.path!r}: {f} {a!r} in {name} differs from {b!r} in "
+                               f"{first_name}")
+    if len(var.shape) != len(first.shape):
+        raise CombineError(f"{var.path!r}: {len(var.shape)} dimensions in {name}, "
+                           f"{len(first.shape)} in {first_name}")
+    for i, (a, b) in enumerate(zip(var.shape, first.shape)):
+        if i != skip_axis and a != b:
+            raise CombineError(f"{var.path!r}: shape {var.shape} in {name} differs from "
+                               f"{first.shape} in {first_name}")
+    if var.attrs.get(DIMENSION_KEY) != first.attrs.get(DIMENSION_KEY):
+        raise CombineError(f"{var.path!r}: dimensions {var.attrs.get(DIMENSION_KEY)} in {name} "
+                           f"differ from {first.attrs.get(DIMENSION_KEY)} in {first_name}")
+    if attrs:
+        for a in ENCODING_ATTRS:
+            if var.attrs.get(a) != first.attrs.get(a):
+                raise CombineError(f"{var.path!r}: attribute {a}={var.attrs.get(a)!r} in "
+                                   f"{name} differs from {first.attrs.get(a)!r} in "
+                                   f"{first_name}; the values cannot be decoded alike")
+
+
+class _Agreement:
+    """Checks that an array without the concatenated dimension holds the same values in
+    every file (same references, same inline bytes, or the same decoded values)."""
+
+    def __init__(self, options: dict, check_data: bool):
+        self.options = options
+        self.check_data = check_data
+        self._first: dict[str, tuple] = {}
+
+    def first(self, inp: _Input, var: _Var) -> bool:
+        """Remember the input ``var`` is compared with; True when ``inp`` must stay open."""
+        if self.check_data:
+            self._first[var.path] = (inp, var, self._signature(inp, var), None)
+        return self.check_data
+
+    def close(self):
+        self._first.clear()
+
+    def check(self, inp: _Input, var: _Var, first_name: str):
+        if not self.check_data:
+            return
+        finp, fvar, fsig, fvals = self._first[var.path]
+        if self._signature(inp, var) == fsig:
+            return
+        if fvals is None:
+            if finp.refs is None:
+                raise CombineError(f"internal: {var.path!r} of {first_name} is gone")
+            fvals = finp.read(var.path, self.options)
+            self._first[var.path] = (finp, fvar, fsig, fvals)
+        vals = inp.read(var.path, self.options)
+        equal = vals.shape == fvals.shape and (
+            np.array_equal(vals, fvals, equal_nan=True) if vals.dtype.kind in "fc"
+            else np.array_equal(vals, fvals))
+        if not equal:
+            raise CombineError(f"{var.path!r} does not have the concatenated dimension and "
+                               f"its values in {inp.name} differ from those in {first_name}")
+
+    def _signature(self, inp: _Input, var: _Var):
+        ids, offs, lens = inp.entries(var)
+        urls = inp.refs.urls
+        sig = []
+        for j, (i, o, n) in enumerate(zip(ids.tolist(), offs.tolist(), lens.tolist())):
+            if i == INLINE:
+                rank = len(var.grid)
+                local = np.unravel_index(j, var.grid) if rank else ()
+                sig.append(("inline", inp.inline(var, [int(x) for x in local])))
+            elif i == MISSING:
+                sig.append(None)
+            else:
+                sig.append((urls[i], o, n))
+        return tuple(sig)
+
+
+# ------------------------------------------------------------------ public API
+
+
+def combine(inputs: Sequence, concat_dim: str | None = "time", *, order_by: str = "auto",
+            regex: str | None = None, coords: Sequence | None = None,
+            identical: Sequence[str] = (), check_data: bool = True,
+            storage_options: dict | None = None, scan_options: dict | None = None,
+            **open_options) -> References:
+    """Combine reference sets into one, concatenating along ``concat_dim``.
+
+    ``inputs``: reference sets (paths or URLs of JSON / parquet / native sets, dicts,
+    :class:`chunkview.References`) or HDF5 / NetCDF files, which are scanned.
+
+    ``concat_dim``: an existing dimension (arrays that have it are concatenated along it) or a
+    new one (every array except dimension coordinates and those named in ``identical`` gets it
+    as a new first dimension).  ``None`` merges instead (see :func:`merge`).
+
+    Order: ``order_by="coord"`` sorts the inputs by the values of the ``concat_dim``
+    coordinate read from the data (CF time units decoded, so files written with different
+    epochs sort right; overlapping values are refused); ``"regex"`` sorts them by ``regex``'s
+    first group (or whole match) on the input names, numerically when every match is a
+    number; ``"given"`` keeps the order.  ``"auto"``: ``"regex"`` when a regex is given, else
+    ``"coord"`` when the coordinate exists, else ``"given"``.  For a new dimension its
+    coordinate is ``coords``, or the regex matches, or none.
+
+    Arrays without ``concat_dim`` must agree between files: same metadata and, with
+    ``check_data`` (default), the same values (compared as references first, decoded only when
+    the references differ).  ``open_options`` (``remote_protocol``, ``remote_options``...)
+    say how to read the data for that check and for the coordinate values.
+
+    Each input is read once and released: memory holds the combined chunk table (as numpy
+    columns until the C index is built), not the inputs.
+    """
+    if concat_dim is None:
+        return merge(inputs, check_data=check_data, storage_options=storage_options,
+                     scan_options=scan_options, **open_options)
+    if isinstance(inputs, (str, os.PathLike, Mapping, References)):
+        raise TypeError("combine takes a list of inputs")
+    inputs = list(inputs)
+    if not inputs:
+        raise CombineError("nothing to combine: no inputs")
+    if order_by not in ("auto", "coord", "regex", "given"):
+        raise ValueError(f"order_by must be 'auto', 'coord', 'regex' or 'given', not "
+                         f"{order_by!r}")
+    if order_by == "regex" and not regex:
+        raise ValueError("order_by='regex' needs regex=")
+
+    def load_one(x):
+        return _load_input(x, storage_options=storage_options, scan_options=scan_options)
+
+    out = _Out()
+    agree = _Agreement(open_options, check_data)
+    first = load_one(inputs[0])
+    existing = any(concat_dim in v.dims for v in first.vars.values())
+    coord = first.vars.get(concat_dim)
+    has_coord = existing and coord is not None and coord.dims == [concat_dim]
+    if not existing and concat_dim in first.vars:
+        raise CombineError(f"{concat_dim!r} is a variable of {first.name} but not a "
+                           "dimension")
+    if order_by == "auto":
+        order_by = "regex" if regex else ("coord" if has_coord else "given")
+    if order_by == "coord" and not has_coord:
+        raise CombineError(f"order_by='coord' needs a coordinate variable {concat_dim!r} "
+                           f"(none in {first.name})")
+    plan = {}
+    for path, var in first.vars.items():
+        dims = var.dims
+        name = path.rsplit("/", 1)[-1]
+        if existing:
+            if has_coord and path == concat_dim:
+                plan[path] = ("coord", 0)
+            elif concat_dim in dims:
+                plan[path] = ("concat", dims.index(concat_dim))
+            else:
+                plan[path] = ("same", None)
+        elif dims == [name] or name in identical or path in identical:
+            plan[path] = ("same", None)
+        else:
+            plan[path] = ("new", None)
+    names = set(first.vars)
+
+    # ---- one pass over the inputs: check, extract, release
+    done = []  # per input: (name, {path: _Part}, {path: length along concat_dim}, coord)
+    sources = {}
+    for n, x in enumerate(inputs):
+        inp = first if n == 0 else load_one(x)
+        if set(inp.vars) != names:
+            extra = sorted(set(inp.vars) - names)
+            lack = sorted(names - set(inp.vars))
+            raise CombineError(f"{inp.name} has other variables than {first.name}"
+                               + (f": no {lack}" if lack else "")
+                               + (f"; also {extra}" if extra else "")
+                               + " (use merge for different variables)")
+        parts, lengths, cvals = {}, {}, None
+        for path, (how, axis) in plan.items():
+            var, fv = inp.vars[path], first.vars[path]
+            if how == "same":
+                if n == 0:
+                    parts[path] = out.extract(inp, var)
+                    agree.first(inp, var)
+                else:
+                    _check_meta(var, fv, inp.name, first.name)
+                    agree.check(inp, var, first.name)
+            elif how == "coord":
+                _check_meta(var, fv, inp.name, first.name, skip_axis=0, attrs=False)
+                cvals = (inp.read(path, open_options), var.attrs)
+                lengths[path] = var.shape[0]
+            else:
+                _check_meta(var, fv, inp.name, first.name,
+                            skip_axis=axis if how == "concat" else None)
+                parts[path] = out.extract(inp, var)
+                if how == "concat":
+                    lengths[path] = var.shape[axis]
+        sources.update(inp.sources)
+        done.append((inp.name, parts, lengths, cvals))
+        if n:
+            inp.release()
+    agree.close()
+
+    # ---- order
+    labels = None
+    order = list(range(len(done)))
+    if order_by == "regex":
+        labels = _regex_labels([d[0] for d in done], regex)
+        order = sorted(order, key=lambda i: labels[i])
+        labels = [labels[i] for i in order]
+    values = None
+    if has_coord:
+        ref_attrs = done[0][3][1]
+        enc = [_encode_like(d[3][0], d[3][1], ref_attrs, d[0], done[0][0], concat_dim)
+               for d in done]
+        for e, d in zip(enc, done):
+            if e.size == 0:
+                raise CombineError(f"{d[0]}: coordinate {concat_dim!r} is empty")
+        if order_by == "coord":
+            order = sorted(order, key=lambda i: enc[i][0])
+        # re-encode in the units of the input that comes first
+        ref = done[order[0]]
+        values = [_encode_like(done[i][3][0], done[i][3][1], ref[3][1], done[i][0], ref[0],
+                               concat_dim) for i in order]
+        if order_by == "coord":
+            _check_increasing(values, [done[i][0] for i in order], concat_dim)
+    done = [done[i] for i in order]
+    if not existing:
+        if coords is None and labels is not None:
+            coords = labels
+        if coords is not None and len(coords) != len(done):
+            raise CombineError(f"{len(coords)} coordinate values for {len(done)} inputs")
+
+    # ---- chunk offsets along concat_dim; partial chunks only at the end
+    offsets = {}
+    for path, (how, axis) in plan.items():
+        if how != "concat":
+            continue
+        c = first.vars[path].chunks[axis]
+        lens = [d[2][path] for d in done]
+        for d, m in zip(done[:-1], lens[:-1]):
+            if m % c:
+                raise CombineError(
+                    f"{path!r}: {d[0]} holds {m} steps of {concat_dim!r} in chunks of {c}: "
+                    "its last chunk is partial, and a partial chunk can only end the combined "
+                    "array (rechunking is needed; a reference set cannot express this)")
+        starts = np.concatenate([[0], np.cumsum(lens)])
+        offsets[path] = (starts, int(starts[-1]))
+
+    # ---- the combined chunk tables
+    for idx, (name, parts, lengths, _) in enumerate(done):
+        for path, part in parts.items():
+            how, axis = plan[path]
+            sep = first.vars[path].sep
+            if how == "same":
+                out.place(path, sep, part)
+            elif how == "concat":
+                shift = [0] * len(first.vars[path].shape)
+                shift[axis] = int(offsets[path][0][idx]) // first.vars[path].chunks[axis]
+                out.place(path, sep, part, shift=shift)
+            else:
+                out.place(path, sep, part, lead=idx)
+
+    # ---- metadata of the result
+    _copy_groups(out, [first])
+    for path, (how, axis) in plan.items():
+        fv = first.vars[path]
+        meta, attrs = dict(fv.meta), dict(fv.attrs)
+        if how == "concat":
+            shape = list(fv.shape)
+            shape[axis] = offsets[path][1]
+            meta["shape"] = shape
+        elif how == "new":
+            meta["shape"] = [len(done)] + list(fv.shape)
+            meta["chunks"] = [1] + list(fv.chunks)
+            attrs[DIMENSION_KEY] = [concat_dim] + fv.dims
+        elif how == "coord":
+            attrs = dict(attrs)
+            ref_attrs = done[0][3][1]
+            for a in ("units", "calendar"):
+                if a in ref_attrs:
+                    attrs[a] = ref_attrs[a]
+            meta, data = _coord_array(meta, np.concatenate(values))
+            out.inline[_k(path, "0")] = data
+        out.inline[_k(path, ".zarray")] = _dumps(meta)
+        out.inline[_k(path, ".zattrs")] = _dumps(attrs)
+        for last, raw in fv.keys.items():
+            if last != MASK_KEY:
+                out.inline[_k(path, last)] = raw
+    if not existing and coords is not None:
+        meta, data, attrs = _new_coord(concat_dim, coords)
+        out.inline[_k(concat_dim, ".zarray")] = _dumps(meta)
+        out.inline[_k(concat_dim, ".zattrs")] = _dumps(attrs)
+        out.inline[_k(concat_dim, "0")] = data
+    first.release()
+    return out.references(sources)
+
+
+def _check_increasing(values, names, dim):
+    allv = np.concatenate(values)
+    bad = np.flatnonzero(~(np.diff(allv) > 0))
+    if bad.size:
+        j = int(bad[0])
+        ends = np.cumsum([len(v) for v in values])
+        f = int(np.searchsorted(ends, j, side="right"))
+        g = int(np.searchsorted(ends, j + 1, side="right"))
+        raise CombineError(f"coordinate {dim!r} is not strictly increasing across the files: "
+                           f"{allv[j]!r} in {names[f]} then {allv[j + 1]!r} in {names[g]} "
+                           "(overlapping or repeated values)")
+
+
+def merge(inputs: Sequence, *, check_data: bool = True, storage_options: dict | None = None,
+          scan_options: dict | None = None, **open_options) -> References:
+    """Merge the variables of several reference sets (for example one file per variable)
+    into one.  A variable present in several inputs must agree (metadata and, with
+    ``check_data``, values); group attributes come from the first input that has the
+    group."""
+    if isinstance(inputs, (str, os.PathLike, Mapping, References)):
+        raise TypeError("merge takes a list of inputs")
+    inputs = list(inputs)
+    if not inputs:
+        raise CombineError("nothing to merge: no inputs")
+    out = _Out()
+    agree = _Agreement(open_options, check_data)
+    owner: dict[str, tuple] = {}  # path -> (input name, _Var)
+    kept = []
+    sources = {}
+    for x in inputs:
+        inp = _load_input(x, storage_options=storage_options, scan_options=scan_options)
+        keep = False
+        for path, var in inp.vars.items():
+            have = owner.get(path)
+            if have is None:
+                owner[path] = (inp.name, var)
+                out.place(path, var.sep, out.extract(inp, var))
+                if agree.first(inp, var):
+                    keep = True
+                out.inline[_k(path, ".zarray")] = _dumps(var.meta)
+                out.inline[_k(path, ".zattrs")] = _dumps(var.attrs)
+                for last, raw in var.keys.items():
+                    if last != MASK_KEY:
+                        out.inline[_k(path, last)] = raw
+            else:
+                _check_meta(var, have[1], inp.name, have[0])
+                agree.check(inp, var, have[0])
+        _copy_groups(out, [inp])
+        sources.update(inp.sources)
+        (kept.append(inp) if keep else inp.release())
+    agree.close()
+    for inp in kept:
+        inp.release()
+    return out.references(sources)
+
+
+def _copy_groups(out: _Out, items):
+    """Groups, their attributes and chunkview keys, and unsupported arrays' reasons: the
+    first input that has each wins."""
+    for inp in items:
+        for g, attrs in inp.groups.items():
+            if _k(g, ".zgroup") not in out.inline:
+                out.inline[_k(g, ".zgroup")] = _dumps({"zarr_format": 2})
+                out.inline[_k(g, ".zattrs")] = _dumps(attrs)
+        for k, raw in inp.group_keys.items():
+            out.inline.setdefault(k, raw)
+        for path, why in inp.errors.items():
+            out.inline.setdefault(_k(path, ERROR_KEY), why)
+
+
+def _regex_labels(names, regex):
+    pat = re.compile(regex)
+    labels = []
+    for name in names:
+        m = pat.search(os.path.basename(name.rstrip("/"))) or pat.search(name)
+        if m is None:
+            raise CombineError(f"regex {regex!r} does not match {name}")
+        labels.append(m.group(1) if m.groups() else m.group(0))
+    if all(re.fullmatch(r"[+-]?\d+", x) for x in labels):
+        labels = [int(x) for x in labels]
+    elif all(_is_float(x) for x in labels):
+        labels = [float(x) for x in labels]
+    if len(set(labels)) != len(labels):
+        raise CombineError(f"regex {regex!r} gives the same value to several inputs")
+    return labels
+
+
+def _is_float(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+def _coord_array(meta: dict, values: np.ndarray):
+    """The concatenated coordinate as one uncompressed inline chunk: its dtype kept when
+    every value fits it exactly, else float64."""
+    dt = _dtype_of(meta["dtype"])
+    if dt.kind in "iu" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+        cast = values.astype(dt)
+        if np.array_equal(cast.astype(np.float64), values):
+            out = cast
+        else:
+            out = values
+    elif dt.kind == "f":
+        out = values.astype(dt)
+        if not np.array_equal(out.astype(np.float64), values):
+            out = values
+    else:
+        out = values
+    out = np.ascontiguousarray(out)
+    meta = dict(meta, shape=[len(out)], chunks=[max(1, len(out))], compressor=None,
+                filters=None, dtype=out.dtype.str, order="C")
+    return meta, out.tobytes()
+
+
+def _new_coord(dim: str, coords):
+    vals = np.asarray(list(coords))
+    if vals.dtype.kind in "iub":
+        vals = vals.astype(np.int64)
+        fill = None
+    elif vals.dtype.kind == "f":
+        vals = vals.astype(np.float64)
+        fill = "NaN"
+    elif vals.dtype.kind in "US":
+        vals = vals.astype("U")
+        fill = None
+    else:
+        raise CombineError(f"coordinate values for {dim!r} must be numbers or strings")
+    vals = np.ascontiguousarray(vals)
+    meta = {"zarr_format": 2, "shape": [len(vals)], "chunks": [max(1, len(vals))],
+            "dtype": vals.dtype.str, "compressor": None, "filters": None, "fill_value": fill,
+            "order": "C", "dimension_separator": "."}
+    return meta, vals.tobytes(), {DIMENSION_KEY: [dim]}
+
+
+__all__ = ["combine", "merge"]
