@@ -101,3 +101,48 @@ if __name__ == "__main__":
     out.mkdir(parents=True, exist_ok=True)
     print(make_hdf5(out / "small.h5"))
     print(make_many_chunks(out / "many.h5"))
+
+
+def make_monthly(folder, n=24, days=3, epoch_per_file=True, names="t2m_{y}{m:02d}.nc"):
+    """``n`` monthly netCDF4 files written by netCDF-C (through netCDF4-python): ``time``
+    (unlimited, "days since" the first of each file's month when ``epoch_per_file``, so the
+    raw values repeat and only decoded times order the files), ``lat``, ``lon``, a packed
+    int16 ``t2m`` (gzip + shuffle, scale_factor/add_offset/_FillValue) and a float32
+    ``precip`` chunked differently.  Returns the paths in time order."""
+    import netCDF4
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    files = []
+    for k in range(n):
+        y, m = 2000 + k // 12, k % 12 + 1
+        path = folder / names.format(y=y, m=m, k=k)
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.title = "monthly test data"
+            ds.createDimension("time", None)
+            ds.createDimension("lat", 6)
+            ds.createDimension("lon", 8)
+            t = ds.createVariable("time", "f8", ("time",))
+            t.units = f"days since {y}-{m:02d}-01" if epoch_per_file else "days since 2000-01-01"
+            t.calendar = "standard"
+            start = 0 if epoch_per_file else k * 31
+            t[:] = np.arange(days) + start
+            la = ds.createVariable("lat", "f4", ("lat",))
+            la.units = "degrees_north"
+            la[:] = np.linspace(-50, 50, 6)
+            lo = ds.createVariable("lon", "f4", ("lon",))
+            lo[:] = np.arange(8) * 45.0
+            v = ds.createVariable("t2m", "i2", ("time", "lat", "lon"), zlib=True, shuffle=True,
+                                  chunksizes=(1, 3, 8), fill_value=-999)
+            v.scale_factor = 0.01
+            v.add_offset = 280.0
+            v.units = "K"
+            data = rng.integers(-2000, 2000, (days, 6, 8)).astype(np.int16)
+            data[0, 0, 0] = -999  # one missing value
+            v[:] = data
+            p = ds.createVariable("precip", "f4", ("time", "lat", "lon"), zlib=True,
+                                  chunksizes=(1, 6, 8))
+            p[:] = rng.random((days, 6, 8)).astype(np.float32)
+        files.append(str(path))
+    return files

@@ -610,7 +610,7 @@ def combine(inputs: Sequence, concat_dim: str | None = "time", *, order_by: str 
         offsets[path] = (starts, int(starts[-1]))
 
     # ---- the combined chunk tables
-    for idx, (name, parts, lengths, _) in enumerate(done):
+    for idx, (_name, parts, _lengths, _) in enumerate(done):
         for path, part in parts.items():
             how, axis = plan[path]
             sep = first.vars[path].sep
@@ -667,7 +667,8 @@ def _check_increasing(values, names, dim):
         f = int(np.searchsorted(ends, j, side="right"))
         g = int(np.searchsorted(ends, j + 1, side="right"))
         raise CombineError(f"coordinate {dim!r} is not strictly increasing across the files: "
-                           f"{allv[j]!r} in {names[f]} then {allv[j + 1]!r} in {names[g]} "
+                           f"{float(allv[j])} in {names[f]} then {float(allv[j + 1])} in "
+                           f"{names[g]} "
                            "(overlapping or repeated values)")
 
 

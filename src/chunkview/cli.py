@@ -73,6 +73,21 @@ def _progress(total, desc):
         return tick, lambda: None
 
 
+def _outputs(inputs, folder, fmt):
+    """One output file per input in ``folder``, named after the input; distinct inputs with
+    the same name are refused rather than overwritten."""
+    import os
+
+    ext = {"json": ".json", "parquet": ".parquet", "native": ".cvref"}[fmt or "json"]
+    outs = [os.path.join(folder, os.path.basename(str(i).rstrip("/")) + ext) for i in inputs]
+    seen = {}
+    for i, o in zip(inputs, outs):
+        if o in seen:
+            raise ValueError(f"{seen[o]} and {i} would both be written to {o}")
+        seen[o] = i
+    return outs
+
+
 def cmd_scan(args) -> int:
     import os
     import time
@@ -81,33 +96,67 @@ def cmd_scan(args) -> int:
 
     opts = json.loads(args.storage_options) if args.storage_options else None
     many = len(args.inputs) > 1
+    scan_opts = dict(storage_options=opts, inline_threshold=args.inline_threshold,
+                     chunk_bytes=args.chunk_bytes)
     t0 = time.perf_counter()
-    tick, done = _progress(len(args.inputs), "scan") if many else (None, lambda: None)
-    try:
-        results = chunkview.scan(args.inputs if many else args.inputs[0], storage_options=opts,
-                                 inline_threshold=args.inline_threshold,
-                                 chunk_bytes=args.chunk_bytes, threads=args.threads,
-                                 progress=tick)
-    finally:
-        done()
-    results = results if many else [results]
     if many:
         os.makedirs(args.output, exist_ok=True)
-        ext = {"json": ".json", "parquet": ".parquet", "native": ".cvref"}[args.format or "json"]
-        outs = [os.path.join(args.output, os.path.basename(str(i).rstrip("/")) + ext)
-                for i in args.inputs]
+        outs = _outputs(args.inputs, args.output, args.format)
     else:
         outs = [args.output]
     unsupported = 0
-    for src, refs, out in zip(args.inputs, results, outs):
-        refs.save(out, format=args.format)
-        for path, why in sorted(refs.unsupported.items()):
-            unsupported += 1
-            print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
-    n = sum(len(r) for r in results)
-    print(f"scanned {len(results)} file(s) into {n:,} references in "
+    n = 0
+    if args.jobs and args.jobs > 1 and many:
+        from chunkview.scan import scan_to_files
+
+        tick, done = _progress(len(args.inputs), "scan")
+        try:
+            for src, count, bad in scan_to_files(args.inputs, outs, jobs=args.jobs,
+                                                 format=args.format, progress=tick,
+                                                 **scan_opts):
+                n += count
+                for path, why in bad:
+                    unsupported += 1
+                    print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
+        finally:
+            done()
+    else:
+        tick, done = _progress(len(args.inputs), "scan") if many else (None, lambda: None)
+        try:
+            results = chunkview.scan(args.inputs if many else args.inputs[0],
+                                     threads=args.threads, progress=tick, **scan_opts)
+        finally:
+            done()
+        results = results if many else [results]
+        for src, refs, out in zip(args.inputs, results, outs):
+            refs.save(out, format=args.format)
+            n += len(refs)
+            for path, why in sorted(refs.unsupported.items()):
+                unsupported += 1
+                print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
+    print(f"scanned {len(outs)} file(s) into {n:,} references in "
           f"{time.perf_counter() - t0:.2f} s -> {args.output}"
           + (f" ({unsupported} unsupported datasets)" if unsupported else ""))
+    return 0
+
+
+def cmd_combine(args) -> int:
+    import time
+
+    import chunkview
+
+    opts = json.loads(args.storage_options) if args.storage_options else None
+    t0 = time.perf_counter()
+    if args.merge:
+        refs = chunkview.merge(args.inputs, check_data=not args.no_check_data,
+                               storage_options=opts)
+    else:
+        refs = chunkview.combine(args.inputs, args.concat_dim, order_by=args.order_by,
+                                 regex=args.regex, identical=args.identical or (),
+                                 check_data=not args.no_check_data, storage_options=opts)
+    refs.save(args.output, format=args.format)
+    print(f"combined {len(args.inputs)} input(s) into {len(refs):,} references "
+          f"({len(refs.urls)} URLs) in {time.perf_counter() - t0:.2f} s -> {args.output}")
     return 0
 
 
@@ -208,8 +257,32 @@ def main(argv=None) -> int:
     s.add_argument("--chunk-bytes", type=int, default=4 << 20,
                    help="virtual chunk size for contiguous data (default 4 MiB)")
     s.add_argument("--storage-options", help="fsspec options for the inputs, as JSON")
-    s.add_argument("--threads", type=int, default=None, help="files scanned at once")
+    s.add_argument("--threads", type=int, default=None,
+                   help="files scanned at once in threads (default: all cores)")
+    s.add_argument("-j", "--jobs", type=int, default=None,
+                   help="scan in this many processes, each writing its own outputs")
     s.set_defaults(func=cmd_scan)
+
+    m = sub.add_parser("combine", help="combine reference sets (or files, scanned) into one "
+                       "virtual dataset")
+    m.add_argument("inputs", nargs="+", help="reference sets or HDF5 / NetCDF files")
+    m.add_argument("-o", "--output", required=True, help="output (.json, .parquet, .cvref)")
+    m.add_argument("--format", choices=["json", "parquet", "native"])
+    m.add_argument("--concat-dim", default="time",
+                   help="dimension to concatenate along, existing or new (default: time)")
+    m.add_argument("--order-by", choices=["auto", "coord", "regex", "given"], default="auto",
+                   help="order of the inputs: coordinate values, --regex on the names, or as "
+                   "given (default: regex if given, else the coordinate if there is one)")
+    m.add_argument("--regex", help="order by this regex's first group on the input names")
+    m.add_argument("--identical", nargs="*",
+                   help="with a new dimension: variables that must agree and are not "
+                   "concatenated")
+    m.add_argument("--merge", action="store_true",
+                   help="merge variables from the inputs instead of concatenating")
+    m.add_argument("--no-check-data", action="store_true",
+                   help="do not compare the values of variables that should agree")
+    m.add_argument("--storage-options", help="fsspec options for the inputs, as JSON")
+    m.set_defaults(func=cmd_combine)
 
     v = sub.add_parser("verify", help="read and decode every chunk, checking checksums")
     v.add_argument("refs", help="references: JSON, parquet or native (.cvref)")

@@ -171,16 +171,26 @@ class ChunkviewDataStore(AbstractDataStore):
         return {k: _typed(v, types.get(k)) for k, v in attrs.items() if k != DIMENSION_KEY}, \
             facts
 
-    def get_attrs(self):
-        pre = self._join("")
-        if pre and self._meta(pre + ".zgroup") is None:
-            raise OSError(f"group {self.path!r} not found in {self._source or 'the references'}")
-        return self._attrs(pre)[0]
+    def _group(self):
+        from chunkview.array import Group
 
-    def get_variables(self):
         g = self.handle.group
         if self.path:
-            g = g[self.path]
+            try:
+                g = g[self.path]
+            except KeyError:
+                g = None
+            if not isinstance(g, Group):
+                raise OSError(f"group {self.path!r} not found in "
+                              f"{self._source or 'the references'}")
+        return g
+
+    def get_attrs(self):
+        self._group()
+        return self._attrs(self._join(""))[0]
+
+    def get_variables(self):
+        g = self._group()
         out = {}
         for name in g:
             path = self._join(name)
@@ -244,8 +254,10 @@ class ChunkviewBackendEntrypoint(BackendEntrypoint):
 
     description = "Read HDF5, NetCDF4 and NetCDF3 files and their reference sets with chunkview"
     url = "https://github.com/chunkview/chunkview"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "group", "storage_options",
-                               "remote_protocol", "remote_options", "threads")
+    open_dataset_parameters = ("filename_or_obj", "mask_and_scale", "decode_times",
+                               "concat_characters", "decode_coords", "drop_variables",
+                               "use_cftime", "decode_timedelta", "group", "storage_options",
+                               "remote_protocol", "remote_options", "threads", "scan_options")
 
     def guess_can_open(self, filename_or_obj) -> bool:
         if isinstance(filename_or_obj, (str, os.PathLike)):

@@ -83,6 +83,38 @@ def scan_one(source, *, storage_options=None, inline_threshold=0,
         reader.close()
 
 
+def _scan_save(source, out, format, opts):
+    refs = scan_one(source, **opts)
+    refs.save(out, format=format)
+    return source, len(refs), sorted(refs.unsupported.items())
+
+
+def scan_to_files(sources, outputs, *, jobs: int | None = None, format: str | None = None,
+                  progress=None, **opts):
+    """Scan ``sources`` in ``jobs`` processes, each saving its reference sets to the matching
+    ``outputs`` (so nothing but a summary comes back).  Yields ``(source, references,
+    unsupported [(path, why)])`` as files finish, in completion order."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if len(sources) != len(outputs):
+        raise ValueError("one output per source")
+    # not fork: the parent may run fsspec's IO thread, which a forked child would lack
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    n = max(1, min(jobs or os.cpu_count() or 1, len(sources)))
+    with ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as ex:
+        futs = [ex.submit(_scan_save, s, o, format, opts) for s, o in zip(sources, outputs)]
+        try:
+            for f in as_completed(futs):
+                yield f.result()
+                if progress is not None:
+                    progress()
+        except BaseException:
+            for f in futs:
+                f.cancel()
+            raise
+
+
 def _record_source(refs, reader):
     """Record the scanned file's size and ETag or mtime under ``.cvsources`` (read back by
     ``check_source=``)."""
