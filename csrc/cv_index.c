@@ -388,7 +388,9 @@ static int ensure_slots(cv_index *idx, size_t more) {
     if (idx->nslots && need * 5 <= idx->nslots * 4) return CV_OK;
     size_t want = slots_for(idx->live + more);
     if (want < idx->nslots && idx->tombs == 0) want = idx->nslots;
-    if (idx->live + more > 1024 && want < 2 * (idx->live + more)) want = 2 * (idx->live + more);
+    /* grow geometrically: sized exactly, a table filled one key at a time would rehash on
+     * almost every insert (quadratic); shrink() sizes it exactly once the inserts are done */
+    if (want < 2 * (idx->live + more)) want = 2 * (idx->live + more);
     if (want > MAX_SLOTS) want = (size_t)MAX_SLOTS;
     if ((idx->live + more) * 5 > want * 4) return CV_ERANGE;
     return rehash(idx, want);
