@@ -83,16 +83,18 @@ class _Input:
         self.group_keys: dict[str, bytes] = {}  # other group-level keys (.cvnetcdf)
         self.vars: dict[str, _Var] = {}
         self.errors: dict[str, bytes] = {}
-        self._url_ids = None
         src = name
         meta_keys = []
         zmeta = _json_of(refs, ".zmetadata", src) if ".zmetadata" in refs else None
         zmeta = (zmeta or {}).get("metadata") if isinstance(zmeta, dict) else None
         for k in (zmeta or {}):
             meta_keys.append(k)
-        for k in refs:
-            last = k.rsplit("/", 1)[-1]
-            if last.startswith(".") and k != ".zmetadata" and (zmeta is None or k not in zmeta):
+        if hasattr(refs, "index"):  # the C index lists them without decoding chunk keys
+            keys = refs.index.meta_keys()
+        else:
+            keys = [k for k in refs if k.rsplit("/", 1)[-1].startswith(".")]
+        for k in keys:  # metadata keys: the last component starts with "." (chunks: digits)
+            if k != ".zmetadata" and (zmeta is None or k not in zmeta):
                 meta_keys.append(k)
 
         def get(k):
@@ -143,7 +145,20 @@ class _Input:
         return self.refs.index.inline(key)
 
     def read(self, path: str, options: dict):
-        """The decoded values of an array (numpy), through chunkview's read path."""
+        """The decoded values of an array (numpy), through chunkview's read path (or straight
+        from the references when it is one inline, uncompressed chunk, as coordinates in
+        kerchunk's reference sets often are)."""
+        var = self.vars.get(path)
+        if var is not None and not var.meta.get("compressor") and not var.meta.get("filters") \
+                and len(var.shape) == 1 and var.grid == (1,) and \
+                var.meta.get("order", "C") == "C":
+            ids, _, _ = self.entries(var)
+            dt = _dtype_of(var.meta["dtype"])
+            if ids[0] == INLINE and not dt.hasobject:
+                raw = self.inline(var, (0,))
+                n = var.shape[0]
+                if len(raw) >= n * dt.itemsize:
+                    return np.frombuffer(raw, dt, count=n).copy()
         from chunkview.array import open as cv_open
 
         g = cv_open(self.refs, **options)
@@ -249,12 +264,20 @@ def _cal(c: str) -> str:
 class _Part:
     """The chunk entries of one array of one input, detached from its reference set."""
 
-    coords: np.ndarray  # (n, rank) chunk coordinates
-    gids: np.ndarray  # URL ids in the combined table
+    grid: tuple  # chunks per dimension; entries are in C order of this grid
+    keep: np.ndarray | None  # which grid positions have a byte-range entry (None: all)
+    ids: np.ndarray  # uint32 ids into urls
+    urls: list  # the input's URLs
     offsets: np.ndarray
     lengths: np.ndarray
     inline: dict  # coordinates -> bytes
     masks: dict  # coordinates -> HDF5 filter mask
+
+    def coords(self) -> np.ndarray:
+        rank = len(self.grid)
+        c = np.indices(self.grid, dtype=np.int64).reshape(rank, -1).T if rank else \
+            np.zeros((1, 0), np.int64)
+        return c if self.keep is None else c[self.keep]
 
 
 class _Out:
@@ -263,61 +286,39 @@ class _Out:
 
     def __init__(self):
         self.inline: dict[str, bytes] = {}
-        self.urls: list[str] = []
-        self._url_id: dict[str, int] = {}
-        self.grids: dict[str, list] = {}  # array path -> [(coords, gids, offsets, lengths)]
+        self.grids: dict[str, list] = {}  # array path -> [(_Part, shift, lead)]
         self.masks: dict[str, dict] = {}
 
-    def url_map(self, inp: _Input) -> np.ndarray:
-        if inp._url_ids is None:
-            ids = []
-            for u in inp.refs.urls:
-                g = self._url_id.get(u)
-                if g is None:
-                    g = self._url_id[u] = len(self.urls)
-                    self.urls.append(u)
-                ids.append(g)
-            inp._url_ids = np.asarray(ids, dtype=np.int64)
-        return inp._url_ids
-
     def extract(self, inp: _Input, var: _Var) -> _Part:
-        """The chunk entries of ``var`` in ``inp``: URL ids mapped to the combined table,
-        inline chunks and filter masks copied, so the input can be released."""
+        """The chunk entries of ``var`` in ``inp``, inline chunks and filter masks copied, so
+        the input can be released."""
         ids, offs, lens = inp.entries(var)
         grid = var.grid
         rank = len(grid)
-        coords = np.indices(grid, dtype=np.int64).reshape(rank, -1).T if rank else \
-            np.zeros((1, 0), np.int64)
         inline = {}
         for i in np.flatnonzero(ids == INLINE):
-            c = tuple(int(x) for x in coords[i])
+            c = tuple(int(x) for x in np.unravel_index(i, grid)) if rank else ()
             inline[c] = inp.inline(var, c)
         keep = ids >= 0
-        gids = self.url_map(inp)[ids[keep]] if keep.any() else np.zeros(0, np.int64)
+        if keep.all():
+            keep = None
+        else:
+            ids, offs, lens = ids[keep], offs[keep], lens[keep]
         masks = {}
         raw = var.keys.get(MASK_KEY)
         if raw:
             for k, m in json.loads(raw).items():
                 c = tuple(int(x) for x in k.split(var.sep)) if rank else ()
                 masks[c] = m
-        return _Part(coords[keep], gids, offs[keep], lens[keep], inline, masks)
+        return _Part(grid, keep, ids.astype(np.uint32), inp.refs.urls, offs, lens, inline, masks)
 
     def place(self, path: str, sep: str, part: _Part, shift=None, lead=None):
         """Add ``part`` to array ``path``, its chunk coordinates moved by ``shift`` (per
         dimension) and prefixed by ``lead`` (a new first dimension)."""
-
-        def move(c):
-            c = np.asarray(c, np.int64)
-            if shift is not None:
-                c = c + np.asarray(shift, np.int64)
-            if lead is not None:
-                c = np.concatenate([np.full(c.shape[:-1] + (1,), lead, np.int64), c], -1)
-            return c
-
         pre = path + "/" if path else ""
 
         def key(c):
-            c = move(c)
+            c = _move(np.asarray(c, np.int64), shift, lead)
             return sep.join(map(str, c.tolist())) if c.shape[-1] else "0"
 
         for c, data in part.inline.items():
@@ -326,14 +327,17 @@ class _Out:
             table = self.masks.setdefault(path, {})
             for c, m in part.masks.items():
                 table[key(c)] = m
-        if len(part.gids):
-            self.grids.setdefault(path, []).append((move(part.coords), part.gids,
-                                                    part.offsets, part.lengths))
+        if len(part.ids):
+            self.grids.setdefault(path, []).append((part, shift, lead))
 
     def references(self, sources: dict) -> References:
         from chunkview._index import ChunkIndex
 
         index = ChunkIndex()
+        total = sum(len(p.ids) for parts in self.grids.values() for p, _, _ in parts)
+        keybytes = sum(len(p.ids) * (len(path) + 2 + 6 * len(p.grid))
+                       for path, parts in self.grids.items() for p, _, _ in parts)
+        index.reserve(total + len(self.inline) + len(self.masks) + 1, keybytes)
         for k, v in self.inline.items():
             index.set_inline(k, v)
         for path, m in self.masks.items():
@@ -343,14 +347,22 @@ class _Out:
         for path, parts in self.grids.items():
             sep = json.loads(self.inline[(path + "/" if path else "") + ".zarray"]).get(
                 "dimension_separator") or "."
-            coords = np.concatenate([p[0] for p in parts])
-            gids = np.concatenate([p[1] for p in parts])
-            offs = np.concatenate([p[2] for p in parts])
-            lens = np.concatenate([p[3] for p in parts])
-            index.add_grid(path + "/" if path else "", coords, gids, offs, lens, self.urls,
-                           sep=sep, shrink=False)
+            pre = path + "/" if path else ""
+            for part, shift, lead in parts:
+                index.add_grid(pre, _move(part.coords(), shift, lead), part.ids, part.offsets,
+                               part.lengths, part.urls, sep=sep, shrink=False)
+        self.grids.clear()
         index.shrink()
         return References(index)
+
+
+def _move(c: np.ndarray, shift, lead) -> np.ndarray:
+    """Chunk coordinates moved by ``shift`` and prefixed by the ``lead`` coordinate."""
+    if shift is not None:
+        c = c + np.asarray(shift, np.int64)
+    if lead is not None:
+        c = np.concatenate([np.full(c.shape[:-1] + (1,), lead, np.int64), c], -1)
+    return c
 
 
 def _dumps(obj) -> bytes:

@@ -185,6 +185,37 @@ cdef class ChunkIndex:
         if st != CV_OK:
             raise status_error(st, "bulk insert")
 
+    def reserve(self, nkeys, keybytes=0):
+        """Make room for ``nkeys`` more keys of ``keybytes`` bytes in all before a run of
+        inserts (one allocation instead of geometric growth)."""
+        cdef int st
+        if nkeys < 0 or keybytes < 0:
+            raise ValueError("negative reservation")
+        st = cv_index_reserve(self.idx, <size_t>nkeys, <size_t>keybytes)
+        if st != CV_OK:
+            raise status_error(st, "reserve")
+
+    def meta_keys(self):
+        """The keys whose last ``/``-separated component starts with ``.`` (``.zarray``,
+        ``.zattrs``, ``.zgroup``, chunkview's ``.cv*``...): the metadata of a reference set
+        without decoding every chunk key."""
+        cdef size_t cursor = 0, kl, j
+        cdef const uint8_t *kp
+        cdef cv_ref r
+        cdef int st
+        out = []
+        while True:
+            st = cv_index_next(self.idx, &cursor, &kp, &kl, &r)
+            if st == CV_ENOTFOUND:
+                return out
+            if st != CV_OK:
+                raise status_error(st, f"record at byte {cursor}")
+            j = kl
+            while j > 0 and kp[j - 1] != 47:  # '/'
+                j -= 1
+            if j < kl and kp[j] == 46:  # '.'
+                out.append((<const char *>kp)[:kl].decode("utf-8", "surrogateescape"))
+
     def shrink(self):
         """Compact and freeze the index after a run of inserts (lookups then take one
         memory round trip)."""
