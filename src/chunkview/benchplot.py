@@ -105,6 +105,17 @@ def _panels(res: dict) -> list:
                         f"{r2['time_kerchunk_over_chunkview_zarr']:.1f}x faster, "
                         f"{r2['requests_kerchunk_over_chunkview_zarr']:.1f}x fewer requests",
                         unit, bars, False))
+    cb = cases.get("combine")
+    if cb and cb.get("chunkview"):
+        bars = [("chunkview.combine", med(cb["chunkview"]["seconds"]),
+                 f"{cb['chunkview']['peak_bytes'] / 1e6:.0f} MB")]
+        title = f"combine {cb['files']:,} reference sets ({cb['references']:,} refs)"
+        if cb.get("kerchunk"):
+            bars.append(("kerchunk MultiZarrToZarr", med(cb["kerchunk"]["seconds"]),
+                         f"{cb['kerchunk']['peak_bytes'] / 1e6:.0f} MB"))
+            title += (f": {cb['speedup_vs_kerchunk']:.1f}x faster, "
+                      f"{1 / max(cb['memory_ratio_vs_kerchunk'], 1e-9):.1f}x less memory")
+        out.append((title, "s", bars, False))
     return out
 
 
