@@ -9,6 +9,15 @@ import make_testdata  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
+# importing netCDF4 points HDF5_PLUGIN_PATH at its own filter plugins, built against the HDF5
+# inside netCDF4's wheel; h5py's HDF5 then fails to apply blosc ("error during user callback").
+# Register hdf5plugin's filters with h5py first, whichever test module imports netCDF4 first.
+try:
+    import h5py  # noqa: F401
+    import hdf5plugin  # noqa: F401
+except ImportError:
+    pass
+
 
 @pytest.fixture(scope="session")
 def datadir(tmp_path_factory):
