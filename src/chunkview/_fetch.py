@@ -22,6 +22,7 @@ import numpy as np
 from fsspec.core import split_protocol
 
 from chunkview._index import INLINE, WHOLE
+from chunkview._platform import url_to_path
 from chunkview._remote import RemoteOptions, SourceChecker, check_allowed, read_block, read_range
 from chunkview.errors import ChunkviewError, FetchError
 
@@ -67,10 +68,8 @@ def merge_ranges(starts, ends, max_gap, max_block):
 
 
 def local_path(url: str) -> str:
-    protocol, path = split_protocol(url)
-    if protocol in ("file", "local"):
-        return fsspec.implementations.local.make_path_posix(path)
-    return url
+    """The path to open for a local URL (``file://...``, ``local://...``) or plain path."""
+    return url_to_path(url)
 
 
 def filesystems(fs, remote_protocol):
