@@ -79,6 +79,11 @@ def test_same_file_as_fsspec(url, _):
         os.path.normcase(os.path.normpath(fs._strip_protocol(url)))
 
 
+def test_local_path_home_folder():
+    assert local_path("file://~/x.h5") == os.path.expanduser("~/x.h5")
+    assert local_path("~/x.h5") == "~/x.h5"  # a plain path is opened as it is
+
+
 def test_scan_and_read_path_with_spaces_and_non_ascii(tmp_path):
     """The URL a scan records opens the same file again: spaces and non-ASCII characters are not
     percent-encoded (which fsspec would not decode), and fsspec's ReferenceFileSystem reads it."""
@@ -88,8 +93,10 @@ def test_scan_and_read_path_with_spaces_and_non_ascii(tmp_path):
     d.mkdir()
     path = d / "data 1.h5"
     data = np.arange(120, dtype="i4").reshape(10, 12)
-    with h5py.File(path, "w") as f:
+    tmp = tmp_path / "plain.h5"  # written under an ASCII name: only chunkview meets the other
+    with h5py.File(tmp, "w") as f:
         f.create_dataset("x", data=data, chunks=(5, 6), compression="gzip")
+    tmp.rename(path)
     refs = chunkview.scan(str(path))
     url = refs["x/0.0"][0]
     assert url == path_to_url(str(path.resolve()))

@@ -69,7 +69,10 @@ def merge_ranges(starts, ends, max_gap, max_block):
 
 def local_path(url: str) -> str:
     """The path to open for a local URL (``file://...``, ``local://...``) or plain path."""
-    return url_to_path(url)
+    path = url_to_path(url)
+    if path != url and path.startswith("~"):  # as fsspec: file://~/x is in the home folder
+        path = os.path.expanduser(path)
+    return path
 
 
 def filesystems(fs, remote_protocol):
