@@ -5,7 +5,13 @@ Switches from the environment:
   CHUNKVIEW_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer (gcc/clang)
   CHUNKVIEW_COVERAGE=1   Cython line tracing and gcc --coverage
   CHUNKVIEW_INFLATE=zlib use stock zlib even when libdeflate is installed (default: libdeflate
-                         when its header is found, else zlib)
+                         when its header is found, else zlib); =libdeflate fails the build
+                         without libdeflate (what the wheel builds set)
+  CHUNKVIEW_LIBDEFLATE_DIR=PREFIX
+                         libdeflate installed under PREFIX (PREFIX/include/libdeflate.h and
+                         PREFIX/lib or lib64), e.g. vcpkg's installed/x64-windows; otherwise the
+                         header is looked for in the usual places, CPATH, C_INCLUDE_PATH and (MSVC)
+                         INCLUDE, and the library next to it
 """
 
 import os
@@ -22,32 +28,65 @@ def env_flag(name):
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def env_dirs(*names):
+    return [d for n in names for d in os.environ.get(n, "").split(os.pathsep) if d]
+
+
 def find_header(name):
     """Directory holding a system header, or None."""
-    dirs = [os.path.join(sys.prefix, "include"), "/usr/include", "/usr/local/include",
-            "/opt/homebrew/include"]
-    dirs += [d for d in os.environ.get("CPATH", "").split(os.pathsep) if d]
+    dirs = [os.path.join(sys.prefix, "include"), os.path.join(sys.prefix, "Library", "include"),
+            "/usr/include", "/usr/local/include", "/opt/homebrew/include"]
+    dirs += env_dirs("CPATH", "C_INCLUDE_PATH")
+    if sys.platform == "win32":
+        dirs += env_dirs("INCLUDE")  # MSVC's own search path
     for d in dirs:
         if os.path.exists(os.path.join(d, name)):
             return d
     return None
 
 
+def lib_dirs_beside(include_dir):
+    """lib/ and lib64/ next to an include directory (none for the compiler's own /usr/include)."""
+    if os.path.normpath(include_dir) == "/usr/include":
+        return []
+    prefix = os.path.dirname(os.path.normpath(include_dir))
+    return [d for d in (os.path.join(prefix, "lib"), os.path.join(prefix, "lib64"))
+            if os.path.isdir(d)]
+
+
+def libdeflate_location():
+    """(include dir, library dirs) of libdeflate, or None when its header is not found."""
+    root = os.environ.get("CHUNKVIEW_LIBDEFLATE_DIR", "").strip()
+    if root:
+        inc = os.path.join(root, "include")
+        if not os.path.exists(os.path.join(inc, "libdeflate.h")):
+            sys.exit(f"CHUNKVIEW_LIBDEFLATE_DIR={root}: no include/libdeflate.h there")
+        return inc, lib_dirs_beside(inc)
+    d = find_header("libdeflate.h")
+    return None if d is None else (d, lib_dirs_beside(d))
+
+
 def inflate_backend():
-    """(macros, libraries, include dirs) for libdeflate, or zlib as the fallback."""
+    """(macros, libraries, include dirs, library dirs) for libdeflate, or zlib as the fallback."""
     want = os.environ.get("CHUNKVIEW_INFLATE", "").strip().lower()
     if want != "zlib":
-        d = find_header("libdeflate.h")
-        if d is not None:
-            return [("CV_HAVE_LIBDEFLATE", "1")], ["deflate"], [d]
+        loc = libdeflate_location()
+        if loc is not None:
+            macros = [("CV_HAVE_LIBDEFLATE", "1")]
+            if sys.platform == "win32":
+                macros.append(("LIBDEFLATE_DLL", "1"))  # linked to deflate.dll's import library
+            print(f"chunkview: inflate with libdeflate ({loc[0]})", file=sys.stderr)
+            return macros, ["deflate"], [loc[0]], loc[1]
         if want == "libdeflate":
             sys.exit("CHUNKVIEW_INFLATE=libdeflate but libdeflate.h was not found "
-                     "(Debian: apt install libdeflate-dev)")
+                     "(Debian: apt install libdeflate-dev; macOS: brew install libdeflate; "
+                     "Windows: vcpkg install libdeflate:x64-windows and set "
+                     "CHUNKVIEW_LIBDEFLATE_DIR)")
     if find_header("zlib.h") is None and sys.platform != "win32":
         sys.exit("neither libdeflate.h nor zlib.h was found: install libdeflate-dev (preferred) "
                  "or zlib1g-dev")
     print("chunkview: libdeflate not found, building with zlib (slower inflate)", file=sys.stderr)
-    return [], ["z" if sys.platform != "win32" else "zlib"], []
+    return [], ["z" if sys.platform != "win32" else "zlib"], [], []
 
 
 def build_extensions():
@@ -94,13 +133,14 @@ def build_extensions():
             **common,
         ),
     ]
-    inf_macros, inf_libs, inf_dirs = inflate_backend()
+    inf_macros, inf_libs, inf_dirs, inf_libdirs = inflate_backend()
     exts.append(
         Extension(
             "chunkview._decode",
             sources=["src/chunkview/_decode.pyx", f"{CSRC}/cv_decode.c", f"{CSRC}/cv_batch.c",
                      f"{CSRC}/cv_common.c"],
             libraries=inf_libs,
+            library_dirs=inf_libdirs,
             **{**common, "include_dirs": common["include_dirs"] + inf_dirs,
                "define_macros": common["define_macros"] + inf_macros},
         )

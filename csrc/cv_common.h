@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h> /* MSVC intrinsics: _mm_prefetch, _BitScanForward, _Interlocked*, __cpuid */
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,7 +48,8 @@ const char *cv_strerror(int status);
 #define CV_FREE(p) free(p)
 #endif
 
-/* Little-endian loads and stores that are safe for unaligned pointers. */
+/* Little-endian loads and stores that are safe for unaligned pointers.  Big-endian hosts are
+ * recognised through GCC/clang's __BYTE_ORDER__ (every MSVC target is little-endian). */
 static inline uint64_t cv_load64le(const uint8_t *p) {
     uint64_t v;
     memcpy(&v, p, 8);
@@ -82,10 +87,15 @@ static inline int cv_host_is_le(void) {
     return b == 1;
 }
 
+/* Branch hints and a read prefetch: GCC/clang builtins, MSVC intrinsics, else no-ops. */
 #if defined(__GNUC__) || defined(__clang__)
 #define CV_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CV_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define CV_PREFETCH(p) __builtin_prefetch(p)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#define CV_LIKELY(x) (x)
+#define CV_UNLIKELY(x) (x)
+#define CV_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #else
 #define CV_LIKELY(x) (x)
 #define CV_UNLIKELY(x) (x)

@@ -43,6 +43,14 @@ const char *cv_inflate_backend(void) {
 #endif
 }
 
+const char *cv_inflate_version(void) {
+#if defined(CV_HAVE_LIBDEFLATE)
+    return LIBDEFLATE_VERSION_STRING;
+#else
+    return zlibVersion();
+#endif
+}
+
 cv_inflater *cv_inflater_new(void) {
     cv_inflater *z = CV_MALLOC(sizeof(cv_inflater));
     if (!z) return NULL;

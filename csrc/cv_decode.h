@@ -45,9 +45,11 @@ uint32_t cv_fletcher32(const uint8_t *src, size_t n);
  * byte order older HDF5 versions wrote).  CV_OK, CV_ECHECKSUM, or CV_ETRUNCATED when n < 4. */
 int cv_fletcher32_verify(const uint8_t *src, size_t n);
 
-/* What this build can do: "libdeflate" or "zlib"; and a bit set of the SIMD kernels compiled in
- * and of those the running CPU supports. */
+/* What this build can do: "libdeflate" or "zlib", and that library's version (libdeflate's
+ * header version it was built with; zlib's own zlibVersion()); and a bit set of the SIMD kernels
+ * compiled in and of those the running CPU supports.  Static strings, never NULL. */
 const char *cv_inflate_backend(void);
+const char *cv_inflate_version(void);
 enum { CV_SIMD_SSE2 = 1, CV_SIMD_AVX2 = 2, CV_SIMD_NEON = 4 };
 unsigned cv_simd_built(void);
 unsigned cv_simd_available(void);

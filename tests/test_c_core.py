@@ -21,14 +21,16 @@ def _make(tmp_path, *args):
     return res.stdout
 
 
-@pytest.mark.skipif(shutil.which("make") is None or shutil.which(os.environ.get("CC", "cc")) is None,
-                    reason="needs make and a C compiler")
+@pytest.mark.skipif(not CSRC.is_dir() or shutil.which("make") is None
+                    or shutil.which(os.environ.get("CC", "cc")) is None,
+                    reason="needs csrc/ beside tests/, make and a C compiler")
 def test_c_unit_tests(tmp_path):
     assert "0 failed" in _make(tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("make") is None or not Path("/usr/include/zlib.h").exists(),
-                    reason="needs make and zlib's header")
+@pytest.mark.skipif(not CSRC.is_dir() or shutil.which("make") is None
+                    or not Path("/usr/include/zlib.h").exists(),
+                    reason="needs csrc/ beside tests/, make and zlib's header")
 def test_c_unit_tests_with_zlib_fallback(tmp_path):
     """The same C tests with stock zlib as the inflate backend (what builds without libdeflate
     get)."""

@@ -1,6 +1,8 @@
 """Decode kernels against reference implementations: stdlib zlib for inflate, h5py (the HDF5
 library's own shuffle and fletcher32 filters) for unshuffle and checksums."""
 
+import os
+import sys
 import zlib
 
 import numpy as np
@@ -22,7 +24,20 @@ KERNELS = ["scalar"] + chunkview.build_info()["simd_available"]
 def test_build_info():
     info = chunkview.build_info()
     assert info["inflate"] in ("libdeflate", "zlib")
+    assert info["inflate_version"] and info["inflate_version"][0].isdigit()
     assert set(info["simd_available"]) <= set(info["simd_built"])
+    lib = info["inflate_library"]
+    if sys.platform.startswith(("linux", "darwin")):
+        assert lib is not None and os.path.exists(lib), info
+        assert ("deflate" if info["inflate"] == "libdeflate" else "libz") in os.path.basename(lib)
+    # wheel builds say what the wheel must hold: libdeflate, from inside the wheel
+    expect = os.environ.get("CHUNKVIEW_EXPECT_INFLATE")
+    if expect:
+        assert info["inflate"] == expect, info
+    if os.environ.get("CHUNKVIEW_EXPECT_BUNDLED") == "1" and lib is not None:
+        pkg = os.path.dirname(os.path.realpath(chunkview.__file__))
+        # auditwheel: site-packages/chunkview.libs; delocate: chunkview/.dylibs
+        assert os.path.realpath(lib).startswith((pkg + os.sep, pkg + ".libs" + os.sep)), (lib, pkg)
 
 
 @pytest.mark.parametrize("level", [0, 1, 4, 9])

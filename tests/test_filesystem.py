@@ -184,7 +184,7 @@ def test_whole_file_reference(h5file):
 
 def test_target_and_remote_options(kc_refs, h5file):
     doc = json.loads(json.dumps(kc_refs))
-    for k, v in doc["refs"].items():
+    for v in doc["refs"].values():
         if isinstance(v, list):
             v[0] = None
     fs = ChunkviewFileSystem(doc, target=str(h5file))

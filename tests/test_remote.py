@@ -336,7 +336,7 @@ def s3(tmp_path_factory):
         srv.stop()
 
 
-def test_s3_scan_and_read(s3, h5file):
+def test_s3_scan_and_read(s3, h5file, tmp_path):
     fs, opts = s3
     fs.put(str(h5file), "chunkview-test/small.h5")
     url = "s3://chunkview-test/small.h5"
@@ -353,8 +353,8 @@ def test_s3_scan_and_read(s3, h5file):
         np.testing.assert_array_equal(z[name][...], arr, err_msg=name)
         np.testing.assert_array_equal(zg[name][...], arr, err_msg=name)
     # references stored on S3 read chunks from S3
-    refs.save("/tmp/_cv_s3_refs.json")
-    fs.put("/tmp/_cv_s3_refs.json", "chunkview-test/refs.json")
+    refs.save(str(tmp_path / "refs.json"))
+    fs.put(str(tmp_path / "refs.json"), "chunkview-test/refs.json")
     g2 = chunkview.open("s3://chunkview-test/refs.json", target_options=opts,
                         remote_options=opts)
     np.testing.assert_array_equal(g2["t2m"][...], want["t2m"])

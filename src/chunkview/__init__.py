@@ -6,7 +6,6 @@
     g = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=2)
 """
 
-from chunkview._decode import build_info
 from chunkview._index import ChunkIndex
 from chunkview.errors import (
     ChecksumError,
@@ -24,6 +23,19 @@ from chunkview.errors import (
 from chunkview.references import References, load
 
 __version__ = "0.1.0.dev0"
+
+
+def build_info() -> dict:
+    """What this build can do: ``inflate`` ("libdeflate" or "zlib") and ``inflate_version``;
+    ``inflate_library``, the file that library was loaded from (None where the platform cannot
+    say: Windows); ``simd_built`` and ``simd_available``, the unshuffle kernels compiled in and
+    those this CPU runs (chosen at run time)."""
+    from chunkview import _decode, _platform
+
+    info = _decode.build_info()
+    symbol = "libdeflate_zlib_decompress" if info["inflate"] == "libdeflate" else "inflate"
+    info["inflate_library"] = _platform.loaded_library(_decode.__file__, symbol)
+    return info
 
 
 def __getattr__(name):

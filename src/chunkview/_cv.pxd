@@ -121,6 +121,7 @@ cdef extern from "cv_decode.h" nogil:
     uint32_t cv_fletcher32(const uint8_t *src, size_t n)
     int cv_fletcher32_verify(const uint8_t *src, size_t n)
     const char *cv_inflate_backend()
+    const char *cv_inflate_version()
     unsigned cv_simd_built()
     unsigned cv_simd_available()
     int cv_unshuffle_with(unsigned kernel, const uint8_t *src, uint8_t *dst, size_t nbytes,

@@ -27,10 +27,11 @@ def _simd_names(unsigned bits):
 
 
 def build_info():
-    """What this build can do: the inflate backend, the SIMD unshuffle kernels compiled in and
-    those this CPU can run (chosen at run time, never at build time)."""
+    """What this build can do: the inflate backend and its version, the SIMD unshuffle kernels
+    compiled in and those this CPU can run (chosen at run time, never at build time)."""
     return {
         "inflate": cv_inflate_backend().decode(),
+        "inflate_version": cv_inflate_version().decode(),
         "simd_built": _simd_names(cv_simd_built()),
         "simd_available": _simd_names(cv_simd_available()),
     }

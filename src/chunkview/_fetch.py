@@ -22,6 +22,7 @@ import numpy as np
 from fsspec.core import split_protocol
 
 from chunkview._index import INLINE, WHOLE
+from chunkview._platform import url_to_path
 from chunkview._remote import RemoteOptions, SourceChecker, check_allowed, read_block, read_range
 from chunkview.errors import ChunkviewError, FetchError
 
@@ -67,10 +68,11 @@ def merge_ranges(starts, ends, max_gap, max_block):
 
 
 def local_path(url: str) -> str:
-    protocol, path = split_protocol(url)
-    if protocol in ("file", "local"):
-        return fsspec.implementations.local.make_path_posix(path)
-    return url
+    """The path to open for a local URL (``file://...``, ``local://...``) or plain path."""
+    path = url_to_path(url)
+    if path != url and path.startswith("~"):  # as fsspec: file://~/x is in the home folder
+        path = os.path.expanduser(path)
+    return path
 
 
 def filesystems(fs, remote_protocol):

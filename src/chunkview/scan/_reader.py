@@ -226,6 +226,10 @@ def open_reader(source: str, storage_options: dict | None = None, **kw) -> Reade
 
 
 def _file_url(path: str) -> str:
+    """The ``file://`` URL references record for a local file: absolute, not percent-encoded
+    (fsspec reads ``file:///tmp/a%20b.h5`` as a file named ``a%20b.h5``)."""
     from pathlib import Path
 
-    return Path(path).resolve().as_uri()
+    from chunkview._platform import path_to_url
+
+    return path_to_url(str(Path(path).resolve()))
