@@ -7,10 +7,11 @@ import random
 
 import numpy as np
 import pytest
-from make_testdata import make_monthly
 
 import chunkview
 from chunkview import CombineError
+
+from make_testdata import make_monthly
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from make_testdata import make_monthly
 
 import chunkview
+
+from make_testdata import make_monthly
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")
