@@ -211,3 +211,26 @@ def test_corpus_netcdf_identical():
                         np.testing.assert_array_equal(got[name].values, expect[name].values)
     assert not problems, "\n".join(problems)
     assert compared >= 30 and identical >= compared - len(KNOWN)
+
+
+def test_over_http(ncfile, tmp_path):
+    """A netCDF4 file on an HTTP server (chunkview's loopback server): scanned on the fly by
+    the engine, and its references saved on the server and opened from there."""
+    pytest.importorskip("aiohttp")
+    import shutil
+
+    from chunkview._httpserver import RangeServer
+
+    shutil.copy(ncfile, tmp_path / "one.nc")
+    expect = _netcdf4(ncfile)
+    opts = {"skip_instance_cache": True}
+    with RangeServer(tmp_path) as srv:
+        url = srv.url("one.nc")
+        got = xr.open_dataset(url, engine="chunkview", storage_options=opts,
+                              remote_options=opts).load()
+        xr.testing.assert_identical(got, expect)
+        chunkview.scan(url, storage_options=opts).save(tmp_path / "one.json")
+        got = xr.open_dataset(srv.url("one.json"), engine="chunkview", storage_options=opts,
+                              remote_protocol="http", remote_options=opts).load()
+        xr.testing.assert_identical(got, expect)
+        assert srv.gets > 0
