@@ -38,6 +38,11 @@ else
         tar -C "$DIR" -xf -
 fi
 
+# the tests find ../shared/corpus next to the repository: give the copy the same neighbour
+if [ -d "$ROOT/../shared" ] && [ ! -e "$DIR/../shared" ]; then
+    ln -s "$(cd "$ROOT/../shared" && pwd)" "$DIR/../shared"
+fi
+
 # ---------------------------------------------------------------- the C core on its own
 if [ "${CHUNKVIEW_SAN_CTESTS:-1}" != "0" ]; then
     echo "== C unit tests under ASan + UBSan"
