@@ -66,7 +66,7 @@ class References(Mapping):
             body, templates, gens = refs, {}, []
         elif version == 1 and not isinstance(version, bool):
             body = refs.get("refs", {})
-            templates = refs.get("templates", {}) or {}
+            templates = refs.get("templates", {})
             gens = refs.get("gen", []) or []
             if not isinstance(body, Mapping):
                 raise ReferenceFormatError("'refs' must be an object", source=source)
