@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run chunkview's tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 #
-#   bash tests/sanitize.sh                     C unit tests, then the whole Python suite
+#   bash tests/sanitize.sh                     C unit tests, then the whole Python suite (the
+#                                              fuzz targets included, CHUNKVIEW_FUZZ_EXAMPLES)
 #   bash tests/sanitize.sh tests/test_fuzz.py  C unit tests, then these pytest arguments
 #
 # The sources are copied to a build directory of their own (CHUNKVIEW_SAN_DIR, default
@@ -46,7 +47,11 @@ fi
 # ---------------------------------------------------------------- the C core on its own
 if [ "${CHUNKVIEW_SAN_CTESTS:-1}" != "0" ]; then
     echo "== C unit tests under ASan + UBSan"
-    make -s -C "$DIR/csrc/tests" SAN=1 CC="$CC" run
+    make -s -C "$DIR/csrc/tests" SAN=1 CC="$CC" clean run
+    if [ -e /usr/include/zlib.h ] && [ -e /usr/include/libdeflate.h ]; then
+        echo "== C unit tests under ASan + UBSan, stock zlib as the inflate backend"
+        make -s -C "$DIR/csrc/tests" SAN=1 CC="$CC" INFLATE=zlib clean run
+    fi
 fi
 
 # ---------------------------------------------------------------- the extensions
@@ -79,6 +84,23 @@ export PYTHONMALLOC=malloc
 export PYTHONPATH="$DIR/src${PYTHONPATH:+:$PYTHONPATH}"
 export CHUNKVIEW_SANITIZED=1
 
+# a report must fail the run: load deliberate bugs built like the extensions and expect an
+# abort with the sanitizer's message (a setup where reports only print would pass anything)
+probe="$DIR/sanitize_probe.so"
+"$CC" -shared -fPIC -O0 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+    -fno-omit-frame-pointer -o "$probe" "$ROOT/tests/sanitize_probe.c"
+for bug in "ubsan 40:runtime error" "asan 16:heap-buffer-overflow"; do
+    fn=${bug%% *}; rest=${bug#* }; arg=${rest%%:*}; want=${rest#*:}
+    if out=$("$PY" -c "import ctypes, sys; print(ctypes.CDLL(sys.argv[1]).cv_probe_$fn($arg))" \
+            "$probe" 2>&1); then
+        echo "sanitize.sh: the $fn probe did not fail the run:"; echo "$out"; exit 1
+    fi
+    if ! grep -q "$want" <<<"$out"; then
+        echo "sanitize.sh: the $fn probe failed without a sanitizer report:"; echo "$out"; exit 1
+    fi
+done
+echo "sanitizer reports abort the run (UBSan and ASan probes)"
+
 # the tests must import this build, not an installed chunkview
 (cd "$DIR" && "$PY" - <<'EOF'
 import os, sys
@@ -96,6 +118,7 @@ EOF
 echo "== Python tests under ASan + UBSan"
 cd "$DIR"
 if [ "$#" -eq 0 ]; then
-    set -- tests
+    # test_c_core.py builds and runs the C tests without sanitizers: done above, with them
+    set -- tests --ignore=tests/test_c_core.py
 fi
 exec "$PY" -m pytest -q -p no:cacheprovider "$@"
