@@ -41,7 +41,20 @@ enum {
 /* Human-readable text for a status code (static storage, never NULL). */
 const char *cv_strerror(int status);
 
-/* Allocation hooks: a build may define these (e.g. to route C memory to a traced allocator). */
+/* Allocation hooks.  Every allocation of the core goes through CV_MALLOC / CV_REALLOC /
+ * CV_FREE.  By default they are malloc / realloc / free (the C unit tests).  A build defining
+ * CV_ALLOC_HOOKS routes them to the three functions below, which the embedding program provides:
+ * the Python extensions define them in src/chunkview/cvalloc.c, reporting every block to
+ * tracemalloc (that file includes Python.h; the core never does).  A build may also define
+ * CV_MALLOC / CV_REALLOC / CV_FREE itself. */
+#if defined(CV_ALLOC_HOOKS) && !defined(CV_MALLOC)
+void *cv_hook_malloc(size_t n);
+void *cv_hook_realloc(void *p, size_t n);
+void cv_hook_free(void *p);
+#define CV_MALLOC(n) cv_hook_malloc(n)
+#define CV_REALLOC(p, n) cv_hook_realloc((p), (n))
+#define CV_FREE(p) cv_hook_free(p)
+#endif
 #ifndef CV_MALLOC
 #define CV_MALLOC(n) malloc(n)
 #define CV_REALLOC(p, n) realloc((p), (n))

@@ -51,6 +51,19 @@ const char *cv_inflate_version(void) {
 #endif
 }
 
+#if !defined(CV_HAVE_LIBDEFLATE)
+/* zlib's state and window come from the core's allocation hooks too (per stream: no global) */
+static voidpf cv_zalloc(voidpf opaque, uInt items, uInt size) {
+    (void)opaque;
+    if (size && items > SIZE_MAX / size) return Z_NULL;
+    return CV_MALLOC((size_t)items * size);
+}
+static void cv_zfree(voidpf opaque, voidpf p) {
+    (void)opaque;
+    CV_FREE(p);
+}
+#endif
+
 cv_inflater *cv_inflater_new(void) {
     cv_inflater *z = CV_MALLOC(sizeof(cv_inflater));
     if (!z) return NULL;
@@ -62,6 +75,8 @@ cv_inflater *cv_inflater_new(void) {
         return NULL;
     }
 #else
+    z->zs.zalloc = cv_zalloc;
+    z->zs.zfree = cv_zfree;
     if (inflateInit2(&z->zs, 15 + 32) != Z_OK) {
         CV_FREE(z);
         return NULL;

@@ -161,7 +161,7 @@ class Source:
                 st = os.fstat(f.fileno())
                 self.checker.check_local(url, st.st_size, st.st_mtime_ns / 1e9)
                 m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
             if isinstance(e, ChunkviewError):
                 raise
             raise FetchError(key, url, cause=e) from e
@@ -221,7 +221,10 @@ class Source:
                 check_allowed(k0, url, self.opts, self.remote_origin)
                 seg.url_text[uid] = url
                 seg.starts[sel] = offs_i[sel]
-                fs = self.fs_for(url)
+                try:
+                    fs = self.fs_for(url)
+                except (ValueError, ImportError) as e:  # an unknown protocol, a missing extra
+                    raise FetchError(k0, url, cause=e) from e
                 if fs is None:
                     m = self._local_map(k0, url)
                     seg.buf_index[sel] = len(bufs)

@@ -24,9 +24,15 @@ cnp.import_array()
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
 
+cdef extern from "cvalloc.h":
+    unsigned int CV_TRACEMALLOC_DOMAIN
+
 INLINE = -1
 MISSING = -2
 WHOLE = np.iinfo(np.uint64).max
+# the tracemalloc domain of the C core's memory (index, JSON parser, decoders):
+# tracemalloc.DomainFilter(True, TRACEMALLOC_DOMAIN) selects it in a snapshot
+TRACEMALLOC_DOMAIN = CV_TRACEMALLOC_DOMAIN
 
 
 cdef object status_error(int st, str what):

@@ -178,6 +178,15 @@ def expand_gen(index, gens, templates: dict, *, source=None) -> None:
         if ("offset" in g) ^ ("length" in g):
             raise ReferenceFormatError("gen entries need both 'offset' and 'length' or neither",
                                        source=source)
+        for field in ("key", "url", "offset", "length"):
+            v = g.get(field, "")
+            if not isinstance(v, str) and not (field in ("offset", "length") and
+                                               isinstance(v, int) and not isinstance(v, bool)):
+                raise ReferenceFormatError(f"gen entry {g.get('key')!r}: {field!r} must be a "
+                                           f"template string, not {v!r}", source=source)
+        if not isinstance(g["dimensions"], dict):
+            raise ReferenceFormatError(f"gen entry {g['key']!r}: 'dimensions' must be an object",
+                                       source=source)
         names, axes = [], []
         for name, spec in g["dimensions"].items():
             if isinstance(spec, list):

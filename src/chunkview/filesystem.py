@@ -405,8 +405,8 @@ class ChunkviewFileSystem(AsyncFileSystem):
         info = self._file_info(path, value)
         if info["size"] is None:  # a whole file: its size comes from the target
             url = self._url_of(path, value[0])
-            fs = self._fs_for(split_protocol(url)[0])
             try:
+                fs = self._fs_for(split_protocol(url)[0])
                 if fs is None:
                     info["size"] = await asyncio.to_thread(os.path.getsize, local_path(url))
                 else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,7 @@ class References(Mapping):
             body, templates, gens = refs, {}, []
         elif version == 1 and not isinstance(version, bool):
             body = refs.get("refs", {})
-            templates = refs.get("templates", {}) or {}
+            templates = refs.get("templates", {})
             gens = refs.get("gen", []) or []
             if not isinstance(body, Mapping):
                 raise ReferenceFormatError("'refs' must be an object", source=source)
@@ -262,20 +262,11 @@ class References(Mapping):
             raise ValueError(f"unknown reference format {fmt!r} (json, parquet, native)")
 
 
-class _ItemsView(Mapping):
-    """Items view that iterates the C index directly."""
-
-    def __init__(self, refs):
-        self._refs = refs
+class _ItemsView(ItemsView):
+    """Items view that iterates the C index directly (``dict(refs.items())`` works)."""
 
     def __iter__(self):
-        return self._refs._index.items()
-
-    def __len__(self):
-        return len(self._refs)
-
-    def __getitem__(self, key):  # pragma: no cover - Mapping requirement
-        return self._refs[key]
+        return self._mapping._index.items()
 
 
 def _rebuild(data, templates, source, remote_origin=False):

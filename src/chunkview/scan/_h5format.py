@@ -384,7 +384,7 @@ def chunk_index(f: H5File, lay: Layout, shape, maxshape, chunk_bytes, nfilters, 
         return Chunks.empty(rank)
     grid = [-(-int(s) // c) for s, c in zip(shape, lay.chunk)]
     if lay.index == BTREE1:
-        return _btree1(f, lay, path)
+        return _unique(f, _btree1(f, lay, path), "chunk B-tree", path)
     if lay.index == SINGLE:
         size = lay.size if lay.flags & 2 else chunk_bytes
         return Chunks(np.zeros((1, rank), np.int64), np.array([f.abs(lay.address)], np.uint64),
@@ -404,8 +404,19 @@ def chunk_index(f: H5File, lay: Layout, shape, maxshape, chunk_bytes, nfilters, 
     if lay.index == EARRAY:
         return _earray(f, lay, shape, maxshape, nfilters, path)
     if lay.index == BTREE2:
-        return _btree2(f, lay, chunk_bytes, nfilters, path)
+        return _unique(f, _btree2(f, lay, chunk_bytes, nfilters, path), "v2 B-tree", path)
     raise ScanError(f"unknown chunk index type {lay.index}", url=f.url, path=path)
+
+
+def _unique(f, ch: Chunks, what, path) -> Chunks:
+    """A B-tree names each chunk once (the linear indexes cannot repeat one): a repeated
+    chunk means a corrupt key, and picking either record could read the wrong bytes."""
+    c = ch.coords
+    if len(c) > 1 and len(np.unique(c, axis=0)) != len(c):
+        u, first, counts = np.unique(c, axis=0, return_index=True, return_counts=True)
+        dup = tuple(int(x) for x in u[int(np.argmax(counts > 1))])
+        raise f.err(f"{what} lists chunk {dup} more than once: corrupt file", None, path)
+    return ch
 
 
 def _btree1(f: H5File, lay: Layout, path):
@@ -458,7 +469,22 @@ def _btree1(f: H5File, lay: Layout, path):
     off = recs["off"][:, :rank]
     if rank and np.any(off % chunk):
         raise f.err("chunk B-tree key is not on a chunk boundary", None, path)
+    if np.any(recs["off"][:, rank]):  # the datatype's dimension: always offset 0
+        raise f.err("chunk B-tree key has a non-zero offset in its element dimension: corrupt "
+                    "file", None, path)
     coords = (off // chunk).astype(np.int64) if rank else np.zeros((len(recs), 0), np.int64)
+    if rank and len(coords) > 1:
+        # leaves are read left to right, so their keys ascend (HDF5 finds a chunk by binary
+        # search on them: a key out of order hides chunks from the library, and means the key
+        # was damaged)
+        step = np.diff(coords, axis=0)
+        lead = np.argmax(step != 0, axis=1)
+        up = step[np.arange(len(step)), lead] > 0
+        if not up.all():
+            i = int(np.argmin(up))
+            a, b = tuple(coords[i].tolist()), tuple(coords[i + 1].tolist())
+            what = f"repeat chunk {a}" if a == b else f"out of order ({a} before {b})"
+            raise f.err(f"chunk B-tree keys {what}: corrupt file", None, path)
     return Chunks(coords, recs["child"].astype(np.uint64) + np.uint64(f.base),
                   recs["size"].astype(np.uint64), recs["mask"].astype(np.uint32))
 
