@@ -845,6 +845,9 @@ def use_index(idx: ChunkIndex):
         assert (ids != chunkview.references.MISSING).all()
         again = ChunkIndex.frombytes(idx.tobytes())
         assert dict(again.items()) == d
+        # and reading through it (the references point into the real test file, at whatever
+        # offsets the mutation left) fails cleanly or reads
+        clean(exercise, References(idx))
     # writes thaw and rebuild the structure
     clean(idx.set, "new/key", "memory://x", 1, 2)
     if keys:
