@@ -57,27 +57,29 @@ class _Handle:
     def __reduce__(self):
         return (_restore, (self.token, self.refs, self.options))
 
+    def _once(self, attr, make):
+        value = getattr(self, attr)
+        if value is None:
+            with self._lock:
+                value = getattr(self, attr)
+                if value is None:
+                    value = make(self.refs, **self.options)
+                    setattr(self, attr, value)
+        return value
+
     @property
     def group(self):
         """The :class:`chunkview.Group` (numpy reads through the C batch decoder)."""
-        if self._group is None:
-            with self._lock:
-                if self._group is None:
-                    from chunkview.array import open as cv_open
+        from chunkview.array import open as cv_open
 
-                    self._group = cv_open(self.refs, **self.options)
-        return self._group
+        return self._once("_group", cv_open)
 
     @property
     def zarr(self):
         """The zarr group over the same references (object-dtype arrays: vlen strings)."""
-        if self._zarr is None:
-            with self._lock:
-                if self._zarr is None:
-                    from chunkview.zarr_store import open_zarr
+        from chunkview.zarr_store import open_zarr
 
-                    self._zarr = open_zarr(self.refs, **self.options)
-        return self._zarr
+        return self._once("_zarr", open_zarr)
 
 
 def _restore(token, refs, options):
