@@ -56,7 +56,11 @@ fi
 
 # ---------------------------------------------------------------- the extensions
 echo "== building the extensions with CHUNKVIEW_SANITIZE=1 in $DIR"
-(cd "$DIR" && CHUNKVIEW_SANITIZE=1 "$PY" setup.py -q build_ext --inplace >build.log 2>&1) || {
+# rebuild everything when the compiler or the inflate backend changed since the last build
+stamp="$CC $("$CC" -dumpfullversion 2>/dev/null) $(ls /usr/include/libdeflate.h 2>/dev/null) ${CHUNKVIEW_INFLATE:-}"
+force=
+[ "$(cat "$DIR/.build-stamp" 2>/dev/null)" = "$stamp" ] || force=--force
+(cd "$DIR" && CHUNKVIEW_SANITIZE=1 "$PY" setup.py -q build_ext --inplace $force >build.log 2>&1) || {
     tail -50 "$DIR/build.log"
     exit 1
 }
@@ -70,6 +74,7 @@ runtime() {
     fi
     echo "$f"
 }
+echo "$stamp" >"$DIR/.build-stamp"
 ASAN_RT=$(runtime libasan.so)
 UBSAN_RT=$(runtime libubsan.so)
 
