@@ -48,6 +48,16 @@ def _fresh_http():
     return {"skip_instance_cache": True}
 
 
+def _read_chunk(api, fo, **opts):
+    """One chunk of t2m through chunkview.open, open_zarr or the chunkview filesystem."""
+    if api == "open":
+        return chunkview.open(fo, **opts)["t2m"][0, 0, 0]
+    if api == "zarr":
+        return chunkview.open_zarr(fo, **opts)["t2m"][0, 0, 0]
+    fs = fsspec.filesystem("chunkview", fo=fo, skip_instance_cache=True, **opts)
+    return fs.cat_file("t2m/0.0.0")
+
+
 # ------------------------------------------------------------------ scan and read over HTTP
 
 
@@ -155,13 +165,7 @@ def test_persistent_failure_names_key_url_range(served, api):
     opts = dict(remote_options=_fresh_http(), backoff=0.01, retries=2, check_source="off")
     t0 = time.perf_counter()
     with pytest.raises((FetchError, OSError)) as ei:
-        if api == "open":
-            chunkview.open(refs, **opts)["t2m"][0, 0, 0]
-        elif api == "zarr":
-            chunkview.open_zarr(refs, **opts)["t2m"][0, 0, 0]
-        else:
-            fs = fsspec.filesystem("chunkview", fo=refs, skip_instance_cache=True, **opts)
-            fs.cat_file("t2m/0.0.0")
+        _read_chunk(api, refs, **opts)
     assert time.perf_counter() - t0 < 10
     err = ei.value
     while not isinstance(err, FetchError) and err.__cause__ is not None:
@@ -221,14 +225,7 @@ def test_source_change_size_http(served):
     _append(served.folder / "small.h5")
     for api in ("open", "zarr", "fs"):
         with pytest.raises(SourceChangedError, match="size"):
-            if api == "open":
-                chunkview.open(refs, remote_options=_fresh_http())["t2m"][0]
-            elif api == "zarr":
-                chunkview.open_zarr(refs, remote_options=_fresh_http())["t2m"][0]
-            else:
-                fs = fsspec.filesystem("chunkview", fo=refs, remote_options=_fresh_http(),
-                                       skip_instance_cache=True)
-                fs.cat_file("t2m/0.0.0")
+            _read_chunk(api, refs, remote_options=_fresh_http())
     # off: the caller takes the risk
     chunkview.open(refs, remote_options=_fresh_http(), check_source="off")["t2m"][0]
 
@@ -277,14 +274,7 @@ def test_remote_references_may_not_read_local_files(served, h5file):
     rurl = served.url("refs.json")
     for api in ("open", "zarr", "fs"):
         with pytest.raises(ForbiddenSourceError, match="allowed_protocols"):
-            if api == "open":
-                chunkview.open(rurl, target_options=_fresh_http())["t2m"][0]
-            elif api == "zarr":
-                chunkview.open_zarr(rurl, target_options=_fresh_http())["t2m"][0]
-            else:
-                fs = fsspec.filesystem("chunkview", fo=rurl, target_options=_fresh_http(),
-                                       skip_instance_cache=True)
-                fs.cat_file("t2m/0.0.0")
+            _read_chunk(api, rurl, target_options=_fresh_http())
     want = _h5_all(h5file)["t2m"]
     g = chunkview.open(rurl, target_options=_fresh_http(), allowed_protocols=("file",))
     np.testing.assert_array_equal(g["t2m"][...], want)

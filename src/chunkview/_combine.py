@@ -23,19 +23,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chunkview.array import ERROR_KEY, MASK_KEY, _dtype_of, _json_of
+from chunkview._index import INLINE
+from chunkview.array import DIMENSION_KEY, ERROR_KEY, MASK_KEY, _dtype_of, _json_of
 from chunkview.errors import CombineError, ReferenceFormatError
 from chunkview.references import SOURCES_KEY, References, load, sources_of
 
-DIMENSION_KEY = "_ARRAY_DIMENSIONS"
-NETCDF_KEY = ".cvnetcdf"
 # attributes that change what the stored numbers mean: they must agree between files
 ENCODING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "units",
                   "calendar", "_Unsigned", "_Encoding", "dtype")
 # zarr v2 metadata that must agree between files (shape is checked per dimension)
 META_FIELDS = ("zarr_format", "dtype", "chunks", "compressor", "filters", "fill_value", "order",
                "dimension_separator")
-INLINE, MISSING = -1, -2
 
 
 # ------------------------------------------------------------------ one input
@@ -135,14 +133,12 @@ class _Input:
 
     def entries(self, var: _Var):
         """(url ids into this input's URL table, offsets, lengths) of every chunk of ``var``
-        in C order of its chunk grid (url id INLINE / MISSING as ChunkIndex says)."""
+        in C order of its chunk grid (url id INLINE (-1) or MISSING (-2) as ChunkIndex says)."""
         pre = var.path + "/" if var.path else ""
         return self.refs.index.get_grid(pre, var.grid, var.sep)
 
     def inline(self, var: _Var, coords) -> bytes:
-        key = (var.path + "/" if var.path else "") + var.sep.join(map(str, coords)) \
-            if len(coords) else (var.path + "/0" if var.path else "0")
-        return self.refs.index.inline(key)
+        return self.refs.index.inline(_chunk_key(var.path, var.sep, coords))
 
     def read(self, path: str, options: dict):
         """The decoded values of an array (numpy), through chunkview's read path (or straight
@@ -229,8 +225,7 @@ def _encode_like(values, attrs, first_attrs, name, first_name, path):
     decoded and re-encoded with cftime); identical units need no work."""
     a, b = _time_codec(attrs), _time_codec(first_attrs)
     if a == b:
-        return np.asarray(values, dtype=np.float64) if a is None else \
-            np.asarray(values, np.float64)
+        return np.asarray(values, dtype=np.float64)
     if a is None or b is None:
         raise CombineError(f"coordinate {path!r}: units {attrs.get('units')!r} in {name} "
                            f"and {first_attrs.get('units')!r} in {first_name} cannot be "
@@ -279,6 +274,29 @@ class _Part:
             np.zeros((1, 0), np.int64)
         return c if self.keep is None else c[self.keep]
 
+def _extract(inp: _Input, var: _Var) -> _Part:
+    """The chunk entries of ``var`` in ``inp``, inline chunks and filter masks copied, so
+    the input can be released."""
+    ids, offs, lens = inp.entries(var)
+    grid = var.grid
+    rank = len(grid)
+    inline = {}
+    for i in np.flatnonzero(ids == INLINE):
+        c = tuple(int(x) for x in np.unravel_index(i, grid)) if rank else ()
+        inline[c] = inp.inline(var, c)
+    keep = ids >= 0
+    if keep.all():
+        keep = None
+    else:
+        ids, offs, lens = ids[keep], offs[keep], lens[keep]
+    masks = {}
+    raw = var.keys.get(MASK_KEY)
+    if raw:
+        for k, m in json.loads(raw).items():
+            c = tuple(int(x) for x in k.split(var.sep)) if rank else ()
+            masks[c] = m
+    return _Part(grid, keep, ids.astype(np.uint32), inp.refs.urls, offs, lens, inline, masks)
+
 
 class _Out:
     """The combined reference set under construction: metadata and inline bytes, and per
@@ -286,57 +304,31 @@ class _Out:
 
     def __init__(self):
         self.inline: dict[str, bytes] = {}
-        self.grids: dict[str, list] = {}  # array path -> [(_Part, shift, lead)]
+        self.grids: dict[str, list] = {}  # array path -> [(_Part, sep, shift, lead)]
         self.masks: dict[str, dict] = {}
-
-    def extract(self, inp: _Input, var: _Var) -> _Part:
-        """The chunk entries of ``var`` in ``inp``, inline chunks and filter masks copied, so
-        the input can be released."""
-        ids, offs, lens = inp.entries(var)
-        grid = var.grid
-        rank = len(grid)
-        inline = {}
-        for i in np.flatnonzero(ids == INLINE):
-            c = tuple(int(x) for x in np.unravel_index(i, grid)) if rank else ()
-            inline[c] = inp.inline(var, c)
-        keep = ids >= 0
-        if keep.all():
-            keep = None
-        else:
-            ids, offs, lens = ids[keep], offs[keep], lens[keep]
-        masks = {}
-        raw = var.keys.get(MASK_KEY)
-        if raw:
-            for k, m in json.loads(raw).items():
-                c = tuple(int(x) for x in k.split(var.sep)) if rank else ()
-                masks[c] = m
-        return _Part(grid, keep, ids.astype(np.uint32), inp.refs.urls, offs, lens, inline, masks)
 
     def place(self, path: str, sep: str, part: _Part, shift=None, lead=None):
         """Add ``part`` to array ``path``, its chunk coordinates moved by ``shift`` (per
         dimension) and prefixed by ``lead`` (a new first dimension)."""
-        pre = path + "/" if path else ""
-
-        def key(c):
-            c = _move(np.asarray(c, np.int64), shift, lead)
-            return sep.join(map(str, c.tolist())) if c.shape[-1] else "0"
+        def moved(c):
+            return _move(np.asarray(c, np.int64), shift, lead).tolist()
 
         for c, data in part.inline.items():
-            self.inline[pre + key(c)] = data
+            self.inline[_chunk_key(path, sep, moved(c))] = data
         if part.masks:
             table = self.masks.setdefault(path, {})
             for c, m in part.masks.items():
-                table[key(c)] = m
+                table[_chunk_key("", sep, moved(c))] = m
         if len(part.ids):
-            self.grids.setdefault(path, []).append((part, shift, lead))
+            self.grids.setdefault(path, []).append((part, sep, shift, lead))
 
     def references(self, sources: dict) -> References:
         from chunkview._index import ChunkIndex
 
         index = ChunkIndex()
-        total = sum(len(p.ids) for parts in self.grids.values() for p, _, _ in parts)
-        keybytes = sum(len(p.ids) * (len(path) + 2 + 6 * len(p.grid))
-                       for path, parts in self.grids.items() for p, _, _ in parts)
+        total = sum(len(p[0].ids) for parts in self.grids.values() for p in parts)
+        keybytes = sum(len(p[0].ids) * (len(path) + 2 + 6 * len(p[0].grid))
+                       for path, parts in self.grids.items() for p in parts)
         index.reserve(total + len(self.inline) + len(self.masks) + 1, keybytes)
         for k, v in self.inline.items():
             index.set_inline(k, v)
@@ -345,10 +337,8 @@ class _Out:
         if sources:
             index.set_inline(SOURCES_KEY, _dumps(sources))
         for path, parts in self.grids.items():
-            sep = json.loads(self.inline[(path + "/" if path else "") + ".zarray"]).get(
-                "dimension_separator") or "."
             pre = path + "/" if path else ""
-            for part, shift, lead in parts:
+            for part, sep, shift, lead in parts:
                 index.add_grid(pre, _move(part.coords(), shift, lead), part.ids, part.offsets,
                                part.lengths, part.urls, sep=sep, shrink=False)
         self.grids.clear()
@@ -363,6 +353,11 @@ def _move(c: np.ndarray, shift, lead) -> np.ndarray:
     if lead is not None:
         c = np.concatenate([np.full(c.shape[:-1] + (1,), lead, np.int64), c], -1)
     return c
+
+
+def _chunk_key(path: str, sep: str, coords) -> str:
+    """zarr v2's key of the chunk at ``coords`` of array ``path`` ("0" for rank 0)."""
+    return _k(path, sep.join(map(str, coords)) if len(coords) else "0")
 
 
 def _dumps(obj) -> bytes:
@@ -412,10 +407,10 @@ class _Agreement:
         self.check_data = check_data
         self._first: dict[str, tuple] = {}
 
-    def first(self, inp: _Input, var: _Var) -> bool:
+    def first(self, inp: _Input, var: _Var, part: _Part) -> bool:
         """Remember the input ``var`` is compared with; True when ``inp`` must stay open."""
         if self.check_data:
-            self._first[var.path] = (inp, var, self._signature(inp, var), None)
+            self._first[var.path] = (inp, var, _signature(part), None)
         return self.check_data
 
     def close(self):
@@ -425,7 +420,7 @@ class _Agreement:
         if not self.check_data:
             return
         finp, fvar, fsig, fvals = self._first[var.path]
-        if self._signature(inp, var) == fsig:
+        if _signature(_extract(inp, var)) == fsig:
             return
         if fvals is None:
             if finp.refs is None:
@@ -440,20 +435,15 @@ class _Agreement:
             raise CombineError(f"{var.path!r} does not have the concatenated dimension and "
                                f"its values in {inp.name} differ from those in {first_name}")
 
-    def _signature(self, inp: _Input, var: _Var):
-        ids, offs, lens = inp.entries(var)
-        urls = inp.refs.urls
-        sig = []
-        for j, (i, o, n) in enumerate(zip(ids.tolist(), offs.tolist(), lens.tolist())):
-            if i == INLINE:
-                rank = len(var.grid)
-                local = np.unravel_index(j, var.grid) if rank else ()
-                sig.append(("inline", inp.inline(var, [int(x) for x in local])))
-            elif i == MISSING:
-                sig.append(None)
-            else:
-                sig.append((urls[i], o, n))
-        return tuple(sig)
+
+
+def _signature(part: _Part):
+    """What the chunk entries of an array say, URLs spelled out: equal signatures are equal
+    data."""
+    urls = [part.urls[i] for i in part.ids.tolist()]
+    keep = None if part.keep is None else part.keep.tobytes()
+    return (part.grid, keep, tuple(zip(urls, part.offsets.tolist(), part.lengths.tolist())),
+            tuple(sorted(part.inline.items())), tuple(sorted(part.masks.items())))
 
 
 # ------------------------------------------------------------------ public API
@@ -554,8 +544,8 @@ def combine(inputs: Sequence, concat_dim: str | None = "time", *, order_by: str 
             var, fv = inp.vars[path], first.vars[path]
             if how == "same":
                 if n == 0:
-                    parts[path] = out.extract(inp, var)
-                    agree.first(inp, var)
+                    parts[path] = _extract(inp, var)
+                    agree.first(inp, var, parts[path])
                 else:
                     _check_meta(var, fv, inp.name, first.name)
                     agree.check(inp, var, first.name)
@@ -566,7 +556,7 @@ def combine(inputs: Sequence, concat_dim: str | None = "time", *, order_by: str 
             else:
                 _check_meta(var, fv, inp.name, first.name,
                             skip_axis=axis if how == "concat" else None)
-                parts[path] = out.extract(inp, var)
+                parts[path] = _extract(inp, var)
                 if how == "concat":
                     lengths[path] = var.shape[axis]
         sources.update(inp.sources)
@@ -707,8 +697,9 @@ def merge(inputs: Sequence, *, check_data: bool = True, storage_options: dict | 
             have = owner.get(path)
             if have is None:
                 owner[path] = (inp.name, var)
-                out.place(path, var.sep, out.extract(inp, var))
-                if agree.first(inp, var):
+                part = _extract(inp, var)
+                out.place(path, var.sep, part)
+                if agree.first(inp, var, part):
                     keep = True
                 out.inline[_k(path, ".zarray")] = _dumps(var.meta)
                 out.inline[_k(path, ".zattrs")] = _dumps(var.attrs)

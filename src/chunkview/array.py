@@ -31,6 +31,7 @@ from chunkview.references import References, load
 
 MASK_KEY = ".cvmask"
 ERROR_KEY = ".cverror"  # a dataset the scanner could not map: why
+DIMENSION_KEY = "_ARRAY_DIMENSIONS"  # xarray's dimension names in .zattrs
 
 
 def _json_of(refs, key: str, source=None):
@@ -58,6 +59,10 @@ def _field(f):
     return (name, typ, tuple(f[2])) if len(f) > 2 else (name, typ)
 
 
+# zarr v2 JSON's spelling of the floats JSON has no literal for
+JSON_FLOATS = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}
+
+
 def _fill_bytes(fill, dtype: np.dtype, bad=None):
     """The fill value as itemsize bytes, or None for zeros (zarr v2 ``null``)."""
     if fill is None:
@@ -70,7 +75,7 @@ def _fill_bytes(fill, dtype: np.dtype, bad=None):
             if fill == 0:
                 return None
         if isinstance(fill, str):
-            fill = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}.get(fill, fill)
+            fill = JSON_FLOATS.get(fill, fill)
         if dtype.kind == "c" and isinstance(fill, list):
             if len(fill) != 2:
                 raise ValueError("a complex fill value is [real, imag]")

@@ -106,6 +106,14 @@ def cmd_scan(args) -> int:
         outs = [args.output]
     unsupported = 0
     n = 0
+
+    def report(src, count, bad):
+        nonlocal n, unsupported
+        n += count
+        for path, why in bad:
+            unsupported += 1
+            print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
+
     if args.jobs and args.jobs > 1 and many:
         from chunkview.scan import scan_to_files
 
@@ -114,10 +122,7 @@ def cmd_scan(args) -> int:
             for src, count, bad in scan_to_files(args.inputs, outs, jobs=args.jobs,
                                                  format=args.format, progress=tick,
                                                  **scan_opts):
-                n += count
-                for path, why in bad:
-                    unsupported += 1
-                    print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
+                report(src, count, bad)
         finally:
             done()
     else:
@@ -130,10 +135,7 @@ def cmd_scan(args) -> int:
         results = results if many else [results]
         for src, refs, out in zip(args.inputs, results, outs):
             refs.save(out, format=args.format)
-            n += len(refs)
-            for path, why in sorted(refs.unsupported.items()):
-                unsupported += 1
-                print(f"{src}: {path}: unsupported: {why}", file=sys.stderr)
+            report(src, len(refs), sorted(refs.unsupported.items()))
     print(f"scanned {len(outs)} file(s) into {n:,} references in "
           f"{time.perf_counter() - t0:.2f} s -> {args.output}"
           + (f" ({unsupported} unsupported datasets)" if unsupported else ""))

@@ -276,6 +276,9 @@ def _rebuild(data, templates, source, remote_origin=False):
 
 
 SOURCES_KEY = ".cvsources"
+# per array or group: what netCDF readers see that zarr metadata cannot say (attribute dtypes,
+# implicit fill values, dimensions without a variable), written by the scanners
+NETCDF_KEY = ".cvnetcdf"
 
 
 def sources_of(refs) -> dict:

@@ -28,11 +28,10 @@ except ImportError as e:  # pragma: no cover - the entry point is only loaded by
     raise ImportError("chunkview's xarray engine needs xarray: pip install 'chunkview[xarray]'"
                       ) from e
 
-from chunkview.array import ERROR_KEY, _dtype_of
+from chunkview.array import DIMENSION_KEY, ERROR_KEY, JSON_FLOATS, _dtype_of, _fill_bytes
 from chunkview.errors import ReferenceFormatError
+from chunkview.references import NETCDF_KEY
 
-NETCDF_KEY = ".cvnetcdf"
-DIMENSION_KEY = "_ARRAY_DIMENSIONS"
 _NON_COORD = "_nc4_non_coord_"
 
 # references opened in this process, by token: a worker unpickling many tasks of one dataset
@@ -126,29 +125,20 @@ def _typed(value, dtype: str | None):
 
 
 def _floats(value):
-    names = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}
     if isinstance(value, list):
         return [_floats(v) for v in value]
-    return names.get(value, value) if isinstance(value, str) else value
+    return JSON_FLOATS.get(value, value) if isinstance(value, str) else value
 
 
 def _fill_value(fill, dtype: np.dtype):
     """zarr v2 ``fill_value`` JSON as a numpy scalar of ``dtype`` (None when it has none)."""
     if fill is None or dtype.hasobject or dtype.fields is not None:
         return None
-    if dtype.kind in "SV":
-        import base64
-
-        if not isinstance(fill, str):
-            return None
-        raw = base64.standard_b64decode(fill)
-        return np.frombuffer(raw.ljust(dtype.itemsize, b"\0")[:dtype.itemsize], dtype)[0]
-    if dtype.kind == "c" and isinstance(fill, list):
-        fill = complex(_floats(fill[0]), _floats(fill[1]))
     try:
-        return np.array(_floats(fill), dtype=dtype)[()]
-    except (TypeError, ValueError, OverflowError):
+        raw = _fill_bytes(fill, dtype)
+    except ReferenceFormatError:
         return None
+    return np.zeros((), dtype)[()] if raw is None else np.frombuffer(raw, dtype)[0]
 
 
 class ChunkviewDataStore(AbstractDataStore):

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chunkview.errors import ChunkviewError, ScanError, UnsupportedError, missing_extra
+from chunkview.references import NETCDF_KEY
 from chunkview.scan import _h5format as H
 from chunkview.scan._common import contiguous_chunking, contiguous_chunks, json_value
 
 ERROR_KEY = ".cverror"
 MASK_KEY = ".cvmask"
-# netCDF facts zarr metadata cannot carry, for chunkview's xarray engine:
-# {"_FillValue": false} when the zarr fill_value is only HDF5's fill value (no _FillValue
-# attribute), {"dimension_only": true} for a netCDF dimension that is not a variable
-NETCDF_KEY = ".cvnetcdf"
+# under NETCDF_KEY: {"attrs": {name: dtype}} for numeric attributes, {"_FillValue": false}
+# when the zarr fill_value is only HDF5's fill value (no _FillValue attribute),
+# {"dimension_only": true} for a netCDF dimension that is not a variable
 _DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 
 # attributes netCDF-4 and the dimension-scale API keep for themselves
@@ -156,7 +156,6 @@ class HDF5Scanner:
         self._files = {}  # h5py file name -> (H5File, url) for external links
         self._dimnames = {}  # (group path, length) -> phony dimension name
         self.out = ScanOutput()
-        self._attr_types = {}  # path -> {attribute: dtype}, consumed by _netcdf_facts
 
     def _open_h5(self):
         try:
@@ -201,8 +200,9 @@ class HDF5Scanner:
             return
         active = active | {ident}
         self.out.inline[_k(path, ".zgroup")] = _json({"zarr_format": 2})
-        self.out.inline[_k(path, ".zattrs")] = _json(self._attrs(g, path))
-        self._netcdf_facts(g, path, dataset=False)
+        attrs, types = self._attrs(g, path)
+        self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+        self._netcdf_facts(g, path, types, dataset=False)
         try:
             names = list(g)
         except Exception as e:  # the HDF5 library cannot list this group: a corrupt file
@@ -253,6 +253,7 @@ class HDF5Scanner:
         self.out.unsupported[path] = why
 
     def _attrs(self, obj, path):
+        """(attributes as JSON-safe values, {name: dtype} of the numeric ones)."""
         out = {}
         try:
             names = list(obj.attrs)
@@ -277,8 +278,7 @@ class HDF5Scanner:
             dt = getattr(v, "dtype", None)
             if dt is not None and dt.kind in "iuf" and dt.fields is None:
                 types[name] = dt.str
-        self._attr_types[path] = types
-        return out
+        return out, types
 
     # ------------------------------------------------------------------ datasets
 
@@ -325,9 +325,9 @@ class HDF5Scanner:
         shape = tuple(int(s) for s in (d.shape or ()))
         if d.shape is None:  # a null dataspace: no elements at all
             raise UnsupportedError("dataset with a null dataspace holds no data")
-        attrs = self._attrs(d, path)
+        attrs, types = self._attrs(d, path)
         attrs["_ARRAY_DIMENSIONS"] = self._dims(d, path, shape)
-        self._netcdf_facts(d, path)
+        self._netcdf_facts(d, path, types)
         sinfo = h5py.check_string_dtype(dt)
         if sinfo is not None and sinfo.length is None:
             return self._vlen_strings(d, path, shape, attrs, sinfo)
@@ -392,10 +392,9 @@ class HDF5Scanner:
         self.out.inline[_k(path, ".zarray")] = _json(meta)
         self.out.inline[_k(path, ".zattrs")] = _json(attrs)
 
-    def _netcdf_facts(self, obj, path, dataset=True):
+    def _netcdf_facts(self, obj, path, types, dataset=True):
         """What netCDF readers see that zarr metadata cannot say, under NETCDF_KEY."""
         facts = {}
-        types = self._attr_types.pop(path, None)
         if types:
             facts["attrs"] = types
         if dataset:

@@ -30,6 +30,7 @@ import unicodedata
 import numpy as np
 
 from chunkview.errors import ScanError
+from chunkview.references import NETCDF_KEY
 from chunkview.scan._common import contiguous_chunking, contiguous_chunks, json_value
 
 __all__ = ["is_netcdf3", "scan_netcdf3"]
@@ -207,7 +208,7 @@ def _attr_types(refs: dict, prefix: str, attrs: dict) -> None:
     chunkview's xarray engine)."""
     types = {k: a.dtype.newbyteorder("=").str for k, (t, a) in attrs.items() if t != 2}
     if types:
-        refs[prefix + ".cvnetcdf"] = _dumps({"attrs": types})
+        refs[prefix + NETCDF_KEY] = _dumps({"attrs": types})
 
 
 def _attr_json(t: int, values: np.ndarray):
