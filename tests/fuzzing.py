@@ -241,48 +241,7 @@ def nc(path, names, limit):
             except Exception as e:
                 res[n] = e.__class__.__name__
     return res
-def h5walk(path, names, limit):
-    # what the scanner asks libhdf5 (through h5py) about the object tree
-    import h5py
-    os.chdir(os.path.dirname(path))
-    seen = 0
-    def visit(g, depth):
-        nonlocal seen
-        for name in list(g.keys()):
-            seen += 1
-            if seen > 5000:
-                return
-            try:
-                g.id.links.get_info(name.encode())
-                obj = g[name]
-            except Exception:
-                continue
-            try:
-                for a in list(obj.attrs):
-                    try:
-                        obj.attrs[a]
-                    except Exception:
-                        pass
-            except Exception:
-                pass
-            if isinstance(obj, h5py.Dataset):
-                for step in (lambda: obj.shape, lambda: obj.dtype, obj.id.get_create_plist,
-                             obj.id.get_type, lambda: obj.is_virtual,
-                             lambda: obj.virtual_sources() if obj.is_virtual else None,
-                             lambda: [len(obj.dims[i]) and obj.dims[i][0].name
-                                      for i in range(len(obj.shape or ()))],
-                             lambda: obj[()] if obj.dtype.kind == "O" and obj.size < 10000
-                             else None):
-                    try:
-                        step()
-                    except Exception:
-                        pass
-            elif isinstance(obj, h5py.Group) and depth < 32:
-                visit(obj, depth + 1)
-    with h5py.File(path, "r") as f:
-        visit(f, 0)
-    return {}
-KINDS = {"h5": h5, "nc": nc, "h5walk": h5walk}
+KINDS = {"h5": h5, "nc": nc}
 inp = sys.stdin.buffer
 while True:
     head = inp.read(8)
@@ -321,8 +280,7 @@ class Oracle:
 
     def read(self, kind: str, path, names=(), limit: int = 32 << 20, timeout=None):
         """``{name: array}`` (or ``{name: "ExceptionName"}``) of what the library reads, or
-        None when the child crashed or hung.  kind "h5walk": walk the object tree the way the
-        HDF5 scanner does through h5py ({} when libhdf5 survives it)."""
+        None when the child crashed or hung."""
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         msg = pickle.dumps((kind, str(path), list(names), limit), protocol=5)

@@ -269,6 +269,82 @@ def test_corrupt_index_structures(files, tmp_path):
         pass
 
 
+_SCAN_ONE = """
+import sys, chunkview
+try:
+    chunkview.scan(sys.argv[1])
+    print("scanned")
+except chunkview.ChunkviewError as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_damaged_global_heap(tmp_path):
+    """libhdf5 loops forever on a global heap collection whose free-space object has size 0
+    (found by fuzzing); the scanner checks each collection libhdf5 reads before libhdf5
+    parses it and raises ScanError.  Each scan runs in a child with a time limit, so that a
+    regression is a failed test, not a hung run."""
+    good = tmp_path / "vlen.h5"
+    with h5py.File(good, "w") as f:
+        d = f.create_dataset("x", data=np.arange(4))
+        d.attrs["long"] = "a" * 6000  # vlen strings live in the global heap; > 4 KiB
+        d.attrs["list"] = ["p", "qr"]
+    attrs = json.loads(chunkview.scan(str(good))["x/.zattrs"])
+    assert attrs["long"] == "a" * 6000 and attrs["list"] == ["p", "qr"]
+    raw = good.read_bytes()
+    at = raw.find(b"GCOL")
+    assert at > 0 and raw.find(b"GCOL", at + 1) == -1
+    obj = at + 16  # the first object: index (2), references (2), reserved (4), size (8)
+
+    def damaged(name, *edits):
+        b = bytearray(raw)
+        for pos, value, n in edits:
+            b[pos:pos + n] = value.to_bytes(n, "little")
+        p = tmp_path / f"{name}.h5"
+        p.write_bytes(bytes(b))
+        r = subprocess.run([sys.executable, "-c", _SCAN_ONE, str(p)], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    # the first object made free space (index 0) of size 0: libhdf5 would never move past it
+    out = damaged("zero", (obj, 0, 2), (obj + 8, 0, 8))
+    assert out.startswith("ScanError corrupt global heap collection: object 0 of 0 bytes"), out
+    assert f"byte {obj}" in out and "zero.h5" in out
+    # an object size that would wrap libhdf5's pointer, and a collection past the file's end
+    out = damaged("huge", (obj + 8, 2**63, 8))
+    assert out.startswith("ScanError corrupt global heap collection"), out
+    out = damaged("past_end", (at + 8, len(raw) * 2, 8))
+    assert out.startswith("ScanError global heap collection of"), out
+    assert "does not fit in the file" in out
+
+
+def test_reduced_precision_refused(tmp_path):
+    """libhdf5 converts integers stored with reduced precision or at a bit offset as it reads
+    them; read as stored they would be silently wrong, so the scanner refuses them."""
+    p = tmp_path / "prec.h5"
+    values = np.array([0, 1, -1, 100, -100, 2047, -2048, 5], "i4")
+    with h5py.File(p, "w") as f:
+        f.create_dataset("x", data=values << 3, chunks=(4,))
+        f.create_dataset("y", data=values, chunks=(4,))
+    raw = bytearray(p.read_bytes())
+    # the first int32 datatype message (x's): 16-bit precision at bit offset 3
+    pat = bytes.fromhex("1008000004000000" "0000" "2000")
+    at = raw.find(pat)
+    assert at > 0
+    raw[at + 8:at + 12] = (3).to_bytes(2, "little") + (16).to_bytes(2, "little")
+    p.write_bytes(bytes(raw))
+    with h5py.File(p, "r") as f:
+        assert f["x"].id.get_type().get_precision() == 16
+        assert np.array_equal(f["x"][()], values)  # libhdf5 shifts and sign-extends
+    refs = chunkview.scan(str(p))
+    assert "16-bit numbers at bit offset 3 of 4-byte elements" in refs.unsupported["x"]
+    g = chunkview.open(refs)
+    with pytest.raises(UnsupportedError, match="bit offset 3"):
+        g["x"]
+    assert np.array_equal(g["y"][...], values)
+
+
 def test_cli_scan_info_verify(files, tmp_path):
     out = tmp_path / "refs.json"
     run = [sys.executable, "-m", "chunkview.cli"]

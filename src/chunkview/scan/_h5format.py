@@ -75,6 +75,70 @@ def read_superblock(reader, off: int) -> Superblock:
     return Superblock(off, version, so, sl, base)
 
 
+GCOL = b"GCOL"
+
+
+def check_global_heap(buf, at: int, file_size: int, L: int, url=None) -> None:
+    """Raise :class:`ScanError` unless ``buf`` (read at file offset ``at``, starting with a
+    global heap collection's signature) holds a collection libhdf5 can walk.
+
+    libhdf5 walks a collection object by object, each advancing by its header plus its padded
+    size (the free-space object, index 0, by its size alone), with no check that a step moves
+    forward or stays inside the collection: a free-space object of size 0 makes it loop
+    forever, a huge size wraps its pointer.  The scanner reads the object tree through libhdf5,
+    so these bytes are checked here, as they are read, before libhdf5 parses them.  A read
+    shorter than the collection (libhdf5's first, 4 KiB, read of a larger one) is let through:
+    :class:`GlobalHeapCheck` checks the collection when libhdf5 has read the rest."""
+    hdr = 8 + L  # signature, version, 3 reserved, collection size
+    if len(buf) < hdr:
+        if at + hdr > file_size:
+            raise ScanError("truncated global heap collection", url=url, offset=at)
+        return
+    if buf[4] != 1:
+        raise ScanError(f"unknown global heap collection version {buf[4]}", url=url, offset=at)
+    size = int.from_bytes(buf[8:hdr], "little")
+    if size < hdr or at + size > file_size:
+        raise ScanError(f"global heap collection of {size} bytes does not fit in the file "
+                        f"({file_size} bytes)", url=url, offset=at)
+    if len(buf) < size:
+        return
+    objhdr = 8 + L  # index, reference count, 4 reserved, object size
+    p = hdr
+    while p < size:
+        if p + objhdr > size:  # too little room for an object: free space
+            break
+        idx = int.from_bytes(buf[p:p + 2], "little")
+        n = int.from_bytes(buf[p + 8:p + objhdr], "little")
+        step = n if idx == 0 else objhdr + ((n + 7) & ~7)
+        if step < objhdr or step > size - p:
+            raise ScanError(f"corrupt global heap collection: object {idx} of {n} bytes at "
+                            f"+{p} does not fit in the collection's {size} bytes",
+                            url=url, offset=at + p)
+        p += step
+
+
+class GlobalHeapCheck:
+    """``check(offset, data)`` for every read libhdf5 makes of one file: checks each global
+    heap collection (:func:`check_global_heap`) once its bytes are all read.  libhdf5 reads a
+    collection in one piece or, when it is larger than its first 4 KiB read, in two: the rest
+    in the read that follows, which is joined to the first here."""
+
+    def __init__(self, file_size: int, L: int, url=None):
+        self.file_size, self.L, self.url = file_size, L, url
+        self.pending = None  # (offset, bytes) of a collection's first part
+
+    def __call__(self, at: int, data) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None and at == pending[0] + len(pending[1]):
+            at, data = pending[0], pending[1] + bytes(data)
+        elif data[:4] != GCOL:
+            return
+        check_global_heap(data, at, self.file_size, self.L, self.url)
+        if len(data) >= 8 + self.L and len(data) < int.from_bytes(data[8:8 + self.L],
+                                                                 "little"):
+            self.pending = (at, bytes(data))
+
+
 class Cursor:
     """Little-endian decoding over a bytes-like with bounds checks."""
 

@@ -152,9 +152,13 @@ class ReaderFile:
     """A read-only, seekable file object over a :class:`Reader` (for h5py's ``fileobj``
     driver), so h5py's reads share the reader's block cache."""
 
-    def __init__(self, reader: Reader):
+    def __init__(self, reader: Reader, inspect=None):
         self.reader = reader
         self.pos = 0
+        # ``inspect(offset, data)`` sees every read before h5py does and may raise to refuse
+        # it; h5py turns the exception into a failed read, so the first one is kept here
+        self.inspect = inspect
+        self.error = None
 
     def seek(self, pos, whence=0):
         if whence == 0:
@@ -172,6 +176,12 @@ class ReaderFile:
         if n is None or n < 0:
             n = self.reader.size - self.pos
         data = bytes(self.reader.read_upto(self.pos, n))
+        if self.inspect is not None:
+            try:
+                self.inspect(self.pos, data)
+            except Exception as e:
+                self.error = self.error or e
+                raise
         self.pos += len(data)
         return data
 

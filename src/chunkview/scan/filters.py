@@ -42,7 +42,7 @@ from chunkview.hdf5codecs import (
     nbit_parse,
 )
 
-__all__ = ["codecs_for", "FILTER_NAMES"]
+__all__ = ["codecs_for", "layout_problem", "FILTER_NAMES"]
 
 FILTER_NAMES = {
     1: "deflate",
@@ -62,7 +62,34 @@ FILTER_NAMES = {
 }
 
 # H5T class codes (H5Tpublic.h) and float normalisations
-_H5T_FLOAT, _H5T_COMPOUND, _H5T_ARRAY = 1, 6, 10
+_H5T_INTEGER, _H5T_FLOAT, _H5T_BITFIELD, _H5T_COMPOUND, _H5T_ENUM, _H5T_ARRAY = 0, 1, 4, 6, 8, 10
+
+
+def layout_problem(tid) -> str | None:
+    """Why the numbers of HDF5 type ``tid`` (h5py's TypeID) are not stored as numpy reads
+    them, or None.  libhdf5 converts an integer of reduced precision or at a bit offset, and a
+    float whose layout is not IEEE's, when it reads; read as stored, its values would be
+    silently wrong.  (nbit-filtered data is checked against the nbit parameters instead.)
+    Floats wider than 8 bytes (x87 long doubles) are numpy's own layout and let through."""
+    cls = tid.get_class()
+    if cls in (_H5T_INTEGER, _H5T_FLOAT, _H5T_BITFIELD):
+        size, prec, off = tid.get_size(), tid.get_precision(), tid.get_offset()
+        if cls == _H5T_FLOAT and size > 8:
+            return None
+        if prec != size * 8 or off != 0:
+            return f"{prec}-bit numbers at bit offset {off} of {size}-byte elements"
+        if cls == _H5T_FLOAT:
+            layout = (*map(int, tid.get_fields()), int(tid.get_ebias()))
+            if layout != _IEEE.get(size) or tid.get_norm() != 0:
+                return f"{size}-byte floats of a non-IEEE layout {layout}"
+    elif cls == _H5T_COMPOUND:
+        for i in range(tid.get_nmembers()):
+            why = layout_problem(tid.get_member_type(i))
+            if why:
+                return why
+    elif cls in (_H5T_ARRAY, _H5T_ENUM):
+        return layout_problem(tid.get_super())
+    return None
 
 
 def _text(name) -> str:
@@ -183,6 +210,7 @@ def _nbit_config(cd, dtype, path, h5type) -> dict:
             "nbit on a reduced-precision float needs the HDF5 float layout: pass "
             "h5type=dset.id.get_type() to codecs_for" + _where(path))
     if h5type is not None:
+        _check_atomics(tree, h5type, path)
         fields = []
         _float_fields(tree, h5type, fields, path)
         for f in fields:
@@ -230,6 +258,29 @@ def _reduced_floats(tree, dtype) -> dict:
     return {node.idx: node.size for node, dt in acc
             if dt is not None and dt.kind == "f"
             and (node.prec < node.size * 8 or node.off != 0 or node.size not in _IEEE)}
+
+
+def _check_atomics(node, tid, path):
+    """The nbit parameters describe the dataset's HDF5 type: libhdf5 decodes with the one and
+    converts with the other, so where they disagree its values are neither's."""
+    cls = tid.get_class()
+    if isinstance(node, _Atomic):
+        if cls == _H5T_ENUM:
+            tid = tid.get_super()
+        got = (tid.get_size(), tid.get_precision(), tid.get_offset())
+        if got != (node.size, node.prec, node.off):
+            raise UnsupportedError(
+                f"nbit parameters (size, precision, offset) {(node.size, node.prec, node.off)} "
+                f"do not match the HDF5 type's {got}" + _where(path))
+    elif isinstance(node, _Array):
+        if cls != _H5T_ARRAY:
+            raise UnsupportedError("nbit parameters do not match the HDF5 type" + _where(path))
+        _check_atomics(node.base, tid.get_super(), path)
+    elif isinstance(node, _Compound):
+        if cls != _H5T_COMPOUND or tid.get_nmembers() != len(node.members):
+            raise UnsupportedError("nbit parameters do not match the HDF5 type" + _where(path))
+        for i, (_moff, child) in enumerate(node.members):
+            _check_atomics(child, tid.get_member_type(i), path)
 
 
 def _float_fields(node, tid, acc, path):

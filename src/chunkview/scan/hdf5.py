@@ -154,6 +154,8 @@ class HDF5Scanner:
         self.fmt = H.H5File(reader)
         self._h5 = h5file
         self._files = {}  # h5py file name -> (H5File, url) for external links
+        self._linked = {}  # resolved path or URL -> h5py file, for external links and VDS
+        self._fileobjs = []  # the file objects libhdf5 reads through (see _h5_through)
         self._dimnames = {}  # (group path, length) -> phony dimension name
         self.out = ScanOutput()
 
@@ -166,12 +168,62 @@ class HDF5Scanner:
             return self._h5
         from chunkview.scan._reader import LocalReader, ReaderFile
 
+        # libhdf5 reads through a file object, so that the global heap collections it reads
+        # are checked first (H.check_global_heap: a damaged one makes libhdf5 loop forever);
+        # the real name keeps external links resolving next to the file
         try:
-            if isinstance(self.reader, LocalReader):
-                return h5py.File(self.reader.path, "r")
-            return h5py.File(ReaderFile(self.reader), "r")
+            return self._h5_through(self.reader, self.fmt)
         except OSError as e:
+            self._raise_refused()
             raise ScanError(f"the HDF5 library cannot open the file: {e}", url=self.url) from e
+
+    def _h5_through(self, reader, fmt):
+        """h5py's view of the file behind ``reader``, read through a file object."""
+        import h5py
+
+        from chunkview.scan._reader import LocalReader, ReaderFile
+
+        fo = ReaderFile(reader, H.GlobalHeapCheck(reader.size, fmt.L, reader.url))
+        self._fileobjs.append(fo)
+        name = reader.path if isinstance(reader, LocalReader) else reader.url
+        # the fileobj driver would also be used for the files external links name (libhdf5
+        # opens them with the parent's access list): links are followed by _linked_file
+        return h5py.File(name, "r", driver="fileobj", fileobj=fo)
+
+    def _raise_refused(self):
+        """Raise what a check of the bytes libhdf5 read refused, if anything was refused."""
+        for fo in self._fileobjs:
+            if fo.error is not None:
+                raise fo.error
+
+    def _linked_file(self, filename, here):
+        """The h5py file an external link or a virtual dataset names, resolved as libhdf5
+        does (absolute, else next to the linking file ``here``, else from the working
+        directory) and opened through a checked reader, once."""
+        from chunkview.scan._reader import open_reader
+
+        cands = [filename]
+        if not os.path.isabs(filename) and "://" not in filename:
+            base = here.rsplit("/", 1)[0] if "://" in here else os.path.dirname(here)
+            cands.insert(0, (base + "/" + filename) if "://" in here
+                         else os.path.join(base, filename))
+        err = None
+        for cand in cands:
+            key = cand if "://" in cand else os.path.abspath(cand)
+            hit = self._linked.get(key)
+            if hit is not None:
+                return hit
+            try:
+                r = open_reader(cand)
+                fmt = H.H5File(r)
+                f = self._h5_through(r, fmt)
+            except (ChunkviewError, OSError) as e:
+                err = err or e
+                continue
+            self._files[f.file.filename] = (fmt, r.url)
+            self._linked[key] = f
+            return f
+        raise UnsupportedError(f"linked file {filename!r} cannot be opened: {err}")
 
     def scan(self) -> ScanOutput:
         f = self._open_h5()
@@ -181,11 +233,18 @@ class HDF5Scanner:
             try:
                 self._group(f, "", set())
             except ChunkviewError:
+                self._raise_refused()
                 raise
             except Exception as e:  # noqa: BLE001 - libhdf5 refused a corrupt structure
+                self._raise_refused()
                 raise ScanError(f"the HDF5 library failed: {type(e).__name__}: {e}",
                                 url=self.url) from e
+            # a refused read that libhdf5's error was caught for (an unreadable attribute,
+            # a dataset it cannot describe) still makes the file corrupt
+            self._raise_refused()
         finally:
+            for linked in self._linked.values():
+                linked.close()
             if self._h5 is None:
                 f.close()
         return self.out
@@ -218,7 +277,11 @@ class HDF5Scanner:
             if addr is not None and g.file.filename == self._root_name:
                 self.fmt.check_object(addr, child)
             try:
-                obj = g[name]
+                link = g.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    obj = self._linked_file(link.filename, g.file.filename)[link.path]
+                else:
+                    obj = g[name]
             except Exception as e:  # dangling soft/external link, user-defined link type...
                 try:
                     kind = type(g.get(name, getlink=True)).__name__
@@ -334,6 +397,13 @@ class HDF5Scanner:
         spec, extra = _zarr_dtype(dt)
         dcpl = d.id.get_create_plist()
         filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
+        if not any(int(f[0]) == 5 for f in filters):  # nbit: checked with its parameters
+            from chunkview.scan.filters import layout_problem
+
+            why = layout_problem(d.id.get_type())
+            if why:
+                raise UnsupportedError(f"the file stores {why}, which the HDF5 library "
+                                       "converts on reading and zarr cannot express")
         fmt, url = self._fmt_for(d)
         lay = fmt.layout(addr, len(shape), path)
         base = dt.subdtype[0] if dt.subdtype is not None else dt
@@ -508,15 +578,11 @@ class HDF5Scanner:
         if m.file_name == ".":
             f = d.file
         else:
-            here = os.path.dirname(d.file.filename)
-            cand = m.file_name if os.path.isabs(m.file_name) else os.path.join(here,
-                                                                               m.file_name)
             try:
-                f = h5py.File(cand, "r")
-            except OSError as e:
+                f = self._linked_file(m.file_name, d.file.filename)
+            except UnsupportedError as e:
                 raise UnsupportedError(f"virtual dataset: {src} cannot be opened: {e}") \
                     from None
-            self._keep = getattr(self, "_keep", []) + [f]
         try:
             sd = f[m.dset_name]
         except Exception as e:
