@@ -161,13 +161,11 @@ class HDF5Scanner:
 
     def _open_h5(self):
         try:
-            import h5py
+            import h5py  # noqa: F401 - here to name the extra when it is missing
         except ImportError:
             raise missing_extra("h5py", "hdf5") from None
         if self._h5 is not None:
             return self._h5
-        from chunkview.scan._reader import LocalReader, ReaderFile
-
         # libhdf5 reads through a file object, so that the global heap collections it reads
         # are checked first (H.check_global_heap: a damaged one makes libhdf5 loop forever);
         # the real name keeps external links resolving next to the file
