@@ -123,10 +123,138 @@ def test_ranges_merged_and_split(served):
 
     served.reset_stats()
     z = chunkview.open_zarr(refs, remote_options=_fresh_http(), check_source="off",
-                            max_gap=-1)
+                            max_gap=-1, multi_range=False)
     np.testing.assert_array_equal(z["x"][3:20, 50:150, 10:190], want[3:20, 50:150, 10:190])
     assert served.gets == 3 * 2 * 2  # no merging: one request per touched chunk
     assert nchunks == 32
+
+
+def _ranges_asked(server):
+    return [len(r.split(",")) for m, _, r in server.log if m == "GET" and r]
+
+
+@pytest.mark.parametrize("api", ["open", "zarr"])
+def test_multi_range_requests(served, api):
+    """Blocks that are not near each other still go in one request: a multi-range GET whose
+    multipart answer is split into its parts as it arrives."""
+    url = served.url("big.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    want = _h5_all(served.folder / "big.h5")["x"][3:20, 50:150, 10:190]
+    opener = chunkview.open if api == "open" else chunkview.open_zarr
+    served.reset_stats()
+    g = opener(refs, remote_options=_fresh_http(), check_source="off", max_gap=-1)
+    np.testing.assert_array_equal(g["x"][3:20, 50:150, 10:190], want)
+    assert _ranges_asked(served) == [12]  # 12 chunks, none adjacent to the next: one request
+    # at most request_bytes per request: the 12 ranges spread over several requests
+    served.reset_stats()
+    g = opener(refs, remote_options=_fresh_http(), check_source="off", max_gap=-1,
+               request_bytes=3 * max(refs[k][2] for k in refs if k.startswith("x/0.")))
+    np.testing.assert_array_equal(g["x"][3:20, 50:150, 10:190], want)
+    assert sorted(_ranges_asked(served)) == [3, 3, 3, 3]
+
+
+@pytest.mark.parametrize("mode", ["ignore", "refuse"])
+def test_multi_range_refused(tmp_path, h5file, mode):
+    """A server that answers a multi-range request with the whole file (200, read no further)
+    or 416 is remembered and read one range per request."""
+    shutil.copy(h5file, tmp_path / "small.h5")
+    with RangeServer(tmp_path, multi_range=mode) as srv:
+        refs = chunkview.scan(srv.url("small.h5"), storage_options=_fresh_http())
+        want = _h5_all(tmp_path / "small.h5")["t2m"]
+        g = chunkview.open(refs, remote_options=_fresh_http(), check_source="off", max_gap=-1)
+        srv.reset_stats()
+        np.testing.assert_array_equal(g["t2m"][...], want)
+        first = _ranges_asked(srv)
+        assert first[0] > 1 and all(n == 1 for n in first[1:])  # tried once, then one each
+        srv.reset_stats()
+        np.testing.assert_array_equal(g["t2m"][...], want)
+        assert all(n == 1 for n in _ranges_asked(srv))  # remembered
+        assert len(_ranges_asked(srv)) == len(first) - 1
+
+
+@pytest.mark.parametrize("fault", ["503", "reset", "truncate"])
+def test_multi_range_faults_retried(served, fault):
+    url = served.url("big.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    want = _h5_all(served.folder / "big.h5")["x"][3:20, 50:150, 10:190]
+    served.fail(fault, path="big.h5")
+    served.reset_stats()
+    g = chunkview.open(refs, remote_options=_fresh_http(), check_source="off", max_gap=-1,
+                       backoff=0.01)
+    np.testing.assert_array_equal(g["x"][3:20, 50:150, 10:190], want)
+    assert not served.faults
+    asked = _ranges_asked(served)
+    assert asked[0] == 12 and sum(asked[1:]) <= 12  # the retry asks for what is missing
+
+
+def test_multi_range_failure_names_key_url_range(served):
+    url = served.url("big.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    served.fail(*["503"] * 20, path="big.h5")
+    with pytest.raises(FetchError) as ei:
+        chunkview.open(refs, remote_options=_fresh_http(), check_source="off", max_gap=-1,
+                       backoff=0.01, retries=1)["x"][3:20, 50:150, 10:190]
+    err = ei.value
+    assert err.url == url and err.key.startswith("x/") and err.end > err.start
+    assert "one request for 12 ranges" in str(err) and "503" in str(err)
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """nginx (Debian's package) serving a folder on 127.0.0.1: a real multi-range server."""
+    import socket
+    import subprocess
+
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                     else None)
+    if exe is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    root = tmp_path / "www"
+    root.mkdir()
+    (tmp_path / "tmp").mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    temp = " ".join(f"{k}_temp_path {tmp_path / 'tmp'};" for k in
+                    ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off; worker_processes 1; pid {tmp_path / 'nginx.pid'};\n"
+        # as root, nginx's workers would run as nobody, who cannot read pytest's folders
+        + ("user root;\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else "")
+        + f"error_log {tmp_path / 'error.log'};\nevents {{ worker_connections 64; }}\n"
+        f"http {{ access_log {tmp_path / 'access.log'}; {temp}\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n")
+    proc = subprocess.Popen([exe, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.skip(f"nginx did not start: {proc.stderr.read().decode()[-300:]}")
+            time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", root, tmp_path / "access.log"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_multi_range_nginx(nginx):
+    base, root, log = nginx
+    rng = np.random.default_rng(7)
+    with h5py.File(root / "n.h5", "w") as f:
+        f.create_dataset("x", data=rng.integers(0, 1000, (32, 200, 200), dtype="i4"),
+                         chunks=(8, 50, 50), compression="gzip", shuffle=True)
+    refs = chunkview.scan(f"{base}/n.h5", storage_options=_fresh_http())
+    want = _h5_all(root / "n.h5")["x"]
+    before = len(log.read_text().splitlines())
+    z = chunkview.open_zarr(refs, remote_options=_fresh_http(), max_gap=-1)
+    np.testing.assert_array_equal(z["x"][3:20, 30:170, 60:140], want[3:20, 30:170, 60:140])
+    lines = log.read_text().splitlines()[before:]
+    gets = [ln for ln in lines if '"GET ' in ln]
+    assert len(gets) == 1 and '" 206 ' in gets[0], lines  # 36 chunks in one request
 
 
 def test_decode_overlaps_fetch(served):

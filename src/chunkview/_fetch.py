@@ -23,7 +23,16 @@ from fsspec.core import split_protocol
 
 from chunkview._index import INLINE, WHOLE
 from chunkview._platform import url_to_path
-from chunkview._remote import RemoteOptions, SourceChecker, check_allowed, read_block, read_range
+from chunkview._remote import (
+    MAX_RANGES,
+    RemoteOptions,
+    SourceChecker,
+    check_allowed,
+    multi_range_ok,
+    read_block,
+    read_multi,
+    read_range,
+)
 from chunkview.errors import ChunkviewError, FetchError
 
 _LOCAL = (None, "file", "local")
@@ -99,6 +108,7 @@ class _Job:
     members: np.ndarray  # chunk indices
     start: int
     end: int  # -1: the whole file
+    parts: list | None = None  # [(start, end, members)]: blocks read in one multi-range request
 
 
 class Source:
@@ -241,8 +251,12 @@ class Source:
                     en = (offs_i[part] + lens_i[part]).tolist()
                     # blocks of at most ~request_bytes: each is one request, decoded as it lands
                     cap = min(self.max_block, self.opts.request_bytes)
-                    for bs, be, members in merge_ranges(st, en, self.max_gap, cap):
-                        jobs.append(_Job(fs, url, part[members], bs, be))
+                    blocks = [(bs, be, part[m]) for bs, be, m in
+                              merge_ranges(st, en, self.max_gap, cap)]
+                    if len(blocks) > 1 and multi_range_ok(fs, url, self.opts):
+                        jobs.extend(_multi_jobs(fs, url, blocks, self.opts.request_bytes))
+                    else:
+                        jobs.extend(_Job(fs, url, m, bs, be) for bs, be, m in blocks)
         for i in np.flatnonzero(ids == INLINE).tolist():
             data = self.refs[keys[i]]
             seg.buf_index[i] = len(bufs)
@@ -290,8 +304,32 @@ class Source:
                     checks[j.url] = asyncio.ensure_future(
                         checker.check(keys[int(j.members[0])], j.fs, j.url))
 
+            async def parts(j):
+                """A multi-range job: each block handed on as its part arrives (after the
+                source check, when there is one)."""
+                held = []
+                check = checks.get(j.url)
+
+                def deliver(i, data):
+                    bs, be, m = j.parts[i]
+                    held.append((_Job(j.fs, j.url, m, bs, be), data, None))
+                    if check is None or (check.done() and check.exception() is None):
+                        while held:
+                            q.put(held.pop(0))
+
+                blocks = [(bs, be) for bs, be, _ in j.parts]
+                rest = await read_multi(j.fs, j.url, blocks, opts, deliver)
+                for i in rest:  # the server would not: one range per request
+                    deliver(i, await read_block(j.fs, j.url, *blocks[i], opts))
+                if check is not None:
+                    await asyncio.shield(check)
+                while held:
+                    q.put(held.pop(0))
+
             async def one(j):
                 try:
+                    if j.parts is not None:
+                        return await parts(j)
                     if j.end < 0:
                         data = await read_range(j.fs, j.url, 0, None, opts)
                     else:
@@ -311,7 +349,7 @@ class Source:
                     t.cancel()
 
         fut = asyncio.run_coroutine_threadsafe(main(), loop)
-        left = len(jobs)
+        left = sum(len(j.parts) if j.parts is not None else 1 for j in jobs)
         try:
             while left:
                 try:
@@ -346,11 +384,36 @@ class Source:
         else:
             st = int(offs[i])
             e = FetchError(keys[i], job.url, st, st + int(lens[i]), cause=err)
-            if len(job.members) > 1:
+            if job.parts is not None:
+                e.args = (e.args[0] + f" [one request for {len(job.parts)} ranges in bytes "
+                          f"{job.start}-{job.end}, {len(job.members)} chunks]",)
+            elif len(job.members) > 1:
                 e.args = (e.args[0] + f" [one request for bytes {job.start}-{job.end}, "
                           f"{len(job.members)} chunks]",)
         e.__cause__ = err
         return e
+
+
+def _multi_jobs(fs, url, blocks, request_bytes):
+    """Blocks ``[(start, end, members)]`` of one URL in file order, packed into multi-range
+    requests of at most ``request_bytes`` (and MAX_RANGES ranges) each; a block alone in its
+    request is a plain one."""
+    groups, cur, size = [], [], 0
+    for b in blocks:
+        n = b[1] - b[0]
+        if cur and (size + n > request_bytes or len(cur) >= MAX_RANGES):
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(b)
+        size += n
+    if cur:
+        groups.append(cur)
+    for g in groups:
+        if len(g) == 1:
+            yield _Job(fs, url, g[0][2], g[0][0], g[0][1])
+        else:
+            yield _Job(fs, url, np.concatenate([m for _, _, m in g]), g[0][0], g[-1][1],
+                       parts=g)
 
 
 def _running_loop():

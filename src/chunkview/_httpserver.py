@@ -8,6 +8,11 @@ requests, bytes and the most requests in flight at once, and can inject faults: 
 then the connection closes), ``"short"`` (a 206 answer with half the range), ``"ignore-range"``
 (200 and the whole file) or ``"hang"`` (no answer for an hour).
 
+A ``Range`` of several ranges is answered as nginx and Apache answer it: 206 and a
+``multipart/byteranges`` body, one part per range.  ``multi_range="ignore"`` answers such
+requests with 200 and the whole file instead (nginx with ``max_ranges 1``), ``"refuse"`` with
+416.
+
     with RangeServer(folder, latency=0.02) as srv:
         url = srv.url("file.h5")
 
@@ -31,7 +36,7 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 class RangeServer:
     def __init__(self, root, *, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0,
-                 control: bool = False):
+                 control: bool = False, multi_range=True):
         try:
             import aiohttp  # noqa: F401
         except ImportError:
@@ -43,6 +48,7 @@ class RangeServer:
         self.host = host
         self.port = port
         self.control = control
+        self.multi_range = multi_range
         self.faults: list = []  # (fault, path substring or None)
         self.reset_stats()
         self._loop = None
@@ -132,6 +138,12 @@ class RangeServer:
                    "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
                    "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         start, end, status = 0, size, 200
+        if rng and "," in rng and fault != "ignore-range" and not head:
+            if self.multi_range == "refuse":
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+            if self.multi_range is True:
+                return await self._multipart(request, web, target, size, rng, headers, fault)
+            rng = None  # "ignore": the whole file
         if rng and fault != "ignore-range":
             m = _RANGE.match(rng.strip())
             if not m or (not m.group(1) and not m.group(2)):
@@ -161,6 +173,41 @@ class RangeServer:
             return resp
         await resp.write(body)
         self.bytes_sent += len(body)
+        await resp.write_eof()
+        return resp
+
+    async def _multipart(self, request, web, target, size, rng, headers, fault):
+        spans = []
+        for part in rng.strip()[len("bytes="):].split(",") if rng.strip().startswith(
+                "bytes=") else ():
+            m = _RANGE.match("bytes=" + part.strip())
+            if not m or not m.group(1):
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+            start = int(m.group(1))
+            end = min(int(m.group(2)) + 1, size) if m.group(2) else size
+            if start < size and end > start:
+                spans.append((start, end))
+        if not spans:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        boundary = "chunkview0boundary"
+        body = bytearray()
+        with open(target, "rb") as f:
+            for start, end in spans:
+                f.seek(start)
+                body += (f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                         f"Content-Range: bytes {start}-{end - 1}/{size}\r\n\r\n").encode()
+                body += f.read(end - start)
+        body += f"\r\n--{boundary}--\r\n".encode()
+        headers = dict(headers, **{"Content-Type": f"multipart/byteranges; boundary={boundary}"})
+        resp = web.StreamResponse(status=206, headers=headers)
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        if fault == "truncate":
+            await resp.write(bytes(body[:len(body) // 2]))
+            request.transport.close()
+            return resp
+        await resp.write(bytes(body))
+        self.bytes_sent += sum(e - s for s, e in spans)
         await resp.write_eof()
         return resp
 

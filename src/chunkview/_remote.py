@@ -1,6 +1,9 @@
 """Reading byte ranges of remote files: the part every read path shares.
 
 * a merged block larger than ``request_bytes`` is split into parallel requests;
+* over HTTP, several blocks of one file go in one multi-range request (``multi_range``), its
+  parts handed on as they arrive; a server that answers it otherwise is remembered and read
+  one range per request;
 * at most ``max_requests`` requests are in flight per reader;
 * transient failures (5xx and 429 answers, resets, timeouts, short bodies) are retried with
   exponential backoff and jitter, ``retries`` times; anything else fails at once;
@@ -43,6 +46,7 @@ class RemoteOptions:
     timeout: float | None = 60.0  # seconds per request
     max_requests: int = 16  # requests in flight per reader
     request_bytes: int = 4 << 20  # blocks above ~this are split into parallel requests
+    multi_range: bool = True  # HTTP: several ranges per request, where the server allows
     check_source: str = "size"
     allowed_protocols: tuple | None = None  # None: everything (no local files for remote refs)
     _sems: dict = field(default_factory=dict, repr=False)
@@ -62,13 +66,13 @@ class RemoteOptions:
     def from_kwargs(cls, kw: dict) -> RemoteOptions:
         """Pops this class's options out of ``kw``."""
         names = ("retries", "backoff", "timeout", "max_requests", "request_bytes",
-                 "check_source", "allowed_protocols")
+                 "multi_range", "check_source", "allowed_protocols")
         return cls(**{n: kw.pop(n) for n in names if n in kw})
 
     def as_kwargs(self) -> dict:
         return dict(retries=self.retries, backoff=self.backoff, timeout=self.timeout,
                     max_requests=self.max_requests, request_bytes=self.request_bytes,
-                    check_source=self.check_source, allowed_protocols=self.allowed_protocols)
+                    multi_range=self.multi_range, check_source=self.check_source, allowed_protocols=self.allowed_protocols)
 
     def semaphore(self) -> asyncio.Semaphore:
         """The in-flight limit of the running loop (one per loop)."""
@@ -235,6 +239,162 @@ async def read_block(fs, url: str, start: int, end: int, opts: RemoteOptions,
     return buf
 
 
+# ----------------------------------------------------------------- multi-range requests
+
+MAX_RANGES = 64  # ranges per multi-range request (Apache allows 200 by default, nginx any)
+_NO_MULTI_RANGE: set = set()  # origins whose servers answered a multi-range request otherwise
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.netloc}".lower()
+
+
+def multi_range_ok(fs, url: str, opts: RemoteOptions) -> bool:
+    """Whether blocks of ``url`` may be asked for several per request: an fsspec HTTP
+    filesystem, ``multi_range`` on, and the server not known to refuse."""
+    if not opts.multi_range or fs is None or not hasattr(fs, "set_session"):
+        return False
+    if not any(c.__name__ == "HTTPFileSystem" for c in type(fs).__mro__):
+        return False
+    return _origin(url) not in _NO_MULTI_RANGE
+
+
+def _content_range(value: str | None):
+    """(first, last) of a ``Content-Range: bytes first-last/size`` header, or None."""
+    if not value or not value.strip().lower().startswith("bytes "):
+        return None
+    span = value.strip()[6:].split("/", 1)[0]
+    first, _, last = span.partition("-")
+    try:
+        first, last = int(first), int(last)
+    except ValueError:
+        return None
+    return (first, last) if 0 <= first <= last else None
+
+
+async def _multi_once(fs, url: str, blocks, pending: list, deliver) -> bool:
+    """One multi-range GET of the blocks in ``pending`` (removed as their bytes are handed
+    to ``deliver(i, data)``).  False, having read nothing, when the server answers otherwise
+    than with the ranges (200, 416, a 206 missing some): the caller reads the rest alone."""
+    kw = dict(fs.kwargs)
+    headers = dict(kw.pop("headers", None) or {})
+    headers["Range"] = "bytes=" + ",".join(f"{blocks[i][0]}-{blocks[i][1] - 1}"
+                                           for i in pending)
+    session = await fs.set_session()
+    async with session.get(fs.encode_url(url), headers=headers, **kw) as r:
+        if r.status != 206:
+            if r.status == 404:
+                raise FileNotFoundError(url)
+            if r.status == 200 or r.status == 416:  # Range ignored or refused: no body read
+                r.close()
+                return False
+            r.raise_for_status()
+            r.close()
+            return False
+        ctype = r.headers.get("Content-Type", "")
+
+        def take(first, data):
+            got = False
+            for i in list(pending):
+                s, e = blocks[i]
+                if first <= s and e <= first + len(data):
+                    deliver(i, data if (s, e) == (first, first + len(data)) else
+                            memoryview(data)[s - first:e - first])
+                    pending.remove(i)
+                    got = True
+            return got
+
+        if not ctype.lower().startswith("multipart/byteranges"):
+            span = _content_range(r.headers.get("Content-Range"))
+            if span is None:
+                r.close()
+                return False
+            data = await r.read()
+            if len(data) != span[1] - span[0] + 1:
+                raise ShortRead(f"short read: got {len(data)} of {span[1] - span[0] + 1} bytes")
+            take(span[0], data)
+            return not pending
+        boundary = None
+        for param in ctype.split(";")[1:]:
+            k, _, v = param.strip().partition("=")
+            if k.lower() == "boundary":
+                boundary = v.strip().strip('"').encode()
+        if not boundary:
+            r.close()
+            return False
+        rd = r.content
+        delim, close = b"--" + boundary, b"--" + boundary + b"--"
+        while True:
+            line = await rd.readline()
+            if not line:
+                raise ShortRead("multipart answer ended before its closing boundary "
+                                f"({len(pending)} ranges missing)")
+            line = line.rstrip(b"\r\n")
+            if line == close:
+                break
+            if line != delim:
+                continue  # the preamble, the line break after a part
+            span = None
+            while True:
+                h = await rd.readline()
+                if not h:
+                    raise ShortRead("multipart answer ended in a part's headers")
+                h = h.rstrip(b"\r\n")
+                if not h:
+                    break
+                name, _, value = h.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-range":
+                    span = _content_range(value)
+            if span is None:
+                raise ShortRead("a part of the multipart answer has no Content-Range")
+            try:
+                data = await rd.readexactly(span[1] - span[0] + 1)
+            except asyncio.IncompleteReadError as e:
+                raise ShortRead(f"short read: got {len(e.partial)} of {span[1] - span[0] + 1} "
+                                "bytes of a part") from None
+            take(span[0], data)
+        return not pending
+
+
+async def read_multi(fs, url: str, blocks, opts: RemoteOptions, deliver) -> list:
+    if getattr(fs, "asynchronous", False) or fs.loop is asyncio.get_running_loop():
+        return await _read_multi(fs, url, blocks, opts, deliver)
+    # the session lives on the filesystem's loop (deliver must be thread-safe)
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+        _read_multi(fs, url, blocks, opts, deliver), fs.loop))
+
+
+async def _read_multi(fs, url: str, blocks, opts: RemoteOptions, deliver) -> list:
+    """Blocks ``[(start, end), ...]`` of ``url`` through multi-range requests, each block's
+    bytes handed to ``deliver(i, data)`` as its part arrives; a failed request is retried
+    (with backoff, ``retries`` times) for the blocks still missing.  Returns the indices of
+    the blocks the server would not send that way (every one not delivered), to be read one
+    range per request; the server's origin is then remembered."""
+    pending = list(range(len(blocks)))
+    sem = opts.semaphore()
+    attempt = 0
+    while pending:
+        try:
+            async with sem:
+                coro = _multi_once(fs, url, blocks, pending, deliver)
+                ok = await (asyncio.wait_for(coro, opts.timeout) if opts.timeout else coro)
+            if not ok:
+                _NO_MULTI_RANGE.add(_origin(url))
+                break
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - retried or re-raised as is
+            if attempt >= opts.retries or not is_transient(e):
+                raise
+            delay = min(opts.backoff * (2 ** attempt), 5.0) * (0.5 + random.random())
+            attempt += 1
+            await asyncio.sleep(delay)
+    return pending
+
+
 # ----------------------------------------------------------------- source changes
 
 
@@ -346,4 +506,5 @@ class SourceChecker:
 
 __all__ = ["RemoteOptions", "ForbiddenSourceError", "ShortRead", "SourceChecker", "call",
            "check_allowed", "compare", "describe", "is_transient", "local_record",
-           "pread", "read_block", "read_range", "request", "with_retries"]
+           "multi_range_ok", "pread", "read_block", "read_multi", "read_range", "request",
+           "with_retries"]
