@@ -345,6 +345,25 @@ def test_reduced_precision_refused(tmp_path):
     assert np.array_equal(g["y"][...], values)
 
 
+def test_isolated_scan(files):
+    """Scans run in a reused helper process (libhdf5 can crash or loop on a corrupt file: the
+    fuzz regressions hold such files); a scan overrunning ``timeout`` is a ScanError, and the
+    next scan gets a fresh helper."""
+    from chunkview.scan import _isolate
+
+    a = chunkview.scan(str(files["netcdf4"]))
+    b = chunkview.scan(str(files["netcdf4"]), isolate=False)
+    assert a.to_dict() == b.to_dict() and a.unsupported == b.unsupported
+    s = chunkview.scan(str(files["structure"]))
+    assert s.unsupported == chunkview.scan(str(files["structure"]), isolate=False).unsupported
+    assert _isolate._idle and all(h.alive() for h in _isolate._idle)
+    helpers = list(_isolate._idle)
+    with pytest.raises(ScanError, match="did not finish in 1e-06 s"):
+        chunkview.scan(str(files["netcdf4"]), timeout=1e-6)
+    assert sum(h.alive() for h in helpers) == len(helpers) - 1  # the overrunning one killed
+    assert chunkview.scan(str(files["netcdf4"])).to_dict() == b.to_dict()
+
+
 def test_cli_scan_info_verify(files, tmp_path):
     out = tmp_path / "refs.json"
     run = [sys.executable, "-m", "chunkview.cli"]

@@ -17,12 +17,14 @@ import numpy as np
 from chunkview.errors import ScanError
 
 DEFAULT_CHUNK_BYTES = 4 << 20
+DEFAULT_TIMEOUT = 600.0  # seconds one isolated scan may take
 _REF_SUFFIXES = (".json", ".parq", ".parquet", ".cvref", ".zarr")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def scan(source, *, storage_options: dict | None = None, inline_threshold: int = 0,
-         chunk_bytes: int = DEFAULT_CHUNK_BYTES, threads: int | None = None, progress=None):
+         chunk_bytes: int = DEFAULT_CHUNK_BYTES, threads: int | None = None, progress=None,
+         isolate: bool = True, timeout: float | None = DEFAULT_TIMEOUT, _checksums=True):
     """Scan an HDF5, NetCDF4 or NetCDF3 file into :class:`chunkview.References`.
 
     ``source``: a local path, ``file://`` or any fsspec URL; or a list of them, giving a list
@@ -34,9 +36,15 @@ def scan(source, *, storage_options: dict | None = None, inline_threshold: int =
 
     A dataset that cannot be presented faithfully is listed in ``refs.unsupported`` and its
     ``<path>/.cverror`` key says why; opening it raises :class:`chunkview.UnsupportedError`.
+
+    ``isolate`` (the default) scans in a helper process, kept for the next scan: the HDF5
+    library, which reads the object tree, can crash or loop on a corrupt file, and this turns
+    that into a :class:`ScanError` (so does a scan taking over ``timeout`` seconds).
+    ``isolate=False`` scans in this process (``memory://`` files always are).
     """
     opts = dict(storage_options=storage_options, inline_threshold=inline_threshold,
-                chunk_bytes=chunk_bytes)
+                chunk_bytes=chunk_bytes, isolate=isolate, timeout=timeout,
+                _checksums=_checksums)
     if isinstance(source, (list, tuple)):
         sources = list(source)
         n = threads or min(len(sources), os.cpu_count() or 1) or 1
@@ -55,7 +63,23 @@ def scan(source, *, storage_options: dict | None = None, inline_threshold: int =
 
 
 def scan_one(source, *, storage_options=None, inline_threshold=0,
-             chunk_bytes=DEFAULT_CHUNK_BYTES):
+             chunk_bytes=DEFAULT_CHUNK_BYTES, isolate=False, timeout=DEFAULT_TIMEOUT,
+             _checksums=True):
+    """One file (``isolate``: in a helper process).  ``_checksums=False`` skips the HDF5
+    metadata checksums: a hook for the fuzz tests, which attack the structures behind them."""
+    if isolate and not str(source).startswith("memory:"):
+        from chunkview.scan._isolate import scan_isolated
+
+        return scan_isolated(source, dict(storage_options=storage_options,
+                                          inline_threshold=inline_threshold,
+                                          chunk_bytes=chunk_bytes, _checksums=_checksums),
+                             timeout)
+    if not _checksums:
+        from chunkview.scan._h5format import checksums_off
+
+        with checksums_off():
+            return scan_one(source, storage_options=storage_options,
+                            inline_threshold=inline_threshold, chunk_bytes=chunk_bytes)
     from chunkview.scan._reader import open_reader
 
     reader = open_reader(source, storage_options)
@@ -84,7 +108,7 @@ def scan_one(source, *, storage_options=None, inline_threshold=0,
 
 
 def _scan_save(source, out, format, opts):
-    refs = scan_one(source, **opts)
+    refs = scan_one(source, **{"isolate": True, **opts})
     refs.save(out, format=format)
     return source, len(refs), sorted(refs.unsupported.items())
 
