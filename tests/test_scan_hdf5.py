@@ -160,6 +160,24 @@ def test_structure(files):
     np.testing.assert_array_equal(g["soft"][...], g["hard"][...])
 
 
+def test_soft_link_through_external_link(tmp_path):
+    """A soft link whose target crosses an external link reads the linked file's dataset
+    (libhdf5 reads through a file object here, which it would reuse for the linked file)."""
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=np.arange(10), chunks=(5,))
+    with h5py.File(tmp_path / "main.h5", "w") as f:
+        f.create_dataset("x", data=np.arange(10) * 100, chunks=(5,))
+        f["ext"] = h5py.ExternalLink("other.h5", "/")
+        f["soft"] = h5py.SoftLink("/ext/x")
+        f["grp/rel"] = h5py.SoftLink("/soft")  # a chain of soft links
+    refs = chunkview.scan(str(tmp_path / "main.h5"))
+    assert not refs.unsupported
+    g = chunkview.open(refs)
+    for name in ("ext/x", "soft", "grp/rel"):
+        np.testing.assert_array_equal(g[name][...], np.arange(10), err_msg=name)
+    np.testing.assert_array_equal(g["x"][...], np.arange(10) * 100)
+
+
 def test_netcdf4(files):
     refs, _ = _check_all(files["netcdf4"])
     attrs = json.loads(refs["temp/.zattrs"])

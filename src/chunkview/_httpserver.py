@@ -34,6 +34,27 @@ from pathlib import Path
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
+def _spans(header: str, size: int) -> list:
+    """``[(start, end), ...]`` of a ``Range: bytes=...`` header's satisfiable ranges (suffix
+    ranges too); ``[]`` when a range is malformed or none can be satisfied."""
+    spec = header.strip()
+    if not spec.startswith("bytes="):
+        return []
+    out = []
+    for part in spec[len("bytes="):].split(","):
+        m = _RANGE.match("bytes=" + part.strip())
+        if not m or (not m.group(1) and not m.group(2)):
+            return []
+        if m.group(1):
+            start = int(m.group(1))
+            end = min(int(m.group(2)) + 1, size) if m.group(2) else size
+        else:  # suffix range
+            start, end = max(size - int(m.group(2)), 0), size
+        if start < size and end > start:
+            out.append((start, end))
+    return out
+
+
 class RangeServer:
     def __init__(self, root, *, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0,
                  control: bool = False, multi_range=True):
@@ -138,24 +159,16 @@ class RangeServer:
                    "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
                    "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         start, end, status = 0, size, 200
-        if rng and "," in rng and fault != "ignore-range" and not head:
-            if self.multi_range == "refuse":
+        spans = _spans(rng, size) if rng and fault != "ignore-range" else None
+        if spans is not None and len(spans) != 1 and not head:
+            if self.multi_range is True and spans:
+                return await self._multipart(request, web, target, size, spans, headers, fault)
+            if self.multi_range == "ignore" and spans:
+                spans = None  # the whole file
+        if spans is not None:
+            if len(spans) != 1:  # unsatisfiable, or several refused
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-            if self.multi_range is True:
-                return await self._multipart(request, web, target, size, rng, headers, fault)
-            rng = None  # "ignore": the whole file
-        if rng and fault != "ignore-range":
-            m = _RANGE.match(rng.strip())
-            if not m or (not m.group(1) and not m.group(2)):
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-            if m.group(1):
-                start = int(m.group(1))
-                end = min(int(m.group(2)) + 1, size) if m.group(2) else size
-            else:  # suffix range
-                start = max(size - int(m.group(2)), 0)
-            if start >= size or end <= start:
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-            status = 206
+            (start, end), status = spans[0], 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         if fault == "short":
             end = start + (end - start) // 2
@@ -176,19 +189,7 @@ class RangeServer:
         await resp.write_eof()
         return resp
 
-    async def _multipart(self, request, web, target, size, rng, headers, fault):
-        spans = []
-        for part in rng.strip()[len("bytes="):].split(",") if rng.strip().startswith(
-                "bytes=") else ():
-            m = _RANGE.match("bytes=" + part.strip())
-            if not m or not m.group(1):
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-            start = int(m.group(1))
-            end = min(int(m.group(2)) + 1, size) if m.group(2) else size
-            if start < size and end > start:
-                spans.append((start, end))
-        if not spans:
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    async def _multipart(self, request, web, target, size, spans, headers, fault):
         boundary = "chunkview0boundary"
         body = bytearray()
         with open(target, "rb") as f:

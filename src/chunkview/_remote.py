@@ -72,7 +72,8 @@ class RemoteOptions:
     def as_kwargs(self) -> dict:
         return dict(retries=self.retries, backoff=self.backoff, timeout=self.timeout,
                     max_requests=self.max_requests, request_bytes=self.request_bytes,
-                    multi_range=self.multi_range, check_source=self.check_source, allowed_protocols=self.allowed_protocols)
+                    multi_range=self.multi_range, check_source=self.check_source,
+                    allowed_protocols=self.allowed_protocols)
 
     def semaphore(self) -> asyncio.Semaphore:
         """The in-flight limit of the running loop (one per loop)."""
@@ -135,14 +136,16 @@ async def call(fs, method: str, *args, **kwargs):
     """``fs.method(*args, **kwargs)`` from a coroutine: on the filesystem's own loop when it is
     async (hopping loops if needed), in a worker thread when it is sync."""
     if getattr(fs, "async_impl", False):
-        coro = getattr(fs, "_" + method)(*args, **kwargs)
-        if getattr(fs, "asynchronous", False):
-            return await coro
-        loop = fs.loop
-        if loop is asyncio.get_running_loop():
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        return await on_loop_of(fs, getattr(fs, "_" + method)(*args, **kwargs))
     return await asyncio.to_thread(getattr(fs, method), *args, **kwargs)
+
+
+async def on_loop_of(fs, coro):
+    """Await ``coro`` on async filesystem ``fs``'s own loop (its session lives there),
+    hopping loops when this one is another."""
+    if getattr(fs, "asynchronous", False) or fs.loop is asyncio.get_running_loop():
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, fs.loop))
 
 
 def pread(path: str, start: int | None, end: int | None) -> bytes:
@@ -285,27 +288,22 @@ async def _multi_once(fs, url: str, blocks, pending: list, deliver) -> bool:
                                            for i in pending)
     session = await fs.set_session()
     async with session.get(fs.encode_url(url), headers=headers, **kw) as r:
-        if r.status != 206:
-            if r.status == 404:
-                raise FileNotFoundError(url)
-            if r.status == 200 or r.status == 416:  # Range ignored or refused: no body read
-                r.close()
-                return False
-            r.raise_for_status()
+        if r.status == 404:
+            raise FileNotFoundError(url)
+        if r.status >= 400 and r.status != 416:
+            r.raise_for_status()  # retried or not by its status (is_transient)
+        if r.status != 206:  # 200: Range ignored, 416: refused; no body read
             r.close()
             return False
         ctype = r.headers.get("Content-Type", "")
 
-        def take(first, data):
-            got = False
+        def take(first, data):  # a part may hold several blocks (a server may merge)
             for i in list(pending):
                 s, e = blocks[i]
                 if first <= s and e <= first + len(data):
                     deliver(i, data if (s, e) == (first, first + len(data)) else
                             memoryview(data)[s - first:e - first])
                     pending.remove(i)
-                    got = True
-            return got
 
         if not ctype.lower().startswith("multipart/byteranges"):
             span = _content_range(r.headers.get("Content-Range"))
@@ -360,38 +358,16 @@ async def _multi_once(fs, url: str, blocks, pending: list, deliver) -> bool:
 
 
 async def read_multi(fs, url: str, blocks, opts: RemoteOptions, deliver) -> list:
-    if getattr(fs, "asynchronous", False) or fs.loop is asyncio.get_running_loop():
-        return await _read_multi(fs, url, blocks, opts, deliver)
-    # the session lives on the filesystem's loop (deliver must be thread-safe)
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-        _read_multi(fs, url, blocks, opts, deliver), fs.loop))
-
-
-async def _read_multi(fs, url: str, blocks, opts: RemoteOptions, deliver) -> list:
-    """Blocks ``[(start, end), ...]`` of ``url`` through multi-range requests, each block's
-    bytes handed to ``deliver(i, data)`` as its part arrives; a failed request is retried
-    (with backoff, ``retries`` times) for the blocks still missing.  Returns the indices of
-    the blocks the server would not send that way (every one not delivered), to be read one
+    """Blocks ``[(start, end), ...]`` of ``url`` through one multi-range request, each block's
+    bytes handed to ``deliver(i, data)`` (thread-safe) as its part arrives; a failed request
+    is retried like any other (``with_retries``), asking only for the blocks still missing.
+    Returns the indices of the blocks the server would not send that way, to be read one
     range per request; the server's origin is then remembered."""
     pending = list(range(len(blocks)))
-    sem = opts.semaphore()
-    attempt = 0
-    while pending:
-        try:
-            async with sem:
-                coro = _multi_once(fs, url, blocks, pending, deliver)
-                ok = await (asyncio.wait_for(coro, opts.timeout) if opts.timeout else coro)
-            if not ok:
-                _NO_MULTI_RANGE.add(_origin(url))
-                break
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001 - retried or re-raised as is
-            if attempt >= opts.retries or not is_transient(e):
-                raise
-            delay = min(opts.backoff * (2 ** attempt), 5.0) * (0.5 + random.random())
-            attempt += 1
-            await asyncio.sleep(delay)
+    ok = await with_retries(lambda: on_loop_of(fs, _multi_once(fs, url, blocks, pending,
+                                                               deliver)), opts)
+    if not ok:
+        _NO_MULTI_RANGE.add(_origin(url))
     return pending
 
 
@@ -505,6 +481,6 @@ class SourceChecker:
 
 
 __all__ = ["RemoteOptions", "ForbiddenSourceError", "ShortRead", "SourceChecker", "call",
-           "check_allowed", "compare", "describe", "is_transient", "local_record",
+           "check_allowed", "on_loop_of", "compare", "describe", "is_transient", "local_record",
            "multi_range_ok", "pread", "read_block", "read_multi", "read_range", "request",
            "with_retries"]

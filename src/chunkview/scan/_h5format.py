@@ -79,8 +79,8 @@ def read_superblock(reader, off: int) -> Superblock:
 GCOL = b"GCOL"
 
 
-def check_global_heap(buf, at: int, file_size: int, L: int, url=None) -> None:
-    """Raise :class:`ScanError` unless ``buf`` (read at file offset ``at``, starting with a
+def check_global_heap(buf, at: int, file_size: int, L: int, url=None) -> int | None:
+    """The collection's size (None before its header is read); raise :class:`ScanError` unless ``buf`` (read at file offset ``at``, starting with a
     global heap collection's signature) holds a collection libhdf5 can walk.
 
     libhdf5 walks a collection object by object, each advancing by its header plus its padded
@@ -94,7 +94,7 @@ def check_global_heap(buf, at: int, file_size: int, L: int, url=None) -> None:
     if len(buf) < hdr:
         if at + hdr > file_size:
             raise ScanError("truncated global heap collection", url=url, offset=at)
-        return
+        return None
     if buf[4] != 1:
         raise ScanError(f"unknown global heap collection version {buf[4]}", url=url, offset=at)
     size = int.from_bytes(buf[8:hdr], "little")
@@ -102,7 +102,7 @@ def check_global_heap(buf, at: int, file_size: int, L: int, url=None) -> None:
         raise ScanError(f"global heap collection of {size} bytes does not fit in the file "
                         f"({file_size} bytes)", url=url, offset=at)
     if len(buf) < size:
-        return
+        return size
     objhdr = 8 + L  # index, reference count, 4 reserved, object size
     p = hdr
     while p < size:
@@ -116,6 +116,7 @@ def check_global_heap(buf, at: int, file_size: int, L: int, url=None) -> None:
                             f"+{p} does not fit in the collection's {size} bytes",
                             url=url, offset=at + p)
         p += step
+    return size
 
 
 @contextlib.contextmanager
@@ -150,9 +151,8 @@ class GlobalHeapCheck:
             at, data = pending[0], pending[1] + bytes(data)
         elif data[:4] != GCOL:
             return
-        check_global_heap(data, at, self.file_size, self.L, self.url)
-        if len(data) >= 8 + self.L and len(data) < int.from_bytes(data[8:8 + self.L],
-                                                                 "little"):
+        size = check_global_heap(data, at, self.file_size, self.L, self.url)
+        if size is not None and len(data) < size:
             self.pending = (at, bytes(data))
 
 

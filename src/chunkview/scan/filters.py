@@ -210,7 +210,6 @@ def _nbit_config(cd, dtype, path, h5type) -> dict:
             "nbit on a reduced-precision float needs the HDF5 float layout: pass "
             "h5type=dset.id.get_type() to codecs_for" + _where(path))
     if h5type is not None:
-        _check_atomics(tree, h5type, path)
         fields = []
         _float_fields(tree, h5type, fields, path)
         for f in fields:
@@ -260,34 +259,19 @@ def _reduced_floats(tree, dtype) -> dict:
             and (node.prec < node.size * 8 or node.off != 0 or node.size not in _IEEE)}
 
 
-def _check_atomics(node, tid, path):
-    """The nbit parameters describe the dataset's HDF5 type: libhdf5 decodes with the one and
-    converts with the other, so where they disagree its values are neither's."""
+def _float_fields(node, tid, acc, path):
+    """Append [cd index, spos, epos, esize, mpos, msize, ebias, norm] for each float atomic,
+    walking the h5py TypeID alongside the nbit type tree, whose atomics must describe the
+    type's: libhdf5 decodes with the nbit parameters and converts with the type, so where
+    they disagree its values are neither's."""
     cls = tid.get_class()
     if isinstance(node, _Atomic):
-        if cls == _H5T_ENUM:
-            tid = tid.get_super()
-        got = (tid.get_size(), tid.get_precision(), tid.get_offset())
+        atomic = tid.get_super() if cls == _H5T_ENUM else tid
+        got = (atomic.get_size(), atomic.get_precision(), atomic.get_offset())
         if got != (node.size, node.prec, node.off):
             raise UnsupportedError(
                 f"nbit parameters (size, precision, offset) {(node.size, node.prec, node.off)} "
                 f"do not match the HDF5 type's {got}" + _where(path))
-    elif isinstance(node, _Array):
-        if cls != _H5T_ARRAY:
-            raise UnsupportedError("nbit parameters do not match the HDF5 type" + _where(path))
-        _check_atomics(node.base, tid.get_super(), path)
-    elif isinstance(node, _Compound):
-        if cls != _H5T_COMPOUND or tid.get_nmembers() != len(node.members):
-            raise UnsupportedError("nbit parameters do not match the HDF5 type" + _where(path))
-        for i, (_moff, child) in enumerate(node.members):
-            _check_atomics(child, tid.get_member_type(i), path)
-
-
-def _float_fields(node, tid, acc, path):
-    """Append [cd index, spos, epos, esize, mpos, msize, ebias, norm] for each float atomic,
-    walking the h5py TypeID alongside the nbit type tree."""
-    cls = tid.get_class()
-    if isinstance(node, _Atomic):
         if cls == _H5T_FLOAT:
             acc.append([node.idx, *map(int, tid.get_fields()), int(tid.get_ebias()),
                         int(tid.get_norm())])

@@ -194,6 +194,25 @@ class HDF5Scanner:
             if fo.error is not None:
                 raise fo.error
 
+    def _follow(self, g, name, depth=0):
+        """The object at link path ``name`` from group ``g``, each external link on the way
+        (soft links' targets included) opened through :meth:`_linked_file`: libhdf5 would
+        open it with the parent's file object."""
+        import h5py
+
+        if depth > 32:
+            raise UnsupportedError("soft link chain too long (a cycle?)")
+        cur = g.file if name.startswith("/") else g
+        for part in (p for p in name.split("/") if p):
+            link = cur.get(part, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                cur = self._linked_file(link.filename, cur.file.filename)[link.path]
+            elif isinstance(link, h5py.SoftLink):
+                cur = self._follow(cur, link.path, depth + 1)
+            else:  # hard, or missing / user-defined: libhdf5 says which
+                cur = cur[part]
+        return cur
+
     def _linked_file(self, filename, here):
         """The h5py file an external link or a virtual dataset names, resolved as libhdf5
         does (absolute, else next to the linking file ``here``, else from the working
@@ -275,11 +294,7 @@ class HDF5Scanner:
             if addr is not None and g.file.filename == self._root_name:
                 self.fmt.check_object(addr, child)
             try:
-                link = g.get(name, getlink=True)
-                if isinstance(link, h5py.ExternalLink):
-                    obj = self._linked_file(link.filename, g.file.filename)[link.path]
-                else:
-                    obj = g[name]
+                obj = self._follow(g, name)
             except Exception as e:  # dangling soft/external link, user-defined link type...
                 try:
                     kind = type(g.get(name, getlink=True)).__name__
