@@ -382,6 +382,33 @@ def test_isolated_scan(files):
     assert chunkview.scan(str(files["netcdf4"])).to_dict() == b.to_dict()
 
 
+def test_isolated_sanitizer_report():
+    """Under tests/sanitize.sh a helper that dies of a sanitizer report in chunkview's own code
+    is a RuntimeError with the report, not a ScanError blaming the file; a report inside
+    libhdf5 (the fuzz regression's SEGV, which ASan turns into SIGABRT) stays a ScanError."""
+    import tempfile
+
+    from chunkview.scan import _isolate
+
+    hdf5 = (b"==1==ERROR: AddressSanitizer: SEGV on unknown address 0x000000000010\n"
+            b"    #0 0x7f in H5O__fill_decode (/usr/lib/libhdf5.so.310+0x2b1f3)\n"
+            b"    #1 0x7f in H5O_msg_read (/usr/lib/libhdf5.so.310+0x2a000)\n")
+    ours = (b"==1==ERROR: AddressSanitizer: heap-buffer-overflow on address 0x6020\n"
+            b"    #0 0x7f in __interceptor_memcpy (/usr/lib/libasan.so.8+0x3a)\n"
+            b"    #1 0x7f in cv_unshuffle /src/csrc/decode.c:210\n"
+            b"    #2 0x7f in (/repo/src/chunkview/_decode.cpython-311-x86_64-linux-gnu.so+0x9f)\n")
+    for text, raises in ((hdf5, False), (ours, True), (b"", False)):
+        log = tempfile.TemporaryFile()
+        log.write(text)
+        if raises:
+            with pytest.raises(RuntimeError, match="sanitizer report in the scan helper"):
+                _isolate._own_bug(log, "signal SIGABRT")
+        else:
+            _isolate._own_bug(log, "signal SIGABRT")
+        assert log.closed
+    _isolate._own_bug(None, "signal SIGSEGV")  # outside sanitize.sh nothing is kept
+
+
 def test_cli_scan_info_verify(files, tmp_path):
     out = tmp_path / "refs.json"
     run = [sys.executable, "-m", "chunkview.cli"]
