@@ -1,21 +1,6 @@
 /* cv_batch.c: see cv_batch.h. */
 #include "cv_batch.h"
 
-#if defined(_MSC_VER) && !defined(__clang__)
-#include <intrin.h>
-static size_t claim(size_t *next, size_t n) {
-#if defined(_WIN64)
-    return (size_t)_InterlockedExchangeAdd64((volatile __int64 *)next, (__int64)n);
-#else
-    return (size_t)_InterlockedExchangeAdd((volatile long *)next, (long)n);
-#endif
-}
-#else
-static size_t claim(size_t *next, size_t n) {
-    return __atomic_fetch_add(next, n, __ATOMIC_RELAXED);
-}
-#endif
-
 struct cv_worker {
     cv_inflater *z;
     uint8_t *buf[2];
@@ -340,7 +325,7 @@ size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs
     size_t failed = 0;
     if (grain == 0) grain = 1;
     for (;;) {
-        size_t i = claim(next, grain);
+        size_t i = cv_claim(next, grain);
         if (i >= njobs) break;
         size_t end = njobs - i < grain ? njobs : i + grain;
         for (; i < end; i++)

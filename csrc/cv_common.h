@@ -115,6 +115,47 @@ static inline int cv_host_is_le(void) {
 #define CV_PREFETCH(p) ((void)(p))
 #endif
 
+/* Claim n items of shared work: atomically add n to *next and return its old value. */
+#if defined(_MSC_VER) && !defined(__clang__)
+static inline size_t cv_claim(size_t *next, size_t n) {
+#if defined(_WIN64)
+    return (size_t)_InterlockedExchangeAdd64((volatile __int64 *)next, (__int64)n);
+#else
+    return (size_t)_InterlockedExchangeAdd((volatile long *)next, (long)n);
+#endif
+}
+#else
+static inline size_t cv_claim(size_t *next, size_t n) {
+    return __atomic_fetch_add(next, n, __ATOMIC_RELAXED);
+}
+#endif
+
+/* Trailing zero bits of x != 0. */
+#if defined(__GNUC__) || defined(__clang__)
+static inline unsigned cv_ctz64(uint64_t x) { return (unsigned)__builtin_ctzll(x); }
+#elif defined(_MSC_VER)
+static inline unsigned cv_ctz64(uint64_t x) {
+    unsigned long i;
+#if defined(_M_X64) || defined(_M_ARM64)
+    _BitScanForward64(&i, x);
+    return (unsigned)i;
+#else
+    if (_BitScanForward(&i, (unsigned long)x)) return (unsigned)i;
+    _BitScanForward(&i, (unsigned long)(x >> 32));
+    return (unsigned)i + 32;
+#endif
+}
+#else
+static inline unsigned cv_ctz64(uint64_t x) {
+    unsigned n = 0;
+    while (!(x & 1u)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+}
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,10 +22,13 @@
  * Two modes.  While an index is being modified ("dynamic") its records lie in insertion order
  * and the slot table finds them: a lookup touches a slot, then a record.  cv_index_shrink (and
  * serialization) "freezes" it: records are regrouped by hash bucket (about BUCKET per bucket,
- * insertion order within a bucket), a directory of bucket start offsets replaces the slots (a few
- * bits per key: it stays in cache) and an order array keeps insertion order for iteration.  A
- * frozen lookup reads two directory entries and scans one bucket, whose cache lines are all
- * requested at once: one memory round trip.  The next modification thaws the index back.
+ * insertion order within a bucket), a directory of bucket start offsets replaces the slots and an
+ * order array keeps insertion order for iteration.  A non-empty bucket starts with a header: the
+ * record count, one fingerprint byte per record and each record's offset in the bucket.  A
+ * frozen lookup reads two directory entries, then the bucket, whose cache lines are all
+ * requested at once (one memory round trip); it compares the bucket's fingerprints eight at a
+ * time in a 64-bit word and parses only the records whose fingerprint matches (one, nearly
+ * always).  The next modification thaws the index back.
  *
  * Every read of the arena is bounds-checked, so an opened file can never make a lookup read out
  * of bounds, whatever its contents.
@@ -42,7 +45,7 @@
 #endif
 
 #define HEADER_SIZE 128
-#define FORMAT_VERSION 2
+#define FORMAT_VERSION 3
 #define REC_START 8
 #define MIN_VALUE 7 /* a 48-bit forward pointer as a varint */
 #define SLOT_EMPTY 0u
@@ -53,7 +56,9 @@
 enum { K_RANGE = 0, K_WHOLE = 1, K_INLINE = 2, K_FWD = 3 };
 #define F_KIND 3u
 #define F_MOVED 4u
-#define BUCKET 6 /* mean keys per bucket of a frozen index */
+#ifndef BUCKET
+#define BUCKET 3 /* mean keys per bucket of a frozen index */
+#endif
 
 static const uint8_t MAGIC[8] = {0x89, 'C', 'V', 'I', 'D', 'X', '\r', '\n'};
 
@@ -77,6 +82,7 @@ struct cv_index {
     int frozen;
     size_t nb;     /* buckets */
     int w;         /* bytes per directory / order entry: 4 or 8 */
+    int ow;        /* bytes per record offset in a bucket header: 1, 2, 4 or 8 */
     uint8_t *dir;  /* nb + 1 arena offsets: bucket b is [dir[b], dir[b+1]) */
     uint8_t *order; /* live arena offsets in insertion order */
 };
@@ -269,6 +275,24 @@ static inline uint64_t ent_get(const uint8_t *a, int w, size_t i) {
     uint64_t v;
     memcpy(&v, a + 8 * i, 8);
     return v;
+}
+
+/* Entry i of an array of w-byte (1, 2, 4 or 8) little-endian unsigned integers. */
+static inline uint64_t uint_get(const uint8_t *a, int w, size_t i) {
+    switch (w) {
+    case 1:
+        return a[i];
+    case 2:
+        return (uint64_t)a[2 * i] | ((uint64_t)a[2 * i + 1] << 8);
+    case 4:
+        return cv_load32le(a + 4 * i);
+    default:
+        return cv_load64le(a + 8 * i);
+    }
+}
+
+static inline void uint_put(uint8_t *a, int w, size_t i, uint64_t v) {
+    for (int k = 0; k < w; k++) a[(size_t)w * i + (size_t)k] = (uint8_t)(v >> (8 * k));
 }
 
 static inline void ent_put(uint8_t *a, int w, size_t i, uint64_t v) {
@@ -505,30 +529,64 @@ static inline int bucket_span(const cv_index *idx, size_t b, size_t *start, size
 }
 
 static inline void prefetch_span(const uint8_t *rec, size_t start, size_t end) {
+    /* each line once: a second prefetch of a line still in flight costs far more than a loop
+     * (measured: a bucket's first and last byte prefetched made lookups three times slower) */
     for (size_t a = start & ~(size_t)63; a < end; a += 64) CV_PREFETCH(rec + a);
 }
 
-/* Frozen lookup: scan bucket [start, end) for the key.  Returns the record offset or 0. */
-static inline size_t scan_bucket(const cv_index *idx, size_t start, size_t end,
-                                 const uint8_t *key, size_t klen, uint64_t h, recview *r) {
-    unsigned fp = fp_of(h);
-    size_t off = start;
-    /* one 4-byte load per record gives the next record's offset: the scan is a short chain of
-     * L1 hits, not a chain of varint decodes */
-    while (off < end && end - off >= 4) {
-        uint32_t hd = cv_load32le(idx->rec + off);
-        size_t kl = (hd >> 16) & 0xFF, vl = hd >> 24;
-        if (CV_UNLIKELY(kl == 255 || vl == 255)) {
-            if (!rec_parse(idx->rec, end, off, r)) return 0;
-            if (r->fp == fp && r->klen == klen && key_eq(r->key, key, klen)) return off;
-            off = r->end;
-            continue;
+/* The header of a non-empty bucket [a, z) of a frozen index: a varint record count c, c key
+ * fingerprints, c record offsets (ow bytes each, from the end of the header), then the records.
+ * 0 when it does not fit the bucket. */
+typedef struct {
+    size_t c;
+    const uint8_t *fps, *offs;
+    size_t rs; /* arena offset of the first record */
+} bhead;
+
+static inline int bucket_head(const cv_index *idx, size_t a, size_t z, bhead *bh) {
+    uint64_t c;
+    size_t n = varint_get(idx->rec + a, idx->rec + z, &c);
+    if (!n || c == 0 || c > (uint64_t)(z - a)) return 0;
+    size_t hl = n + (size_t)c * (1 + (size_t)idx->ow);
+    if (hl > z - a) return 0;
+    bh->c = (size_t)c;
+    bh->fps = idx->rec + a + n;
+    bh->offs = bh->fps + c;
+    bh->rs = a + hl;
+    return 1;
+}
+
+/* Frozen lookup: find the key in bucket [a, z).  The fingerprints are compared eight at a time
+ * in one 64-bit word (a byte equal to fp becomes a set top bit, exactly); only records whose
+ * fingerprint matches are visited, straight through their offsets.  Returns the record offset
+ * (parsed into *r) or 0. */
+static inline size_t scan_bucket(const cv_index *idx, size_t a, size_t z, const uint8_t *key,
+                                 size_t klen, uint64_t h, recview *r) {
+    const uint64_t lo7 = UINT64_C(0x7F7F7F7F7F7F7F7F);
+    bhead bh;
+    if (a >= z || !bucket_head(idx, a, z, &bh)) return 0;
+    uint64_t want = (uint64_t)fp_of(h) * UINT64_C(0x0101010101010101);
+    size_t room = (size_t)(idx->rec + idx->rec_len - bh.fps); /* readable fingerprint bytes */
+    for (size_t i = 0; i < bh.c; i += 8) {
+        size_t m = bh.c - i < 8 ? bh.c - i : 8;
+        uint64_t x = 0;
+        if (CV_LIKELY(room - i >= 8)) {
+            x = cv_load64le(bh.fps + i);
+        } else {
+            for (size_t k = 0; k < m; k++) x |= (uint64_t)bh.fps[i + k] << (8 * k);
         }
-        size_t next = off + 4 + kl + vl;
-        if (next > end) return 0;
-        if ((hd & 0xFF) == fp && kl == klen && key_eq(idx->rec + off + 4, key, klen))
-            return rec_parse(idx->rec, end, off, r) ? off : 0;
-        off = next;
+        x ^= want;
+        uint64_t hit = ~(((x & lo7) + lo7) | x | lo7);
+        if (m < 8) hit &= ((uint64_t)1 << (8 * m)) - 1;
+        while (hit) {
+            size_t j = i + (cv_ctz64(hit) >> 3);
+            hit &= hit - 1;
+            uint64_t ro = uint_get(bh.offs, idx->ow, j);
+            if (ro >= z - bh.rs) return 0;
+            size_t at = bh.rs + (size_t)ro;
+            if (!rec_parse(idx->rec, z, at, r)) return 0;
+            if (r->klen == klen && key_eq(r->key, key, klen)) return at;
+        }
     }
     return 0;
 }
@@ -563,6 +621,76 @@ int cv_index_get(const cv_index *idx, const uint8_t *key, size_t klen, cv_ref *r
     return rec_value(idx, &r, ref);
 }
 
+/* One found reference into the batch outputs (or a miss); returns 1 when found, 0 when missing
+ * and -1 when the record is corrupt. */
+static inline int put_result(const cv_index *idx, size_t off, const recview *r, size_t k,
+                             int64_t *url_ids, uint64_t *offsets, uint64_t *lengths) {
+    cv_ref ref;
+    if (off && rec_value(idx, r, &ref) == CV_OK) {
+        url_ids[k] = ref.url == CV_URL_INLINE ? CV_ID_INLINE : (int64_t)ref.url;
+        offsets[k] = ref.offset;
+        lengths[k] = ref.length;
+        return 1;
+    }
+    url_ids[k] = CV_ID_MISSING;
+    offsets[k] = 0;
+    lengths[k] = 0;
+    return off ? -1 : 0;
+}
+
+#ifndef GROUP
+#define GROUP 8
+#endif
+
+/* Batch lookup in a frozen index, as a pipeline over groups of G keys: group g is hashed and
+ * its directory entries prefetched while group g - 1 has its buckets' lines prefetched and
+ * group g - 2, whose buckets are in cache by now, is looked up.  Each stage is a loop of fixed
+ * length, so the branches are few and predictable. */
+static int64_t get_many_frozen(const cv_index *idx, size_t n, const uint8_t *const *keys,
+                               const size_t *klens, int64_t *url_ids, uint64_t *offsets,
+                               uint64_t *lengths) {
+    enum { G = GROUP };
+    uint64_t hs[3][G];
+    size_t sa[3][G], sz[3][G];
+    size_t nb = idx->nb, w = (size_t)idx->w;
+    int64_t found = 0;
+    int corrupt = 0;
+    for (size_t g = 0; g < n + 2 * G; g += G) {
+        size_t t = (g / G) % 3;
+        if (g < n) { /* stage 1 */
+            size_t m = n - g < G ? n - g : G;
+            for (size_t i = 0; i < m; i++) {
+                uint64_t h = key_hash(keys[g + i], klens[g + i]);
+                hs[t][i] = h;
+                CV_PREFETCH(idx->dir + bucket_of(h, nb) * w);
+            }
+        }
+        if (g >= G && g - G < n) { /* stage 2 */
+            size_t g1 = g - G, t1 = (t + 2) % 3, m = n - g1 < G ? n - g1 : G;
+            for (size_t i = 0; i < m; i++) {
+                size_t a = 0, z = 0;
+                if (bucket_span(idx, bucket_of(hs[t1][i], nb), &a, &z))
+                    prefetch_span(idx->rec, a, z);
+                sa[t1][i] = a;
+                sz[t1][i] = z;
+            }
+        }
+        if (g >= 2 * G) { /* stage 3 */
+            size_t g2 = g - 2 * G, t2 = (t + 1) % 3, m = n - g2 < G ? n - g2 : G;
+            for (size_t i = 0; i < m; i++) {
+                recview r;
+                size_t k = g2 + i;
+                size_t off = scan_bucket(idx, sa[t2][i], sz[t2][i], keys[k], klens[k],
+                                         hs[t2][i], &r);
+                int got = put_result(idx, off, &r, k, url_ids, offsets, lengths);
+                found += got > 0;
+                corrupt |= got < 0;
+            }
+        }
+    }
+    return corrupt ? CV_ECORRUPT : found;
+}
+
 int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
                           const size_t *klens, int64_t *url_ids, uint64_t *offsets,
                           uint64_t *lengths) {
@@ -584,6 +712,7 @@ int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *k
         }
         return 0;
     }
+    if (frozen) return get_many_frozen(idx, n, keys, klens, url_ids, offsets, lengths);
     for (size_t i = 0; i < n + 2 * D; i++) {
         if (i < n) {
             uint64_t h = key_hash(keys[i], klens[i]);
@@ -634,6 +763,24 @@ int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *k
                 lengths[k] = 0;
             }
         }
+    }
+    return corrupt ? CV_ECORRUPT : found;
+}
+
+int64_t cv_index_get_many_shared(const cv_index *idx, size_t n, const uint8_t *const *keys,
+                                 const size_t *klens, int64_t *url_ids, uint64_t *offsets,
+                                 uint64_t *lengths, size_t *next, size_t part) {
+    int64_t found = 0;
+    int corrupt = 0;
+    if (part == 0) part = 1;
+    for (;;) {
+        size_t lo = cv_claim(next, part);
+        if (lo >= n) break;
+        size_t m = n - lo < part ? n - lo : part;
+        int64_t got = cv_index_get_many(idx, m, keys + lo, klens + lo, url_ids + lo, offsets + lo,
+                                        lengths + lo);
+        if (got < 0) corrupt = 1;
+        else found += got;
     }
     return corrupt ? CV_ECORRUPT : found;
 }
@@ -735,75 +882,130 @@ static int compact(cv_index *idx) {
 
 /* ---------------------------------------------------------------- freeze / thaw */
 
-/* Regroup the records of a dynamic index without garbage by hash bucket. */
+/* Regroup the records of a dynamic index without garbage by hash bucket, each non-empty bucket
+ * behind its header (see bucket_head). */
 static int freeze(cv_index *idx) {
+    /* per bucket, in one 24-byte entry (pass 2 touches one line per record for them): its
+     * records' bytes, then where its fingerprints start; where its next record goes; its record
+     * count; the records placed so far */
+    typedef struct {
+        uint64_t at, cur;
+        uint32_t cnt, put;
+    } bfill;
     size_t n = idx->live;
     if (idx->garbage) return CV_EINVAL;
     size_t nb = n / BUCKET + 1;
-    int w = idx->rec_len <= 0xFFFFFFFFu ? 4 : 8;
-    uint8_t *dir = CV_MALLOC((nb + 1) * (size_t)w);
-    uint8_t *order = CV_MALLOC((n ? n : 1) * (size_t)w);
-    uint8_t *nr = CV_MALLOC(idx->rec_len);
+    bfill *bf = CV_MALLOC((nb + 1) * sizeof(bfill));
     uint32_t *bk = CV_MALLOC((n ? n : 1) * sizeof(uint32_t));
-    uint64_t *fill = CV_MALLOC((nb + 1) * sizeof(uint64_t));
-    if (!dir || !order || !nr || !bk || !fill) {
-        CV_FREE(dir); CV_FREE(order); CV_FREE(nr); CV_FREE(bk); CV_FREE(fill);
-        return CV_ENOMEM;
-    }
-    memset(fill, 0, (nb + 1) * sizeof(uint64_t));
-    hint_huge(nr, idx->rec_len); /* before the pages are first touched */
-    /* pass 1: bucket of every record, bytes per bucket */
-    size_t off = REC_START, i = 0;
+    uint8_t *fpa = CV_MALLOC(n ? n : 1); /* fingerprint of every record */
+    uint8_t *dir = NULL, *order = NULL, *nr = NULL;
     int st = CV_OK;
+    if (!bf || !bk || !fpa) {
+        st = CV_ENOMEM;
+        goto done;
+    }
+    memset(bf, 0, (nb + 1) * sizeof(bfill));
+    /* pass 1: bucket of every record, records and bytes per bucket */
+    size_t off = REC_START, i = 0;
     while (off < idx->rec_len) {
         recview r;
         if (!rec_parse(idx->rec, idx->rec_len, off, &r) || (r.flags & F_KIND) == K_FWD || i >= n) {
             st = CV_ECORRUPT;
-            break;
+            goto done;
         }
-        size_t b = bucket_of(key_hash(r.key, r.klen), nb);
+        uint64_t h = key_hash(r.key, r.klen);
+        size_t b = bucket_of(h, nb);
+        fpa[i] = fp_of(h);
         bk[i++] = (uint32_t)b;
-        fill[b + 1] += r.end - off;
+        bf[b].cnt++;
+        bf[b].at += r.end - off;
         off = r.end;
     }
-    if (st == CV_OK && i != n) st = CV_ECORRUPT;
-    if (st) {
-        CV_FREE(dir); CV_FREE(order); CV_FREE(nr); CV_FREE(bk); CV_FREE(fill);
-        return st;
+    if (i != n) {
+        st = CV_ECORRUPT;
+        goto done;
     }
-    fill[0] = REC_START;
-    for (size_t b = 0; b < nb; b++) fill[b + 1] += fill[b];
-    for (size_t b = 0; b <= nb; b++) ent_put(dir, w, b, fill[b]);
-    /* pass 2: copy each record to its bucket, clearing MOVED; remember insertion order */
+    /* offset width: the largest offset inside a bucket is below its records' bytes */
+    uint64_t most = 0;
+    for (size_t b = 0; b < nb; b++) most = bf[b].at > most ? bf[b].at : most;
+    int ow = most <= 0x100 ? 1 : most <= 0x10000 ? 2 : most <= UINT64_C(0x100000000) ? 4 : 8;
+    /* bucket starts: header (count, fingerprints, offsets) then records */
+    size_t total = REC_START;
+    for (size_t b = 0; b < nb; b++) {
+        size_t bytes = (size_t)bf[b].at;
+        bf[b].at = total;
+        if (bf[b].cnt)
+            total += varint_size(bf[b].cnt) + (size_t)bf[b].cnt * (1 + (size_t)ow) + bytes;
+    }
+    bf[nb].at = total;
+    int w = total <= 0xFFFFFFFFu ? 4 : 8;
+    dir = CV_MALLOC((nb + 1) * (size_t)w);
+    order = CV_MALLOC((n ? n : 1) * (size_t)w);
+    nr = CV_MALLOC(total);
+    if (!dir || !order || !nr) {
+        st = CV_ENOMEM;
+        goto done;
+    }
+    hint_huge(nr, total); /* before the pages are first touched */
     memset(nr, 0, REC_START);
+    for (size_t b = 0; b <= nb; b++) {
+        ent_put(dir, w, b, bf[b].at);
+        if (b < nb && bf[b].cnt) {
+            size_t hn = varint_put(nr + bf[b].at, bf[b].cnt);
+            bf[b].at += hn; /* now: the fingerprints */
+            bf[b].cur = bf[b].at + (size_t)bf[b].cnt * (1 + (size_t)ow); /* the records */
+        }
+    }
+    /* pass 2: each record into its bucket (insertion order within a bucket), MOVED cleared,
+     * with its fingerprint and offset in the header; remember insertion order.  The writes land
+     * in random buckets: the bucket's entry is asked for 32 records ahead, the place of its
+     * next record and its header 16 ahead */
     off = REC_START;
     for (i = 0; i < n; i++) {
         recview r;
-        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) { /* checked in pass 1: cannot fail */
-            CV_FREE(dir); CV_FREE(order); CV_FREE(nr); CV_FREE(bk); CV_FREE(fill);
-            return CV_ECORRUPT;
+        if (i + 32 < n) CV_PREFETCH(bf + bk[i + 32]);
+        if (i + 16 < n) {
+            const bfill *f = bf + bk[i + 16];
+            CV_PREFETCH(nr + f->cur);
+            CV_PREFETCH(nr + f->at);
         }
-        size_t sz = r.end - off, at = (size_t)fill[bk[i]];
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) { /* checked in pass 1: cannot fail */
+            st = CV_ECORRUPT;
+            goto done;
+        }
+        bfill *f = bf + bk[i];
+        size_t sz = r.end - off, at = (size_t)f->cur, j = f->put++;
+        size_t fps = (size_t)f->at, rs = fps + (size_t)f->cnt * (1 + (size_t)ow);
         memcpy(nr + at, idx->rec + off, sz);
+        nr[at] = fpa[i];
         nr[at + 1] = (uint8_t)(nr[at + 1] & ~F_MOVED);
+        nr[fps + j] = fpa[i];
+        uint_put(nr + fps + f->cnt, ow, j, at - rs);
         ent_put(order, w, i, at);
-        fill[bk[i]] += sz;
+        f->cur += sz;
         off = r.end;
     }
-    CV_FREE(bk);
-    CV_FREE(fill);
     CV_FREE(idx->rec);
     CV_FREE(idx->slots);
     idx->rec = nr;
-    idx->rec_cap = idx->rec_len;
+    idx->rec_len = idx->rec_cap = total;
     idx->slots = NULL;
     idx->nslots = idx->used = idx->tombs = 0;
     idx->dir = dir;
     idx->order = order;
     idx->nb = nb;
     idx->w = w;
+    idx->ow = ow;
     idx->frozen = 1;
-    return CV_OK;
+    nr = dir = order = NULL;
+done:
+    CV_FREE(bf);
+    CV_FREE(bk);
+    CV_FREE(fpa);
+    CV_FREE(dir);
+    CV_FREE(order);
+    CV_FREE(nr);
+    return st;
 }
 
 /* Back to insertion order and a slot table (before a modification). */
@@ -1208,11 +1410,13 @@ int cv_index_urls_replace(cv_index *idx, size_t n, const uint8_t *const *urls, c
     if (!same) {
         /* merged ids are never larger than the old ones (first occurrence wins), so every
          * re-encoded value fits where the old one was */
-        size_t off = REC_START;
-        while (off < idx->rec_len) {
+        /* a frozen arena also holds bucket headers: visit its records through the order array */
+        size_t off = REC_START, i = 0;
+        while (idx->frozen ? i < idx->live : off < idx->rec_len) {
             recview r;
             cv_ref ref;
-            if (!rec_parse(idx->rec, idx->rec_len, off, &r)) {
+            if (idx->frozen) off = (size_t)ent_get(idx->order, idx->w, i++);
+            if (off >= idx->rec_len || !rec_parse(idx->rec, idx->rec_len, off, &r)) {
                 st = CV_ECORRUPT;
                 break;
             }
@@ -1294,6 +1498,7 @@ int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap) {
     cv_store64le(dst + 48, idx->rec_len);
     cv_store64le(dst + 56, idx->url_bytes_len);
     cv_store64le(dst + 64, L.total);
+    cv_store64le(dst + 72, (uint64_t)idx->ow);
     const void *src[5] = {idx->url_off, idx->dir, idx->order, idx->rec, idx->url_bytes};
     size_t sizes[5] = {(idx->n_urls + 1) * 8, (idx->nb + 1) * (size_t)idx->w,
                        idx->live * (size_t)idx->w, idx->rec_len, idx->url_bytes_len};
@@ -1310,9 +1515,10 @@ int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap) {
 int cv_index_check(const cv_index *idx) {
     size_t live = 0, off = REC_START;
     if (idx->frozen) {
-        /* buckets tile the arena; every record sits in the bucket its key hashes to; the order
-         * array names each record exactly once (records are in bucket order, so the order entries
-         * sorted must equal the record starts: checked by counting starts in a bitmap) */
+        /* buckets tile the arena; a non-empty one is a header and records that tile the rest,
+         * at the header's offsets; every record sits in the bucket its key hashes to, under its
+         * key's fingerprint; the order array names each record exactly once (checked with a
+         * bitmap of record starts) */
         size_t nbits = idx->rec_len;
         uint8_t *seen = CV_MALLOC(nbits / 8 + 1);
         if (!seen) return CV_ENOMEM;
@@ -1323,20 +1529,28 @@ int cv_index_check(const cv_index *idx) {
             st = CV_EFORMAT;
         for (size_t b = 0; st == CV_OK && b < idx->nb; b++) {
             size_t a, z;
+            bhead bh;
             if (!bucket_span(idx, b, &a, &z) || a != off) {
                 st = CV_EFORMAT;
                 break;
             }
-            while (off < z) {
+            if (a == z) continue;
+            if (!bucket_head(idx, a, z, &bh)) {
+                st = CV_EFORMAT;
+                break;
+            }
+            off = bh.rs;
+            for (size_t j = 0; j < bh.c; j++) {
                 recview r;
                 cv_ref ref;
-                if (!rec_parse(idx->rec, z, off, &r) || (r.flags & F_KIND) == K_FWD ||
+                if (uint_get(bh.offs, idx->ow, j) != off - bh.rs ||
+                    !rec_parse(idx->rec, z, off, &r) || (r.flags & F_KIND) == K_FWD ||
                     (r.flags & F_MOVED) || rec_value(idx, &r, &ref) != CV_OK) {
                     st = CV_EFORMAT;
                     break;
                 }
                 uint64_t h = key_hash(r.key, r.klen);
-                if (bucket_of(h, idx->nb) != b || r.fp != fp_of(h)) {
+                if (bucket_of(h, idx->nb) != b || r.fp != fp_of(h) || bh.fps[j] != fp_of(h)) {
                     st = CV_EFORMAT;
                     break;
                 }
@@ -1344,6 +1558,7 @@ int cv_index_check(const cv_index *idx) {
                 live++;
                 off = r.end;
             }
+            if (st == CV_OK && off != z) st = CV_EFORMAT;
         }
         if (st == CV_OK && (off != idx->rec_len || live != idx->live)) st = CV_EFORMAT;
         for (size_t i = 0; st == CV_OK && i < idx->live; i++) {
@@ -1405,7 +1620,8 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
     if (len < 8 || memcmp(buf, MAGIC, 8) != 0) return open_fail(NULL, CV_EFORMAT, status);
     if (len < HEADER_SIZE) return open_fail(NULL, CV_ETRUNCATED, status);
     if (cv_load64le(buf + 120) != cv_xxh64(buf, 120, 0)) return open_fail(NULL, CV_ECHECKSUM, status);
-    if (cv_load32le(buf + 8) != FORMAT_VERSION) return open_fail(NULL, CV_EVERSION, status);
+    uint32_t version = cv_load32le(buf + 8);
+    if (version != FORMAT_VERSION && version != 2) return open_fail(NULL, CV_EVERSION, status);
     if (cv_load32le(buf + 12) != HEADER_SIZE) return open_fail(NULL, CV_EFORMAT, status);
     uint64_t h[7];
     for (int i = 0; i < 7; i++) h[i] = cv_load64le(buf + 16 + 8 * i);
@@ -1420,6 +1636,9 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
     if (len < L.total) return open_fail(NULL, CV_ETRUNCATED, status);
     if (len > L.total) return open_fail(NULL, CV_EFORMAT, status);
     if (L.w == 4 && L.rec_len > 0xFFFFFFFFu) return open_fail(NULL, CV_EFORMAT, status);
+    uint64_t ow = cv_load64le(buf + 72);
+    if (version == FORMAT_VERSION && ow != 1 && ow != 2 && ow != 4 && ow != 8)
+        return open_fail(NULL, CV_EFORMAT, status);
     if (verify && cv_load64le(buf + 112) != cv_xxh64(buf + HEADER_SIZE, L.total - HEADER_SIZE, 0))
         return open_fail(NULL, CV_ECHECKSUM, status);
 
@@ -1432,6 +1651,7 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
     idx->n_urls = L.n_urls;
     idx->nb = L.nb;
     idx->w = (int)L.w;
+    idx->ow = (int)ow;
     idx->rec_len = L.rec_len;
     idx->url_bytes_len = L.url_bytes_len;
     idx->url_off = (uint64_t *)(buf + L.sec[0]);
@@ -1455,5 +1675,13 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
         return open_fail(idx, CV_EFORMAT, status);
     for (size_t i = 0; i < L.n_urls; i++)
         if (idx->url_off[i] > idx->url_off[i + 1]) return open_fail(idx, CV_EFORMAT, status);
+    if (version == 2) {
+        /* version 2 (earlier development builds): the same records in buckets without headers.  Back
+         * to insertion order through its order array, then regrouped as version 3 does */
+        int st = own(idx);
+        if (!st) st = thaw(idx);
+        if (!st) st = freeze(idx);
+        if (st) return open_fail(idx, st == CV_ENOMEM ? st : CV_EFORMAT, status);
+    }
     return idx;
 }

@@ -15,7 +15,8 @@
  * Layout (cv_index.c's header comment has the details, docs/format.md the file format):
  *   records in one arena (a 4-byte header of hash fingerprint, flags and lengths; the key; the
  *   value as varints or inline bytes).  A built ("frozen", see cv_index_shrink) index groups the
- *   records by hash bucket behind a small directory: a lookup is one trip to memory.  While it
+ *   records by hash bucket behind a small directory, each bucket led by its records' key
+ *   fingerprints and offsets: a lookup is one trip to memory and one record parsed.  While it
  *   is being modified, records lie in insertion order behind a table of 64-bit slots (16-bit tag,
  *   48-bit record offset); an overwrite that does not fit in place leaves a forward pointer, so
  *   iteration keeps dict order.
@@ -103,6 +104,12 @@ int64_t cv_index_find(const cv_index *idx, const uint8_t *key, size_t klen);
 int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
                           const size_t *klens, int64_t *url_ids, uint64_t *offsets,
                           uint64_t *lengths);
+/* cv_index_get_many as shared work: claims parts of `part` keys from *next (atomically; start
+ * it at 0) until none are left, so any number of threads may run it on one batch at once.
+ * Returns the keys this call found, or CV_ECORRUPT. */
+int64_t cv_index_get_many_shared(const cv_index *idx, size_t n, const uint8_t *const *keys,
+                                 const size_t *klens, int64_t *url_ids, uint64_t *offsets,
+                                 uint64_t *lengths, size_t *next, size_t part);
 /* Inline bytes of a reference with url == CV_URL_INLINE. */
 int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len);
 

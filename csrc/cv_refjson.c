@@ -98,26 +98,6 @@ static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *end) {
 
 static inline int is_digit(uint8_t c) { return (unsigned)(c - '0') < 10u; }
 
-#if RJ_SSE2
-/* Trailing zero bits of x (x != 0). */
-static inline unsigned ctz32(uint32_t x) {
-#if defined(__GNUC__) || defined(__clang__)
-    return (unsigned)__builtin_ctz(x);
-#elif defined(_MSC_VER)
-    unsigned long n;
-    _BitScanForward(&n, (unsigned long)x);
-    return (unsigned)n;
-#else
-    unsigned n = 0;
-    while (!(x & 1u)) {
-        x >>= 1;
-        n++;
-    }
-    return n;
-#endif
-}
-#endif
-
 /* First byte in [p, end) that is '"', '\\', < 0x20 or >= 0x80, or end. */
 static inline const uint8_t *scan_plain(const uint8_t *p, const uint8_t *end) {
 #if RJ_SSE2
@@ -128,7 +108,7 @@ static inline const uint8_t *scan_plain(const uint8_t *p, const uint8_t *end) {
         __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, vq), _mm_cmpeq_epi8(v, vb)),
                                  _mm_cmplt_epi8(v, vc));
         uint32_t mask = (uint32_t)_mm_movemask_epi8(m);
-        if (mask) return p + ctz32(mask);
+        if (mask) return p + cv_ctz64(mask);
         p += 16;
     }
 #else

@@ -183,6 +183,50 @@ def test_native_corruption_with_valid_checksums_fails_cleanly():
     ChunkIndex.frombytes(good).check()  # the intact file passes
 
 
+# A native file written by the development builds before format version 3 (buckets without
+# headers): zlib-compressed, base64.  The references it holds are rebuilt below.
+_V2_FILE = (
+    "eNqNk0toE1EUhm9mpk0aq9gKKlIhLaILJZOZvCNIrYJWERTBdiFobNOkWE1I01AigWwkrXanKPgA6cJBdwoVBReC"
+    "ygi68rnRRYU6F9yI1IVu9D9zpi3dOXA495t7z38ec2d634n+/YNrg4oQogFLCH5aPB/0vOb5mMq+3+PepYP/+dwe"
+    "3luub5q69ebrxM8Po2/nlt53eL7L8zs9nxGr8wVgRdgrWLdPiGnYO9huNHAR9gy2WV2pk5hiaJ9iaI/ivigcu13l"
+    "ONL4hP2Nnv518BW834a1jvV3rO/C18FR2B6s++BnYEew/oP9Ofh52CzWJ+EfwC9Q7fA34V/g3X34NuT8gfUxrBdh"
+    "f7EexJl1sK2wPEzFuyfYOw3rxHoX3p2Fr8Gqyso8Q0L1T+oR0QhJvxCPQVU9pcmm0giJqtBAhqnIpgq8xpjUpKUB"
+    "pxjTqnQIv7kYjWvSCQD7XIzFILUG2O0KpxVpkfBvDk2oskmh6100IzjbAtzCShFF2n7gL0YTuyR8j4WjSBsEPhJq"
+    "YFI3RYOeUPtrN08Smz5sXmbhFPKQ0gIrJdBPG3CGldCeTUrzjHHUSBUfdJUMVe4AeKEGslo0ioeMKYRSA2Ocx0Ao"
+    "NXCYMaFJuxX4koUxN4eE7zAittnuNk95oorMU548C0dUadOgcoyoyVGXR2FGoUR5erkf1OhQe0ddJXRnU+/H+WwM"
+    "aaiIRT4bgzBN8QYjBmXRKEqM+D4O4QYuEVU0aTIDjPhcNjVg+OjKGD6+QIc4Txq3goq4xEq4QjYpXeVQA7uk1MWI"
+    "O2NR7+/dinFlLKr4OTeLsw71/pGF4zjbuvy1zCRKJAwq/s5wLV8uTpQ6LvTUsuXyqZFi+Vy20pMx609dXdyYAzTT"
+    "z6yLq2jTEGdZyEQ3NESbC8YHsGgwHIq7R83Q7aJ6MQcqkJ6R0bFcRtf14Wwlq2fDhfh4FHhGHwqfHypUKqVxUEHP"
+    "RVajsRpNoPf//QN0sBVY"
+)
+
+
+def test_native_version_2_still_opens():
+    """Version 2 files still open (regrouped into version 3 in memory) and read the same."""
+    import base64
+    import zlib
+
+    data = zlib.decompress(base64.b64decode(_V2_FILE))
+    assert data[8:12] == (2).to_bytes(4, "little")
+    want = {".zgroup": b'{"zarr_format":2}', "x/0": ["file:///data/a.h5", 4096, 1000],
+            "x/1": ["s3://b/c.nc"], "x/2": ["file:///data/a.h5", 2**40, 12]}
+    want.update({f"v/{i}": ["https://h/e%d.nc" % (i % 3), 1000 + 4096 * i, 4096]
+                 for i in range(50)})
+    idx = ChunkIndex.frombytes(data)
+    idx.check()
+    assert list(idx.keys()) == list(want)  # insertion order kept
+    assert {k: idx[k] for k in want} == want
+    ids, offs, lens = idx.lookup_many(["v/7", "x/2", "nope"])
+    assert list(offs) == [1000 + 4096 * 7, 2**40, 0] and ids[2] == MISSING
+    again = idx.tobytes()
+    assert again[8:12] == (3).to_bytes(4, "little")
+    assert dict(ChunkIndex.frombytes(again).items()) == dict(idx.items())
+    bad = bytearray(data)
+    bad[8:12] = (9).to_bytes(4, "little")
+    with pytest.raises(chunkview.ReferenceFormatError, match="version"):
+        ChunkIndex.frombytes(_resign(bad))
+
+
 def test_checksum_is_xxh64():
     xxhash = pytest.importorskip("xxhash")
     from chunkview._index import xxh64
@@ -215,6 +259,39 @@ def test_many_urls_widen():
     assert len(idx.urls) == 70_000
     again = pickle.loads(pickle.dumps(idx))
     assert again["k300"] == ["s3://b/300.nc", 300, 1]
+
+
+def test_lookup_many_parallel():
+    """Batches of PARALLEL_MIN keys or more are looked up by several threads: the result equals
+    the one-thread lookup for lists, tuples and numpy string arrays (items made on the fly),
+    with found, inline, whole-file and missing keys; a corrupt record still raises."""
+    from chunkview._index import PARALLEL_MIN
+
+    n = PARALLEL_MIN + 7_000
+    idx = ChunkIndex()
+    for i in range(0, n, 2):
+        idx.set(f"k/{i}", f"file:///x{i % 3}.bin", i * 10, 10)
+    for i in range(1, n, 6):
+        idx.set_inline(f"k/{i}", b"x" * (i % 7))
+    idx.set("whole", "s3://b/w.nc")
+    idx.shrink()
+    keys = [f"k/{i}" for i in range(n)] + ["whole", "nope"]
+    one = idx.lookup_many(keys, threads=1)
+    assert one[0][-1] == MISSING and one[0][-2] == idx.urls.index("s3://b/w.nc")
+    assert one[2][-2] == WHOLE and (one[0][1:n:6] == INLINE).all()
+    assert one[1][2:n:2].tolist() == list(range(20, n * 10, 20))
+    for ks in (keys, tuple(keys), np.array(keys)):
+        for threads in (None, 2, 3):
+            got = idx.lookup_many(ks, threads=threads)
+            assert all((a == b).all() for a, b in zip(got, one)), (type(ks), threads)
+    # a record whose URL id is out of range (checksums made consistent): every path raises
+    data = bytearray(idx.tobytes())
+    at = data.index(bytes([7, 7]) + b"k/12346")  # klen 7, value padded to 7 bytes
+    data[at + 2 + 7] = 0x7F
+    bad = ChunkIndex.frombytes(_resign(data))
+    for threads in (1, 2):
+        with pytest.raises(chunkview.ReferenceFormatError, match="batch lookup"):
+            bad.lookup_many(keys, threads=threads)
 
 
 def test_lookup_many_in_slices_matches_single_lookups():

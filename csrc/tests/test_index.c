@@ -221,6 +221,18 @@ static void check_model(cv_index *idx, model_t *m) {
     CHECK_EQ(seen, n);
 }
 
+/* Serialize idx into a new *buf (the caller frees it) and open that, copied or borrowed. */
+static cv_index *reopen(cv_index *idx, int copy, uint8_t **buf) {
+    int64_t sz = cv_index_serialized_size(idx);
+    CHECK(sz > 0);
+    *buf = malloc((size_t)sz);
+    CHECK_EQ(cv_index_serialize(idx, *buf, (size_t)sz), sz);
+    int st;
+    cv_index *j = cv_index_open_buffer(*buf, (size_t)sz, copy, 1, &st);
+    CHECK(j != NULL);
+    return j;
+}
+
 static void test_order_model(void) {
     for (int round = 0; round < 20; round++) {
         cv_index *idx = cv_index_new();
@@ -263,12 +275,8 @@ static void test_order_model(void) {
                 /* round trip through the native format; the opened copy must agree */
                 CHECK_EQ(cv_index_shrink(idx), CV_OK);
                 check_model(idx, m);
-                int64_t sz = cv_index_serialized_size(idx);
-                uint8_t *buf = malloc((size_t)sz);
-                CHECK_EQ(cv_index_serialize(idx, buf, (size_t)sz), sz);
-                int st;
-                cv_index *j = cv_index_open_buffer(buf, (size_t)sz, 1, 1, &st);
-                CHECK(j != NULL);
+                uint8_t *buf;
+                cv_index *j = reopen(idx, 1, &buf);
                 if (j) {
                     check_model(j, m);
                     cv_index_free(j);
@@ -316,10 +324,19 @@ static void test_open_corrupt_fuzz(void) {
             size_t dl;
             if (r.url == CV_URL_INLINE) (void)cv_index_inline(j, &r, &d, &dl);
         }
+        static char keys[100][16];
+        const uint8_t *kp[100];
+        size_t kls[100];
+        int64_t ids[100];
+        uint64_t offs[100], lens[100];
         for (int i = 0; i < 300; i += 3) {
-            int kl = snprintf(key, sizeof key, "v/%d", i);
-            (void)cv_index_get(j, (uint8_t *)key, (size_t)kl, &r);
+            int kl = snprintf(keys[i / 3], sizeof keys[0], "v/%d", i);
+            kp[i / 3] = (const uint8_t *)keys[i / 3];
+            kls[i / 3] = (size_t)kl;
+            (void)cv_index_get(j, (uint8_t *)keys[i / 3], (size_t)kl, &r);
         }
+        (void)cv_index_get_many(j, 100, kp, kls, ids, offs, lens);
+        (void)cv_index_check(j);
         /* modifications of a corrupt index must fail cleanly too */
         (void)cv_index_put(j, (const uint8_t *)"new", 3, 0, 1, 2);
         (void)cv_index_del(j, (const uint8_t *)"v/3", 3);
@@ -405,6 +422,108 @@ static void test_xxh64(void) {
     CHECK_EQ(cv_xxh64((const uint8_t *)"abc", 3, 0), 4952883123889572249ULL);
 }
 
+/* nb of a frozen index of n keys, read from its native header */
+static uint64_t frozen_nb(size_t n) {
+    cv_index *idx = cv_index_new();
+    cv_index_url_intern(idx, (const uint8_t *)"u", 1);
+    char key[32];
+    for (size_t i = 0; i < n; i++) {
+        int kl = snprintf(key, sizeof key, "probe/%zu", i);
+        cv_index_put(idx, (uint8_t *)key, (size_t)kl, 0, 1, 1);
+    }
+    int64_t sz = cv_index_serialized_size(idx);
+    uint8_t *buf = malloc((size_t)sz);
+    cv_index_serialize(idx, buf, (size_t)sz);
+    uint64_t nb = cv_load64le(buf + 32);
+    free(buf);
+    cv_index_free(idx);
+    return nb;
+}
+
+/* Serialize, reopen (borrowed), check every key of keys[0..n) maps to offset i, and return the
+ * header's record offset width. */
+static uint64_t roundtrip_ow(cv_index *idx, char keys[][32], size_t n) {
+    uint8_t *buf;
+    cv_index *j = reopen(idx, 0, &buf);
+    uint64_t ow = cv_load64le(buf + 72);
+    if (j) {
+        CHECK_EQ(cv_index_check(j), CV_OK);
+        for (size_t i = 0; i < n; i++) {
+            cv_ref r;
+            CHECK_EQ(cv_index_get(j, (uint8_t *)keys[i], strlen(keys[i]), &r), CV_OK);
+            if (r.url != CV_URL_INLINE) CHECK_EQ(r.offset, i);
+        }
+        cv_index_free(j);
+    }
+    free(buf);
+    return ow;
+}
+
+/* Frozen buckets: a bucket of more records than one 8-byte word of fingerprints, keys sharing a
+ * fingerprint in one bucket, absent keys with a matching fingerprint; record offsets 1, 2 and 4
+ * bytes wide; the same through the batch lookup and after a native round trip. */
+static void test_bucket_layout(void) {
+    enum { N = 40, CROWD = 12 }; /* 12 records of 16 bytes: offsets fit a byte */
+    uint64_t nb = frozen_nb(N);
+    static char keys[N][32];
+    char miss[4][32];
+    size_t crowd = 0, rest = 0, nmiss = 0, twins = 0;
+    uint8_t fp0 = 0;
+    for (uint64_t t = 0; crowd < CROWD || rest < N - CROWD || nmiss < 4; t++) {
+        char k[32];
+        snprintf(k, sizeof k, "k/%llu", (unsigned long long)t);
+        uint64_t h = cv_keyhash((uint8_t *)k, strlen(k));
+        uint64_t b = ((h & 0xFFFFFFFFu) * nb) >> 32;
+        uint8_t fp = (uint8_t)(h >> 32);
+        if (b == 0 && crowd == 0) fp0 = fp;
+        if (b == 0 && crowd < CROWD && (fp == fp0 ? twins < 3 : crowd - twins < CROWD - 3)) {
+            twins += fp == fp0;
+            memcpy(keys[crowd++], k, sizeof k);
+        } else if (b == 0 && fp == fp0 && nmiss < 4) {
+            memcpy(miss[nmiss++], k, sizeof k); /* same bucket and fingerprint, never inserted */
+        } else if (b != 0 && rest < N - CROWD) {
+            memcpy(keys[CROWD + rest++], k, sizeof k);
+        }
+    }
+    CHECK_EQ(twins, 3);
+    cv_index *idx = cv_index_new();
+    cv_index_url_intern(idx, (const uint8_t *)"u", 1);
+    for (size_t i = 0; i < N; i++)
+        CHECK_EQ(cv_index_put(idx, (uint8_t *)keys[i], strlen(keys[i]), 0, i, 1), CV_OK);
+    CHECK_EQ(cv_index_shrink(idx), CV_OK);
+    CHECK_EQ(cv_index_check(idx), CV_OK);
+    const uint8_t *kp[N + 4];
+    size_t kl[N + 4];
+    int64_t ids[N + 4];
+    uint64_t offs[N + 4], lens[N + 4];
+    for (size_t i = 0; i < N + 4; i++) {
+        kp[i] = (const uint8_t *)(i < N ? keys[i] : miss[i - N]);
+        kl[i] = strlen((const char *)kp[i]);
+        cv_ref r;
+        CHECK_EQ(cv_index_get(idx, kp[i], kl[i], &r), i < N ? CV_OK : CV_ENOTFOUND);
+        if (i < N) CHECK_EQ(r.offset, i);
+    }
+    CHECK_EQ(cv_index_get_many(idx, N + 4, kp, kl, ids, offs, lens), N);
+    for (size_t i = 0; i < N + 4; i++) {
+        CHECK_EQ(ids[i], i < N ? 0 : CV_ID_MISSING);
+        CHECK_EQ(offs[i], i < N ? i : 0);
+    }
+    CHECK_EQ(roundtrip_ow(idx, keys, N), 1);
+    /* inline values widen the offsets: 300 bytes each crowd the bucket past 255 bytes, then
+     * one of 70000 bytes past 65535 */
+    uint8_t *big = calloc(70000, 1);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ(cv_index_put_inline(idx, (uint8_t *)keys[i], strlen(keys[i]), big, 300), CV_OK);
+    CHECK_EQ(roundtrip_ow(idx, keys, N), 2);
+    CHECK_EQ(cv_index_put_inline(idx, (uint8_t *)keys[0], strlen(keys[0]), big, 70000), CV_OK);
+    CHECK_EQ(roundtrip_ow(idx, keys, N), 4);
+    cv_ref r;
+    CHECK_EQ(cv_index_get(idx, (uint8_t *)keys[0], strlen(keys[0]), &r), CV_OK);
+    CHECK(r.url == CV_URL_INLINE && r.length == 70000);
+    free(big);
+    cv_index_free(idx);
+}
+
 int main(void) {
     test_xxh64();
     test_basic();
@@ -414,5 +533,6 @@ int main(void) {
     test_aliased_inputs();
     test_order_model();
     test_open_corrupt_fuzz();
+    test_bucket_layout();
     CVT_DONE("test_index");
 }

@@ -68,6 +68,9 @@ cdef extern from "cv_index.h" nogil:
     int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
                               const size_t *klens, int64_t *url_ids, uint64_t *offsets,
                               uint64_t *lengths)
+    int64_t cv_index_get_many_shared(const cv_index *idx, size_t n, const uint8_t *const *keys,
+                                     const size_t *klens, int64_t *url_ids, uint64_t *offsets,
+                                     uint64_t *lengths, size_t *next, size_t part)
     int cv_index_inline(const cv_index *idx, const cv_ref *ref, const uint8_t **data, size_t *len)
     int cv_index_next(const cv_index *idx, size_t *cursor, const uint8_t **key, size_t *klen,
                       cv_ref *ref)

@@ -15,6 +15,8 @@ cimport numpy as cnp
 
 from chunkview._cv cimport *
 
+import os
+
 import numpy as np
 
 from chunkview import errors
@@ -59,6 +61,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     bint PyList_CheckExact(object o)
     PyObject *PyList_GET_ITEM(object o, Py_ssize_t i)
+    PyObject *PyTuple_GET_ITEM(object o, Py_ssize_t i)
 
 
 cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
@@ -77,7 +80,73 @@ cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
     raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
 
 
+cdef extern from *:
+    """
+    /* The bytes of an exact str that is compact ASCII (its own UTF-8) or of an exact bytes
+     * object, read in place; NULL for anything else (key_ptr then handles it).  No reference
+     * is taken: the caller holds the list that holds the key. */
+    static inline const uint8_t *cv_fast_key(PyObject *o, Py_ssize_t *n) {
+        if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
+            *n = PyUnicode_GET_LENGTH(o);
+            return (const uint8_t *)(((PyASCIIObject *)o) + 1);
+        }
+        if (PyBytes_CheckExact(o)) {
+            *n = PyBytes_GET_SIZE(o);
+            return (const uint8_t *)PyBytes_AS_STRING(o);
+        }
+        return NULL;
+    }
+    """
+    const uint8_t *cv_fast_key(PyObject *o, Py_ssize_t *n) noexcept
+
+
 cdef Py_ssize_t LOOKUP_SLICE = 4096  # keys handed to C per batch-lookup call
+cdef Py_ssize_t LOOKUP_PART = 8192  # keys claimed at a time by a thread of a parallel lookup
+PARALLEL_MIN = 1 << 15  # batches this long are looked up in several threads
+
+
+cdef int _key_pointers(keys, Py_ssize_t lo, Py_ssize_t hi, const uint8_t **kp,
+                       size_t *kls) except -1:
+    """Pointers to and lengths of the UTF-8 bytes of keys[lo:hi] (a list or tuple, which keeps
+    them alive), into kp[0:hi-lo] and kls."""
+    cdef Py_ssize_t i, kl
+    cdef PyObject *o
+    cdef const uint8_t *p
+    cdef bint is_list = PyList_CheckExact(keys)
+    for i in range(lo, hi):
+        o = PyList_GET_ITEM(keys, i) if is_list else PyTuple_GET_ITEM(keys, i)
+        p = cv_fast_key(o, &kl)
+        if p == NULL:
+            p = key_ptr(<object>o, &kl)
+        kp[i - lo] = p
+        kls[i - lo] = <size_t>kl
+    return 0
+
+
+cdef class _Lookup:
+    """One parallel batch lookup: the key table and outputs that its threads share."""
+    cdef ChunkIndex owner
+    cdef const uint8_t **kp
+    cdef size_t *kls
+    cdef int64_t *ids
+    cdef uint64_t *offs
+    cdef uint64_t *lens
+    cdef size_t n
+    cdef size_t next
+    cdef bint corrupt
+
+    def __dealloc__(self):
+        free(self.kp)
+        free(self.kls)
+
+    def run(self):
+        cdef cv_index *ix = self.owner.idx
+        cdef int64_t got
+        with nogil:
+            got = cv_index_get_many_shared(ix, self.n, self.kp, self.kls, self.ids, self.offs,
+                                           self.lens, &self.next, <size_t>LOOKUP_PART)
+        if got < 0:
+            self.corrupt = True
 
 
 cdef class ChunkIndex:
@@ -398,10 +467,20 @@ cdef class ChunkIndex:
             raise status_error(st, f"key {key!r}")
         return (INLINE if r.url == CV_URL_INLINE else <int64_t>r.url), r.offset, r.length
 
-    def lookup_many(self, keys):
+    def lookup_many(self, keys, threads=None):
         """Batch lookup.  Returns numpy arrays ``(url_ids int64, offsets uint64, lengths uint64)``;
-        url_id is INLINE (-1) for inline data and MISSING (-2) for absent keys."""
-        cdef Py_ssize_t n = len(keys), i, kl, lo, hi, j
+        url_id is INLINE (-1) for inline data and MISSING (-2) for absent keys.
+
+        A batch of at least ``PARALLEL_MIN`` keys is looked up by ``threads`` threads (default:
+        one per CPU; 1 keeps it in the calling thread) after the calling thread has read the
+        keys.  ``keys`` must not change during the call."""
+        cdef Py_ssize_t n = len(keys)
+        if not PyList_CheckExact(keys) and not isinstance(keys, tuple):
+            keys = list(keys)  # a sequence may make each item on the fly: keep them alive
+        nt = (os.cpu_count() or 1) if threads is None else int(threads)
+        if nt > 1 and n >= PARALLEL_MIN:
+            return self._lookup_parallel(keys, n, min(nt, n // LOOKUP_PART))
+        cdef Py_ssize_t i, kl, lo, hi, j
         cdef Py_ssize_t m = min(n, LOOKUP_SLICE)
         cdef int64_t found = 0, got
         cdef cnp.ndarray[int64_t, ndim=1] ids = np.empty(n, dtype=np.int64)
@@ -410,7 +489,6 @@ cdef class ChunkIndex:
         cdef int64_t *pid = <int64_t *>ids.data
         cdef uint64_t *poff = <uint64_t *>offs.data
         cdef uint64_t *plen = <uint64_t *>lens.data
-        cdef bint is_list = PyList_CheckExact(keys)
         # keys go to C in slices: the pointer table stays small and in cache (no page faults
         # for a table as long as the key list)
         cdef const uint8_t **kp = <const uint8_t **>malloc(max(m, 1) * sizeof(uint8_t *))
@@ -423,14 +501,7 @@ cdef class ChunkIndex:
             lo = 0
             while lo < n:
                 hi = min(n, lo + LOOKUP_SLICE)
-                if is_list:
-                    for i in range(lo, hi):
-                        kp[i - lo] = key_ptr(<object>PyList_GET_ITEM(keys, i), &kl)
-                        kls[i - lo] = <size_t>kl
-                else:
-                    for i in range(lo, hi):
-                        kp[i - lo] = key_ptr(keys[i], &kl)
-                        kls[i - lo] = <size_t>kl
+                _key_pointers(keys, lo, hi, kp, kls)
                 j = hi - lo
                 if j > 64:
                     with nogil:
@@ -449,6 +520,35 @@ cdef class ChunkIndex:
             free(kls)
         if found < 0:
             raise status_error(<int>found, "batch lookup")
+        return ids, offs, lens
+
+    cdef object _lookup_parallel(self, keys, Py_ssize_t n, int nt):
+        """lookup_many in nt threads: this one reads every key, then all claim parts of the
+        batch from a shared counter (the calling thread too, so a busy pool only slows it)."""
+        from chunkview._decode import _executor
+
+        ids = np.empty(n, dtype=np.int64)
+        offs = np.empty(n, dtype=np.uint64)
+        lens = np.empty(n, dtype=np.uint64)
+        cdef _Lookup job = _Lookup.__new__(_Lookup)
+        job.owner = self
+        job.n = <size_t>n
+        job.kp = <const uint8_t **>malloc(n * sizeof(uint8_t *))
+        job.kls = <size_t *>malloc(n * sizeof(size_t))
+        if job.kp == NULL or job.kls == NULL:
+            raise MemoryError()
+        _key_pointers(keys, 0, n, job.kp, job.kls)
+        job.ids = <int64_t *>cnp.PyArray_DATA(ids)
+        job.offs = <uint64_t *>cnp.PyArray_DATA(offs)
+        job.lens = <uint64_t *>cnp.PyArray_DATA(lens)
+        pool = _executor(nt)
+        futures = [pool.submit(job.run) for _ in range(nt - 1)]
+        job.run()
+        for f in futures:
+            if not f.cancel():  # started: it finishes the part it claimed
+                f.result()
+        if job.corrupt:
+            raise status_error(CV_ECORRUPT, "batch lookup")
         return ids, offs, lens
 
     def get_grid(self, prefix, grid, sep="."):

@@ -323,11 +323,16 @@ def case_index(data: Path, quick: bool, repeat: int) -> dict:
     t_dict, _ = _timeit(dict_singles, repeat)
     res["lookup_single_ns"] = {"chunkview": t_single["median"] / m * 1e9,
                                "python_dict": t_dict["median"] / m * 1e9}
+    # the default looks a batch this long up in one thread per CPU; threads=1 in this one
     t_batch, _ = _timeit(lambda: idx.lookup_many(keys), repeat)
+    t_batch_one, _ = _timeit(lambda: idx.lookup_many(keys, threads=1), repeat)
     sorted_keys = [f"v/{i}" for i in range(n)]
     t_batch_seq, _ = _timeit(lambda: idx.lookup_many(sorted_keys), repeat)
-    res["lookup_batch_ns_per_key"] = {"chunkview_random": t_batch["median"] / n * 1e9,
-                                      "chunkview_in_order": t_batch_seq["median"] / n * 1e9}
+    res["lookup_batch_ns_per_key"] = {
+        "chunkview_random": t_batch["median"] / n * 1e9,
+        "chunkview_random_one_thread": t_batch_one["median"] / n * 1e9,
+        "chunkview_in_order": t_batch_seq["median"] / n * 1e9,
+        "threads": os.cpu_count() or 1}
     return res
 
 
@@ -879,8 +884,14 @@ def print_index(res: dict) -> None:
     print(f"  {'one lookup from Python, random':34} {ls['chunkview']:9.0f} ns "
           f"{'(dict: %.0f ns)' % ls['python_dict']:>21}")
     lb = res["lookup_batch_ns_per_key"]
-    print(f"  {'batch lookup per key, random':34} {lb['chunkview_random']:9.1f} ns")
-    print(f"  {'batch lookup per key, in order':34} {lb['chunkview_in_order']:9.1f} ns")
+    nt = lb.get("threads", "?")
+    print(f"  {'batch lookup per key, random':34} {lb['chunkview_random']:9.1f} ns "
+          f"{'(%s threads)' % nt:>21}")
+    if "chunkview_random_one_thread" in lb:
+        print(f"  {'batch lookup per key, 1 thread':34} "
+              f"{lb['chunkview_random_one_thread']:9.1f} ns")
+    print(f"  {'batch lookup per key, in order':34} {lb['chunkview_in_order']:9.1f} ns "
+          f"{'(%s threads)' % nt:>21}")
 
 
 def _row(name, e, unit="gb"):
