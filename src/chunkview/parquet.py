@@ -621,12 +621,13 @@ class LazyParquetReferences(Mapping):
 
     # ----------------------------------------------------------------- batch lookup
 
-    def lookup_many(self, keys):
+    def lookup_many(self, keys, threads=None):
         """Batch lookup: ``(url_ids int64, offsets uint64, lengths uint64)`` like
         :meth:`chunkview.ChunkIndex.lookup_many`: url id ``INLINE`` (-1) for inline data (length
         is its byte count; fetch it with ``self[key]``), ``MISSING`` (-2) for an absent key,
         length ``WHOLE`` for a whole file.  Keys are grouped by (array, record); each group is
-        one gather from the record's arrays."""
+        one gather from the record's arrays, in this thread (``threads`` is accepted for
+        ChunkIndex's signature)."""
         n = len(keys)
         ids = np.full(n, MISSING, dtype=np.int64)
         offs = np.zeros(n, dtype=np.uint64)

@@ -172,11 +172,12 @@ class References(Mapping):
         nothing was recorded."""
         return sources_of(self)
 
-    def lookup_many(self, keys):
+    def lookup_many(self, keys, threads=None):
         """Batch lookup: ``(url_ids, offsets, lengths)`` numpy arrays; url id ``INLINE`` (-1)
         marks inline data (fetch with ``self[key]``), ``MISSING`` (-2) an absent key, length
-        ``WHOLE`` a whole file."""
-        return self._index.lookup_many(keys)
+        ``WHOLE`` a whole file.  A long batch (32,768 keys or more) is looked up in ``threads``
+        threads (default: one per CPU)."""
+        return self._index.lookup_many(keys, threads=threads)
 
     def size_of(self, key: str) -> int | None:
         """Byte size of a reference (None for a whole file, whose size the target knows)."""
