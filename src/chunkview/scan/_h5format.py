@@ -15,6 +15,7 @@ of types 10 and 11).  The reference is the HDF5 File Format Specification, versi
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -493,11 +494,31 @@ def _unique(f, ch: Chunks, what, path) -> Chunks:
     """A B-tree names each chunk once (the linear indexes cannot repeat one): a repeated
     chunk means a corrupt key, and picking either record could read the wrong bytes."""
     c = ch.coords
-    if len(c) > 1 and len(np.unique(c, axis=0)) != len(c):
-        u, first, counts = np.unique(c, axis=0, return_index=True, return_counts=True)
+    if len(c) < 2:
+        return ch
+    # one integer per chunk (C order over the coordinates' own extent): B-trees list chunks in
+    # that order, so one pass usually settles it; np.unique(axis=0) took 0.1 s for 200k chunks
+    if not c.shape[1]:
+        raise f.err(f"{what} lists the chunk of a scalar more than once: corrupt file", None,
+                    path)
+    top = c.max(axis=0).tolist()
+    if c.min() >= 0 and math.prod(t + 1 for t in top) < 2**62:
+        lin = np.zeros(len(c), np.int64)
+        for d, t in enumerate(top):
+            lin = lin * (t + 1) + c[:, d]
+        if (lin[1:] > lin[:-1]).all():
+            return ch
+        s = np.sort(lin)
+        rep = np.flatnonzero(s[1:] == s[:-1])
+        if not len(rep):
+            return ch
+        dup = tuple(int(x) for x in c[int(np.flatnonzero(lin == s[rep[0]])[0])])
+    else:
+        u, counts = np.unique(c, axis=0, return_counts=True)
+        if (counts == 1).all():
+            return ch
         dup = tuple(int(x) for x in u[int(np.argmax(counts > 1))])
-        raise f.err(f"{what} lists chunk {dup} more than once: corrupt file", None, path)
-    return ch
+    raise f.err(f"{what} lists chunk {dup} more than once: corrupt file", None, path)
 
 
 def _btree1(f: H5File, lay: Layout, path):
