@@ -56,9 +56,7 @@
 enum { K_RANGE = 0, K_WHOLE = 1, K_INLINE = 2, K_FWD = 3 };
 #define F_KIND 3u
 #define F_MOVED 4u
-#ifndef BUCKET
 #define BUCKET 3 /* mean keys per bucket of a frozen index */
-#endif
 
 static const uint8_t MAGIC[8] = {0x89, 'C', 'V', 'I', 'D', 'X', '\r', '\n'};
 
@@ -266,19 +264,9 @@ static void *dup_bytes(const void *src, size_t n) {
     return p;
 }
 
+/* Entry i of an array of w-byte (1, 2, 4 or 8) little-endian unsigned integers: directory and
+ * order entries (w 4 or 8), record offsets in a bucket header (idx->ow). */
 static inline uint64_t ent_get(const uint8_t *a, int w, size_t i) {
-    if (w == 4) {
-        uint32_t v;
-        memcpy(&v, a + 4 * i, 4);
-        return v;
-    }
-    uint64_t v;
-    memcpy(&v, a + 8 * i, 8);
-    return v;
-}
-
-/* Entry i of an array of w-byte (1, 2, 4 or 8) little-endian unsigned integers. */
-static inline uint64_t uint_get(const uint8_t *a, int w, size_t i) {
     switch (w) {
     case 1:
         return a[i];
@@ -291,16 +279,13 @@ static inline uint64_t uint_get(const uint8_t *a, int w, size_t i) {
     }
 }
 
-static inline void uint_put(uint8_t *a, int w, size_t i, uint64_t v) {
-    for (int k = 0; k < w; k++) a[(size_t)w * i + (size_t)k] = (uint8_t)(v >> (8 * k));
-}
-
 static inline void ent_put(uint8_t *a, int w, size_t i, uint64_t v) {
     if (w == 4) {
-        uint32_t x = (uint32_t)v;
-        memcpy(a + 4 * i, &x, 4);
+        cv_store32le(a + 4 * i, (uint32_t)v);
+    } else if (w == 8) {
+        cv_store64le(a + 8 * i, v);
     } else {
-        memcpy(a + 8 * i, &v, 8);
+        for (int k = 0; k < w; k++) a[(size_t)w * i + (size_t)k] = (uint8_t)(v >> (8 * k));
     }
 }
 
@@ -581,7 +566,7 @@ static inline size_t scan_bucket(const cv_index *idx, size_t a, size_t z, const 
         while (hit) {
             size_t j = i + (cv_ctz64(hit) >> 3);
             hit &= hit - 1;
-            uint64_t ro = uint_get(bh.offs, idx->ow, j);
+            uint64_t ro = ent_get(bh.offs, idx->ow, j);
             if (ro >= z - bh.rs) return 0;
             size_t at = bh.rs + (size_t)ro;
             if (!rec_parse(idx->rec, z, at, r)) return 0;
@@ -638,10 +623,6 @@ static inline int put_result(const cv_index *idx, size_t off, const recview *r, 
     return off ? -1 : 0;
 }
 
-#ifndef GROUP
-#define GROUP 8
-#endif
-
 /* Batch lookup in a frozen index, as a pipeline over groups of G keys: group g is hashed and
  * its directory entries prefetched while group g - 1 has its buckets' lines prefetched and
  * group g - 2, whose buckets are in cache by now, is looked up.  Each stage is a loop of fixed
@@ -649,7 +630,7 @@ static inline int put_result(const cv_index *idx, size_t off, const recview *r, 
 static int64_t get_many_frozen(const cv_index *idx, size_t n, const uint8_t *const *keys,
                                const size_t *klens, int64_t *url_ids, uint64_t *offsets,
                                uint64_t *lengths) {
-    enum { G = GROUP };
+    enum { G = 8 };
     uint64_t hs[3][G];
     size_t sa[3][G], sz[3][G];
     size_t nb = idx->nb, w = (size_t)idx->w;
@@ -694,74 +675,47 @@ static int64_t get_many_frozen(const cv_index *idx, size_t n, const uint8_t *con
 int64_t cv_index_get_many(const cv_index *idx, size_t n, const uint8_t *const *keys,
                           const size_t *klens, int64_t *url_ids, uint64_t *offsets,
                           uint64_t *lengths) {
-    /* A software pipeline keeps many independent cache misses in flight.  Frozen: key i is
-     * hashed and its directory entry prefetched; key i - D has its bucket's lines prefetched;
-     * key i - 2D scans its bucket, now in cache.  Dynamic: the same with the slot in place of
-     * the directory entry and the first tag match's record in place of the bucket. */
+    /* Dynamic: a software pipeline keeps many independent cache misses in flight.  Key i is
+     * hashed and its home slot prefetched; key i - D has the record of its first tag match
+     * prefetched; key i - 2D is looked up, its record now in cache. */
     enum { D = 16, R = 64 };
     uint64_t hs[R];
-    size_t spans[R][2];
     int64_t found = 0;
     int corrupt = 0;
-    size_t ns = idx->nslots, nb = idx->nb;
-    int frozen = idx->frozen;
-    if (frozen ? nb == 0 : ns == 0) {
-        for (size_t i = 0; i < n; i++) {
-            url_ids[i] = CV_ID_MISSING;
-            offsets[i] = lengths[i] = 0;
-        }
+    size_t ns = idx->nslots;
+    if (idx->frozen ? idx->nb == 0 : ns == 0) {
+        for (size_t i = 0; i < n; i++) put_result(idx, 0, NULL, i, url_ids, offsets, lengths);
         return 0;
     }
-    if (frozen) return get_many_frozen(idx, n, keys, klens, url_ids, offsets, lengths);
+    if (idx->frozen) return get_many_frozen(idx, n, keys, klens, url_ids, offsets, lengths);
     for (size_t i = 0; i < n + 2 * D; i++) {
         if (i < n) {
             uint64_t h = key_hash(keys[i], klens[i]);
             hs[i % R] = h;
-            if (frozen) CV_PREFETCH(idx->dir + bucket_of(h, nb) * (size_t)idx->w);
-            else CV_PREFETCH(idx->slots + home_of(h, ns));
+            CV_PREFETCH(idx->slots + home_of(h, ns));
         }
         if (i >= D && i - D < n) {
-            size_t j = (i - D) % R;
-            uint64_t h = hs[j];
-            if (frozen) {
-                size_t a = 0, z = 0;
-                if (bucket_span(idx, bucket_of(h, nb), &a, &z)) prefetch_span(idx->rec, a, z);
-                spans[j][0] = a;
-                spans[j][1] = z;
-            } else {
-                size_t pos = home_of(h, ns);
-                uint64_t tag = tag_of(h);
-                for (int probes = 0; probes < 8; probes++) {
-                    uint64_t s = idx->slots[pos];
-                    if (s == SLOT_EMPTY) break;
-                    if ((s >> 48) == tag && s != SLOT_TOMB) {
-                        size_t off = (size_t)(s & OFF_MASK);
-                        CV_PREFETCH(idx->rec + off);
-                        CV_PREFETCH(idx->rec + off + 40);
-                        break;
-                    }
-                    if (++pos == ns) pos = 0;
+            uint64_t h = hs[(i - D) % R], tag = tag_of(h);
+            size_t pos = home_of(h, ns);
+            for (int probes = 0; probes < 8; probes++) {
+                uint64_t s = idx->slots[pos];
+                if (s == SLOT_EMPTY) break;
+                if ((s >> 48) == tag && s != SLOT_TOMB) {
+                    size_t off = (size_t)(s & OFF_MASK);
+                    CV_PREFETCH(idx->rec + off);
+                    CV_PREFETCH(idx->rec + off + 40);
+                    break;
                 }
+                if (++pos == ns) pos = 0;
             }
         }
         if (i >= 2 * D) {
-            size_t k = i - 2 * D, j = k % R;
+            size_t k = i - 2 * D;
             recview r;
-            cv_ref ref;
-            size_t off;
-            if (frozen) off = scan_bucket(idx, spans[j][0], spans[j][1], keys[k], klens[k], hs[j], &r);
-            else off = locate(idx, keys[k], klens[k], hs[j], &r);
-            if (off && rec_value(idx, &r, &ref) == CV_OK) {
-                url_ids[k] = ref.url == CV_URL_INLINE ? CV_ID_INLINE : (int64_t)ref.url;
-                offsets[k] = ref.offset;
-                lengths[k] = ref.length;
-                found++;
-            } else {
-                corrupt |= off != 0;
-                url_ids[k] = CV_ID_MISSING;
-                offsets[k] = 0;
-                lengths[k] = 0;
-            }
+            size_t off = locate(idx, keys[k], klens[k], hs[k % R], &r);
+            int got = put_result(idx, off, &r, k, url_ids, offsets, lengths);
+            found += got > 0;
+            corrupt |= got < 0;
         }
     }
     return corrupt ? CV_ECORRUPT : found;
@@ -980,7 +934,7 @@ static int freeze(cv_index *idx) {
         nr[at] = fpa[i];
         nr[at + 1] = (uint8_t)(nr[at + 1] & ~F_MOVED);
         nr[fps + j] = fpa[i];
-        uint_put(nr + fps + f->cnt, ow, j, at - rs);
+        ent_put(nr + fps + f->cnt, ow, j, at - rs);
         ent_put(order, w, i, at);
         f->cur += sz;
         off = r.end;
@@ -1408,18 +1362,13 @@ int cv_index_urls_replace(cv_index *idx, size_t n, const uint8_t *const *urls, c
     for (size_t i = 0; i < n; i++) same &= map[i] == i;
     st = CV_OK;
     if (!same) {
-        /* merged ids are never larger than the old ones (first occurrence wins), so every
-         * re-encoded value fits where the old one was */
-        /* a frozen arena also holds bucket headers: visit its records through the order array */
-        size_t off = REC_START, i = 0;
-        while (idx->frozen ? i < idx->live : off < idx->rec_len) {
-            recview r;
+        /* every live record, in either mode (a frozen arena also holds bucket headers); merged
+         * ids are never larger than the old ones (first occurrence wins), so every re-encoded
+         * value fits where the old one was */
+        size_t cursor = 0, at;
+        recview r;
+        while ((st = next_rec(idx, &cursor, &at, &r)) == CV_OK) {
             cv_ref ref;
-            if (idx->frozen) off = (size_t)ent_get(idx->order, idx->w, i++);
-            if (off >= idx->rec_len || !rec_parse(idx->rec, idx->rec_len, off, &r)) {
-                st = CV_ECORRUPT;
-                break;
-            }
             unsigned kind = r.flags & F_KIND;
             if (kind == K_RANGE || kind == K_WHOLE) {
                 if (rec_value_n(idx, &r, &ref, n) != CV_OK) {
@@ -1435,8 +1384,8 @@ int cv_index_urls_replace(cv_index *idx, size_t n, const uint8_t *const *urls, c
                 memcpy(idx->rec + r.val, buf, len);
                 memset(idx->rec + r.val + len, 0, r.vlen - len);
             }
-            off = r.end;
         }
+        if (st == CV_ENOTFOUND) st = CV_OK;
     }
     CV_FREE(map);
     return st;
@@ -1543,7 +1492,7 @@ int cv_index_check(const cv_index *idx) {
             for (size_t j = 0; j < bh.c; j++) {
                 recview r;
                 cv_ref ref;
-                if (uint_get(bh.offs, idx->ow, j) != off - bh.rs ||
+                if (ent_get(bh.offs, idx->ow, j) != off - bh.rs ||
                     !rec_parse(idx->rec, z, off, &r) || (r.flags & F_KIND) == K_FWD ||
                     (r.flags & F_MOVED) || rec_value(idx, &r, &ref) != CV_OK) {
                     st = CV_EFORMAT;
@@ -1676,8 +1625,8 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
     for (size_t i = 0; i < L.n_urls; i++)
         if (idx->url_off[i] > idx->url_off[i + 1]) return open_fail(idx, CV_EFORMAT, status);
     if (version == 2) {
-        /* version 2 (earlier development builds): the same records in buckets without headers.  Back
-         * to insertion order through its order array, then regrouped as version 3 does */
+        /* version 2 (earlier development builds): the same records in buckets without
+         * headers.  Back to insertion order through its order array, then regrouped */
         int st = own(idx);
         if (!st) st = thaw(idx);
         if (!st) st = freeze(idx);

@@ -56,35 +56,16 @@ cdef object status_error(int st, str what):
 
 
 cdef extern from "Python.h":
-    bint PyUnicode_IS_COMPACT_ASCII(object o)
-    void *PyUnicode_DATA(object o)
-    Py_ssize_t PyUnicode_GET_LENGTH(object o)
     bint PyList_CheckExact(object o)
     PyObject *PyList_GET_ITEM(object o, Py_ssize_t i)
     PyObject *PyTuple_GET_ITEM(object o, Py_ssize_t i)
 
 
-cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
-    if PyUnicode_Check(key) and PyUnicode_IS_COMPACT_ASCII(key):
-        # ASCII text is its own UTF-8: the bytes are right there
-        n[0] = PyUnicode_GET_LENGTH(key)
-        return <const uint8_t *>PyUnicode_DATA(key)
-    if PyUnicode_Check(key):
-        try:
-            return <const uint8_t *>PyUnicode_AsUTF8AndSize(key, n)
-        except UnicodeEncodeError as e:
-            raise errors.ReferenceFormatError(f"key {key!r} cannot be encoded as UTF-8") from e
-    if isinstance(key, bytes):
-        n[0] = PyBytes_GET_SIZE(key)
-        return <const uint8_t *>PyBytes_AS_STRING(key)
-    raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
-
-
 cdef extern from *:
     """
     /* The bytes of an exact str that is compact ASCII (its own UTF-8) or of an exact bytes
-     * object, read in place; NULL for anything else (key_ptr then handles it).  No reference
-     * is taken: the caller holds the list that holds the key. */
+     * object, read in place; NULL for anything else.  No reference is taken: the caller holds
+     * the key. */
     static inline const uint8_t *cv_fast_key(PyObject *o, Py_ssize_t *n) {
         if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
             *n = PyUnicode_GET_LENGTH(o);
@@ -98,6 +79,22 @@ cdef extern from *:
     }
     """
     const uint8_t *cv_fast_key(PyObject *o, Py_ssize_t *n) noexcept
+
+
+cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
+    """The UTF-8 bytes of a str or bytes key, in place (a str caches its UTF-8)."""
+    cdef const uint8_t *p = cv_fast_key(<PyObject *>key, n)
+    if p != NULL:
+        return p
+    if PyUnicode_Check(key):
+        try:
+            return <const uint8_t *>PyUnicode_AsUTF8AndSize(key, n)
+        except UnicodeEncodeError as e:
+            raise errors.ReferenceFormatError(f"key {key!r} cannot be encoded as UTF-8") from e
+    if isinstance(key, bytes):
+        n[0] = PyBytes_GET_SIZE(key)
+        return <const uint8_t *>PyBytes_AS_STRING(key)
+    raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
 
 
 cdef Py_ssize_t LOOKUP_SLICE = 4096  # keys handed to C per batch-lookup call
@@ -115,7 +112,7 @@ cdef int _key_pointers(keys, Py_ssize_t lo, Py_ssize_t hi, const uint8_t **kp,
     cdef bint is_list = PyList_CheckExact(keys)
     for i in range(lo, hi):
         o = PyList_GET_ITEM(keys, i) if is_list else PyTuple_GET_ITEM(keys, i)
-        p = cv_fast_key(o, &kl)
+        p = cv_fast_key(o, &kl)  # the common case without a call to key_ptr
         if p == NULL:
             p = key_ptr(<object>o, &kl)
         kp[i - lo] = p
@@ -480,7 +477,7 @@ cdef class ChunkIndex:
         nt = (os.cpu_count() or 1) if threads is None else int(threads)
         if nt > 1 and n >= PARALLEL_MIN:
             return self._lookup_parallel(keys, n, min(nt, n // LOOKUP_PART))
-        cdef Py_ssize_t i, kl, lo, hi, j
+        cdef Py_ssize_t lo, hi, j
         cdef Py_ssize_t m = min(n, LOOKUP_SLICE)
         cdef int64_t found = 0, got
         cdef cnp.ndarray[int64_t, ndim=1] ids = np.empty(n, dtype=np.int64)

@@ -884,14 +884,12 @@ def print_index(res: dict) -> None:
     print(f"  {'one lookup from Python, random':34} {ls['chunkview']:9.0f} ns "
           f"{'(dict: %.0f ns)' % ls['python_dict']:>21}")
     lb = res["lookup_batch_ns_per_key"]
-    nt = lb.get("threads", "?")
+    threads = f"({lb['threads']} threads)"
     print(f"  {'batch lookup per key, random':34} {lb['chunkview_random']:9.1f} ns "
-          f"{'(%s threads)' % nt:>21}")
-    if "chunkview_random_one_thread" in lb:
-        print(f"  {'batch lookup per key, 1 thread':34} "
-              f"{lb['chunkview_random_one_thread']:9.1f} ns")
+          f"{threads:>21}")
+    print(f"  {'batch lookup per key, 1 thread':34} {lb['chunkview_random_one_thread']:9.1f} ns")
     print(f"  {'batch lookup per key, in order':34} {lb['chunkview_in_order']:9.1f} ns "
-          f"{'(%s threads)' % nt:>21}")
+          f"{threads:>21}")
 
 
 def _row(name, e, unit="gb"):
