@@ -4,9 +4,12 @@ Switches from the environment:
   CHUNKVIEW_DEBUG=1      -O0 -g, assertions on
   CHUNKVIEW_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer (gcc/clang)
   CHUNKVIEW_COVERAGE=1   Cython line tracing and gcc --coverage
-  CHUNKVIEW_INFLATE=zlib use stock zlib even when libdeflate is installed (default: libdeflate
-                         when its header is found, else zlib); =libdeflate fails the build
-                         without libdeflate (what the wheel builds set)
+  CHUNKVIEW_INFLATE=zlib use stock zlib only, even when libdeflate is installed.  Default:
+                         libdeflate linked when its header is found; else zlib linked and, at
+                         import, the system's libdeflate shared library loaded in its place when
+                         there is one (libdeflate0 without libdeflate-dev; see
+                         chunkview._platform.load_libdeflate).  =libdeflate fails the build
+                         without libdeflate's header (what the wheel builds set: they bundle it)
   CHUNKVIEW_LIBDEFLATE_DIR=PREFIX
                          libdeflate installed under PREFIX (PREFIX/include/libdeflate.h and
                          PREFIX/lib or lib64), e.g. vcpkg's installed/x64-windows; otherwise the
@@ -85,8 +88,13 @@ def inflate_backend():
     if find_header("zlib.h") is None and sys.platform != "win32":
         sys.exit("neither libdeflate.h nor zlib.h was found: install libdeflate-dev (preferred) "
                  "or zlib1g-dev")
-    print("chunkview: libdeflate not found, building with zlib (slower inflate)", file=sys.stderr)
-    return [], ["z" if sys.platform != "win32" else "zlib"], [], []
+    zlib = ["z" if sys.platform != "win32" else "zlib"]
+    if want == "zlib":
+        print("chunkview: CHUNKVIEW_INFLATE=zlib, inflate with zlib only", file=sys.stderr)
+        return [("CV_INFLATE_ZLIB_ONLY", "1")], zlib, [], []
+    print("chunkview: libdeflate.h not found: linking zlib; the system's libdeflate shared "
+          "library is loaded in its place at import where there is one", file=sys.stderr)
+    return [], zlib, [], []
 
 
 def build_extensions():

@@ -8,11 +8,11 @@ struct cv_worker {
     unsigned kernel;
 };
 
-cv_worker *cv_worker_new(void) {
+cv_worker *cv_worker_new(const cv_libdeflate_api *api) {
     cv_worker *w = CV_MALLOC(sizeof(cv_worker));
     if (!w) return NULL;
     memset(w, 0, sizeof(*w));
-    w->z = cv_inflater_new();
+    w->z = cv_inflater_new(api);
     if (!w->z) {
         CV_FREE(w);
         return NULL;

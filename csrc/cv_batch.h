@@ -71,9 +71,10 @@ typedef struct {
  * most one inflate step), CV_ERANGE when a chunk's size overflows. */
 int cv_plan_init(cv_plan *p);
 
-/* Per-thread state: an inflater and scratch buffers that grow as needed. */
+/* Per-thread state: an inflater (api: as for cv_inflater_new) and scratch buffers that grow
+ * as needed. */
 typedef struct cv_worker cv_worker;
-cv_worker *cv_worker_new(void);
+cv_worker *cv_worker_new(const cv_libdeflate_api *api);
 void cv_worker_free(cv_worker *w);
 
 /* Decode one job; sets and returns j->status.  CV_EINVAL: the selection lies outside the chunk

@@ -27,13 +27,36 @@
 /* ---------------------------------------------------------------- inflate */
 
 struct cv_inflater {
-#if defined(CV_HAVE_LIBDEFLATE)
-    struct libdeflate_decompressor *d;
-#else
+    const cv_libdeflate_api *api; /* libdeflate through these entry points, or NULL: zlib */
+    void *d;                      /* api's decompressor */
+#if !defined(CV_HAVE_LIBDEFLATE)
     z_stream zs;
     int ready;
 #endif
 };
+
+#if defined(CV_HAVE_LIBDEFLATE)
+/* the linked library behind the same table as one loaded at run time (one code path) */
+static void *ld_alloc(void) { return libdeflate_alloc_decompressor(); }
+static void ld_free(void *d) { libdeflate_free_decompressor((struct libdeflate_decompressor *)d); }
+static int ld_zlib(void *d, const void *src, size_t srclen, void *dst, size_t dstcap,
+                   size_t *outlen) {
+    return (int)libdeflate_zlib_decompress((struct libdeflate_decompressor *)d, src, srclen, dst,
+                                           dstcap, outlen);
+}
+static int ld_deflate(void *d, const void *src, size_t srclen, void *dst, size_t dstcap,
+                      size_t *outlen) {
+    return (int)libdeflate_deflate_decompress((struct libdeflate_decompressor *)d, src, srclen,
+                                              dst, dstcap, outlen);
+}
+static int ld_gzip(void *d, const void *src, size_t srclen, void *dst, size_t dstcap,
+                   size_t *outlen) {
+    return (int)libdeflate_gzip_decompress((struct libdeflate_decompressor *)d, src, srclen, dst,
+                                           dstcap, outlen);
+}
+static const cv_libdeflate_api cv_linked_libdeflate = {ld_alloc, ld_free, ld_zlib, ld_deflate,
+                                                       ld_gzip};
+#endif
 
 const char *cv_inflate_backend(void) {
 #if defined(CV_HAVE_LIBDEFLATE)
@@ -51,6 +74,14 @@ const char *cv_inflate_version(void) {
 #endif
 }
 
+int cv_inflate_loadable(void) {
+#if defined(CV_HAVE_LIBDEFLATE) || defined(CV_INFLATE_ZLIB_ONLY)
+    return 0;
+#else
+    return 1;
+#endif
+}
+
 #if !defined(CV_HAVE_LIBDEFLATE)
 /* zlib's state and window come from the core's allocation hooks too (per stream: no global) */
 static voidpf cv_zalloc(voidpf opaque, uInt items, uInt size) {
@@ -64,17 +95,26 @@ static void cv_zfree(voidpf opaque, voidpf p) {
 }
 #endif
 
-cv_inflater *cv_inflater_new(void) {
+cv_inflater *cv_inflater_new(const cv_libdeflate_api *api) {
+#if defined(CV_HAVE_LIBDEFLATE)
+    if (!api) api = &cv_linked_libdeflate;
+#endif
+    if (api && (!api->alloc_decompressor || !api->free_decompressor || !api->zlib_decompress ||
+                !api->deflate_decompress || !api->gzip_decompress))
+        return NULL;
     cv_inflater *z = CV_MALLOC(sizeof(cv_inflater));
     if (!z) return NULL;
     memset(z, 0, sizeof(*z));
-#if defined(CV_HAVE_LIBDEFLATE)
-    z->d = libdeflate_alloc_decompressor();
-    if (!z->d) {
-        CV_FREE(z);
-        return NULL;
+    z->api = api;
+    if (api) {
+        z->d = api->alloc_decompressor();
+        if (!z->d) {
+            CV_FREE(z);
+            return NULL;
+        }
+        return z;
     }
-#else
+#if !defined(CV_HAVE_LIBDEFLATE)
     z->zs.zalloc = cv_zalloc;
     z->zs.zfree = cv_zfree;
     if (inflateInit2(&z->zs, 15 + 32) != Z_OK) {
@@ -88,9 +128,8 @@ cv_inflater *cv_inflater_new(void) {
 
 void cv_inflater_free(cv_inflater *z) {
     if (!z) return;
-#if defined(CV_HAVE_LIBDEFLATE)
-    libdeflate_free_decompressor(z->d);
-#else
+    if (z->api) z->api->free_decompressor(z->d);
+#if !defined(CV_HAVE_LIBDEFLATE)
     if (z->ready) inflateEnd(&z->zs);
 #endif
     CV_FREE(z);
@@ -101,19 +140,23 @@ int cv_inflate(cv_inflater *z, int format, const uint8_t *src, size_t srclen, ui
     *outlen = 0;
     if (format != CV_FMT_ZLIB && format != CV_FMT_DEFLATE && format != CV_FMT_GZIP)
         return CV_EINVAL;
+    if (z->api) {
+        size_t got = 0;
+        int r;
+        if (format == CV_FMT_ZLIB)
+            r = z->api->zlib_decompress(z->d, src, srclen, dst, dstcap, &got);
+        else if (format == CV_FMT_DEFLATE)
+            r = z->api->deflate_decompress(z->d, src, srclen, dst, dstcap, &got);
+        else
+            r = z->api->gzip_decompress(z->d, src, srclen, dst, dstcap, &got);
+        if (r == 3) return CV_ESIZE; /* LIBDEFLATE_INSUFFICIENT_SPACE */
+        if (r != 0) return CV_ECORRUPT;
+        if (got > dstcap) return CV_ECORRUPT; /* never trust a count from outside the core */
+        *outlen = got;
+        return CV_OK;
+    }
 #if defined(CV_HAVE_LIBDEFLATE)
-    size_t got = 0;
-    enum libdeflate_result r;
-    if (format == CV_FMT_ZLIB)
-        r = libdeflate_zlib_decompress(z->d, src, srclen, dst, dstcap, &got);
-    else if (format == CV_FMT_DEFLATE)
-        r = libdeflate_deflate_decompress(z->d, src, srclen, dst, dstcap, &got);
-    else
-        r = libdeflate_gzip_decompress(z->d, src, srclen, dst, dstcap, &got);
-    if (r == LIBDEFLATE_INSUFFICIENT_SPACE) return CV_ESIZE;
-    if (r != LIBDEFLATE_SUCCESS) return CV_ECORRUPT;
-    *outlen = got;
-    return CV_OK;
+    return CV_EINVAL; /* unreachable: a linked build always has an api */
 #else
     int wbits = format == CV_FMT_ZLIB ? 15 : (format == CV_FMT_DEFLATE ? -15 : 16 + 15);
     if (srclen > UINT_MAX || dstcap > UINT_MAX) return CV_EUNSUPPORTED;

@@ -1,7 +1,8 @@
 /* cv_decode.h: the decode kernels of HDF5-style chunk pipelines.
  *
  *   inflate      zlib / raw deflate / gzip streams, straight into the caller's buffer, with
- *                libdeflate (CV_HAVE_LIBDEFLATE) or stock zlib as the fallback
+ *                libdeflate linked at build time (CV_HAVE_LIBDEFLATE), libdeflate entry points
+ *                the caller resolved at run time (cv_libdeflate_api), or stock zlib
  *   unshuffle    HDF5's shuffle filter reversed, with HDF5's edge rules; scalar, SSE2 and AVX2
  *                kernels chosen at run time on x86-64 (never at build time), NEON on arm64
  *   fletcher32   HDF5's Fletcher-32 variant, for verifying the 4-byte trailer of a chunk
@@ -20,10 +21,28 @@ extern "C" {
 
 enum { CV_FMT_ZLIB = 0, CV_FMT_DEFLATE = 1, CV_FMT_GZIP = 2 };
 
-/* One decompressor, reused across calls by one thread at a time (libdeflate's state, or a
- * z_stream).  NULL when out of memory. */
+/* libdeflate's decompression entry points as the caller resolved them, for builds made without
+ * libdeflate's header (a shared library loaded at run time: the Python layer loads the system's
+ * libdeflate.so.0 / libdeflate.0.dylib / deflate.dll).  The signatures are libdeflate's public
+ * ABI, unchanged since 1.0: the decompressor is opaque; results are 0 (success), 1 (bad data),
+ * 2 (short output) and 3 (insufficient space).  Every member must be set.  Caller-owned; it must
+ * outlive every inflater and worker made with it. */
+typedef struct cv_libdeflate_api {
+    void *(*alloc_decompressor)(void);
+    void (*free_decompressor)(void *d);
+    int (*zlib_decompress)(void *d, const void *src, size_t srclen, void *dst, size_t dstcap,
+                           size_t *outlen);
+    int (*deflate_decompress)(void *d, const void *src, size_t srclen, void *dst, size_t dstcap,
+                              size_t *outlen);
+    int (*gzip_decompress)(void *d, const void *src, size_t srclen, void *dst, size_t dstcap,
+                           size_t *outlen);
+} cv_libdeflate_api;
+
+/* One decompressor, reused across calls by one thread at a time.  api: libdeflate through those
+ * entry points, or NULL for this build's own backend (cv_inflate_backend(): libdeflate linked at
+ * build time, or zlib).  NULL when out of memory. */
 typedef struct cv_inflater cv_inflater;
-cv_inflater *cv_inflater_new(void);
+cv_inflater *cv_inflater_new(const cv_libdeflate_api *api);
 void cv_inflater_free(cv_inflater *z);
 
 /* Inflate src into dst.  On CV_OK *outlen holds the bytes written (<= dstcap).  Errors:
@@ -45,11 +64,15 @@ uint32_t cv_fletcher32(const uint8_t *src, size_t n);
  * byte order older HDF5 versions wrote).  CV_OK, CV_ECHECKSUM, or CV_ETRUNCATED when n < 4. */
 int cv_fletcher32_verify(const uint8_t *src, size_t n);
 
-/* What this build can do: "libdeflate" or "zlib", and that library's version (libdeflate's
- * header version it was built with; zlib's own zlibVersion()); and a bit set of the SIMD kernels
- * compiled in and of those the running CPU supports.  Static strings, never NULL. */
+/* What this build can do: its own inflate backend, "libdeflate" (linked) or "zlib", and that
+ * library's version (libdeflate's header version it was built with; zlib's own zlibVersion());
+ * whether it was built to take libdeflate at run time (cv_libdeflate_api) in place of zlib: 1
+ * when built without libdeflate's header and without CV_INFLATE_ZLIB_ONLY, else 0; and a bit set
+ * of the SIMD kernels compiled in and of those the running CPU supports.  Static strings, never
+ * NULL. */
 const char *cv_inflate_backend(void);
 const char *cv_inflate_version(void);
+int cv_inflate_loadable(void);
 enum { CV_SIMD_SSE2 = 1, CV_SIMD_AVX2 = 2, CV_SIMD_NEON = 4 };
 unsigned cv_simd_built(void);
 unsigned cv_simd_available(void);

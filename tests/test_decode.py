@@ -24,16 +24,23 @@ KERNELS = ["scalar"] + chunkview.build_info()["simd_available"]
 def test_build_info():
     info = chunkview.build_info()
     assert info["inflate"] in ("libdeflate", "zlib")
-    assert info["inflate_version"] and info["inflate_version"][0].isdigit()
+    assert info["inflate_linkage"] in ("build", "runtime")
+    assert info["inflate_version"] and info["inflate_version"][0].isdigit(), info
     assert set(info["simd_available"]) <= set(info["simd_built"])
     lib = info["inflate_library"]
     if sys.platform.startswith(("linux", "darwin")):
         assert lib is not None and os.path.exists(lib), info
         assert ("deflate" if info["inflate"] == "libdeflate" else "libz") in os.path.basename(lib)
-    # wheel builds say what the wheel must hold: libdeflate, from inside the wheel
+    if info["inflate"] == "zlib":  # a zlib build says why it is not using libdeflate
+        assert info["inflate_note"], info
+    # CI says what the build must use: libdeflate (a wheel: from inside the wheel; a source
+    # build on a machine without libdeflate-dev: the system's shared library, at run time)
     expect = os.environ.get("CHUNKVIEW_EXPECT_INFLATE")
     if expect:
         assert info["inflate"] == expect, info
+    linkage = os.environ.get("CHUNKVIEW_EXPECT_LINKAGE")
+    if linkage:
+        assert info["inflate_linkage"] == linkage, info
     if os.environ.get("CHUNKVIEW_EXPECT_BUNDLED") == "1" and lib is not None:
         pkg = os.path.dirname(os.path.realpath(chunkview.__file__))
         # auditwheel: site-packages/chunkview.libs; delocate: chunkview/.dylibs

@@ -149,7 +149,7 @@ static void test_random_pipelines(void) {
             sel[3 * d + 2] = count[d];
         }
         cv_job j = {stored, slen, first, sel, 0, 0, 0, 0};
-        cv_worker *w = cv_worker_new();
+        cv_worker *w = cv_worker_new(NULL);
         CHECK_EQ(cv_decode_job(w, &p, &j), CV_OK);
         /* reference: every selected element, and the padding untouched */
         uint8_t *expect = malloc(pad_nel * is);
@@ -223,7 +223,7 @@ static void test_bad_jobs(void) {
     setup_plan(&p, 2, chunk, 4, 0, 0, 0);
     set_output(&p, out, outlen, 24, 4);
     CHECK_EQ(cv_plan_init(&p), CV_OK);
-    cv_worker *w = cv_worker_new();
+    cv_worker *w = cv_worker_new(NULL);
     int64_t ok[6] = {0, 1, 4, 0, 1, 6};
     cv_job j = {raw, sizeof raw, out, ok, 0, 0, 0, 0};
     CHECK_EQ(cv_decode_job(w, &p, &j), CV_OK);
@@ -297,7 +297,7 @@ typedef struct {
 
 static void *thread_main(void *arg) {
     targ *t = arg;
-    cv_worker *w = cv_worker_new();
+    cv_worker *w = cv_worker_new(NULL);
     t->failed = cv_decode_jobs(w, t->p, t->jobs, t->n, t->next, 3);
     cv_worker_free(w);
     return NULL;

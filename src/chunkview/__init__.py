@@ -26,15 +26,26 @@ __version__ = "0.1.0.dev0"
 
 
 def build_info() -> dict:
-    """What this build can do: ``inflate`` ("libdeflate" or "zlib") and ``inflate_version``;
-    ``inflate_library``, the file that library was loaded from (None where the platform cannot
-    say: Windows); ``simd_built`` and ``simd_available``, the unshuffle kernels compiled in and
+    """What this build can do: ``inflate`` ("libdeflate" or "zlib"), the library that inflates
+    every chunk, and ``inflate_version``; ``inflate_library``, the file that library was loaded
+    from (None where the platform cannot say: Windows, for a linked library);
+    ``inflate_linkage``, "build" (linked: a wheel's bundled libdeflate, or a build that found
+    libdeflate's header) or "runtime" (built without the header, the system's libdeflate shared
+    library loaded at import); ``inflate_note``, why a zlib build is not using libdeflate (None
+    otherwise); ``simd_built`` and ``simd_available``, the unshuffle kernels compiled in and
     those this CPU runs (chosen at run time)."""
     from chunkview import _decode, _platform
 
     info = _decode.build_info()
-    symbol = "libdeflate_zlib_decompress" if info["inflate"] == "libdeflate" else "inflate"
-    info["inflate_library"] = _platform.loaded_library(_decode.__file__, symbol)
+    if info["inflate_linkage"] == "runtime":
+        rt = _decode._runtime
+        lib = (_platform.module_file(rt["handle"]._handle) if _platform.WINDOWS
+               else _platform.library_of(rt["addresses"][2]))
+        info["inflate_library"] = lib
+        info["inflate_version"] = (_platform.library_version(lib) if lib else None) or "unknown"
+    else:
+        symbol = "libdeflate_zlib_decompress" if info["inflate"] == "libdeflate" else "inflate"
+        info["inflate_library"] = _platform.loaded_library(_decode.__file__, symbol)
     return info
 
 

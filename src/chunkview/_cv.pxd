@@ -115,7 +115,17 @@ cdef extern from "cv_decode.h" nogil:
     ctypedef struct cv_inflater:
         pass
 
-    cv_inflater *cv_inflater_new()
+    ctypedef struct cv_libdeflate_api:
+        void *(*alloc_decompressor)()
+        void (*free_decompressor)(void *d)
+        int (*zlib_decompress)(void *d, const void *src, size_t srclen, void *dst,
+                               size_t dstcap, size_t *outlen)
+        int (*deflate_decompress)(void *d, const void *src, size_t srclen, void *dst,
+                                  size_t dstcap, size_t *outlen)
+        int (*gzip_decompress)(void *d, const void *src, size_t srclen, void *dst,
+                               size_t dstcap, size_t *outlen)
+
+    cv_inflater *cv_inflater_new(const cv_libdeflate_api *api)
     void cv_inflater_free(cv_inflater *z)
     int cv_inflate(cv_inflater *z, int format, const uint8_t *src, size_t srclen, uint8_t *dst,
                    size_t dstcap, size_t *outlen)
@@ -125,6 +135,7 @@ cdef extern from "cv_decode.h" nogil:
     int cv_fletcher32_verify(const uint8_t *src, size_t n)
     const char *cv_inflate_backend()
     const char *cv_inflate_version()
+    int cv_inflate_loadable()
     unsigned cv_simd_built()
     unsigned cv_simd_available()
     int cv_unshuffle_with(unsigned kernel, const uint8_t *src, uint8_t *dst, size_t nbytes,
@@ -173,7 +184,7 @@ cdef extern from "cv_batch.h" nogil:
         pass
 
     int cv_plan_init(cv_plan *p)
-    cv_worker *cv_worker_new()
+    cv_worker *cv_worker_new(const cv_libdeflate_api *api)
     void cv_worker_free(cv_worker *w)
     int cv_decode_job(cv_worker *w, const cv_plan *p, cv_job *j)
     size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs,

@@ -1,7 +1,7 @@
 # cython: freethreading_compatible = True
 """Decode kernels (csrc/cv_decode.c): inflate, HDF5 unshuffle, fletcher32."""
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
@@ -26,15 +26,88 @@ def _simd_names(unsigned bits):
                                  ("neon", CV_SIMD_NEON)) if bits & b]
 
 
+# libdeflate loaded at run time, for builds made without its header (cv_inflate_loadable()): its
+# entry points are set once, while this module is imported, before any inflater exists; every
+# inflater and worker made afterwards uses them.  The library handle is kept for the process.
+cdef cv_libdeflate_api _rt_api
+cdef const cv_libdeflate_api *_api = NULL
+_runtime = {}  # "library", "handle", "addresses" once loaded; "reason" when it was not
+
+
+cdef void _set_runtime_api(list addrs):
+    global _api
+    _rt_api.alloc_decompressor = <void *(*)() noexcept nogil><void *><uintptr_t>addrs[0]
+    _rt_api.free_decompressor = <void (*)(void *) noexcept nogil><void *><uintptr_t>addrs[1]
+    _rt_api.zlib_decompress = <int (*)(void *, const void *, size_t, void *, size_t,
+                                       size_t *) noexcept nogil><void *><uintptr_t>addrs[2]
+    _rt_api.deflate_decompress = <int (*)(void *, const void *, size_t, void *, size_t,
+                                          size_t *) noexcept nogil><void *><uintptr_t>addrs[3]
+    _rt_api.gzip_decompress = <int (*)(void *, const void *, size_t, void *, size_t,
+                                       size_t *) noexcept nogil><void *><uintptr_t>addrs[4]
+    _api = &_rt_api
+
+
+def _load_runtime_libdeflate():
+    """Load the system's libdeflate when this build has no inflate of its own but zlib, and keep
+    it only if it inflates a zlib, a raw deflate and a gzip stream as zlib does."""
+    global _api
+    if not cv_inflate_loadable():
+        return
+    import zlib
+
+    from chunkview import _platform
+
+    found = _platform.load_libdeflate()
+    if isinstance(found, str):
+        _runtime["reason"] = found
+        if found.startswith(_platform.LIBDEFLATE_ENV) and "could not" in found:
+            import warnings
+
+            warnings.warn(f"chunkview: {found}; inflating with zlib", RuntimeWarning,
+                          stacklevel=2)
+        return
+    lib, addrs, name = found
+    _set_runtime_api(addrs)
+    raw = bytes(range(256)) * 40 + b"chunkview" * 300
+    try:
+        for fmt, wbits in (("zlib", 15), ("deflate", -15), ("gzip", 31)):
+            c = zlib.compressobj(6, zlib.DEFLATED, wbits)
+            if inflate(c.compress(raw) + c.flush(), len(raw), fmt) != raw:
+                raise errors.DecodeError("wrong bytes")
+    except (errors.DecodeError, MemoryError) as e:
+        _api = NULL
+        _runtime["reason"] = f"{name} failed a self-test ({e}): zlib is used"
+        return
+    _runtime.update(library=name, handle=lib, addresses=addrs)
+
+
+def _inflate_loadable():
+    """Whether this build takes libdeflate at run time (built without its header)."""
+    return bool(cv_inflate_loadable())
+
+
 def build_info():
-    """What this build can do: the inflate backend and its version, the SIMD unshuffle kernels
-    compiled in and those this CPU can run (chosen at run time, never at build time)."""
-    return {
+    """What this build can do: the inflate in use and its version (``inflate_linkage``: "build"
+    when linked at build time, "runtime" when the system's libdeflate was loaded at import; with
+    ``inflate_note`` saying why a build that could load libdeflate uses zlib), the SIMD unshuffle
+    kernels compiled in and those this CPU can run (chosen at run time, never at build time)."""
+    info = {
         "inflate": cv_inflate_backend().decode(),
         "inflate_version": cv_inflate_version().decode(),
+        "inflate_linkage": "build",
+        "inflate_note": None,
         "simd_built": _simd_names(cv_simd_built()),
         "simd_available": _simd_names(cv_simd_available()),
     }
+    if _api != NULL:
+        info["inflate"] = "libdeflate"
+        info["inflate_version"] = None  # the caller finds it from the file
+        info["inflate_linkage"] = "runtime"
+    elif cv_inflate_loadable():
+        info["inflate_note"] = _runtime.get("reason")
+    elif info["inflate"] == "zlib":
+        info["inflate_note"] = "built with CHUNKVIEW_INFLATE=zlib"
+    return info
 
 
 cdef class Inflater:
@@ -42,7 +115,7 @@ cdef class Inflater:
     cdef cv_inflater *z
 
     def __cinit__(self):
-        self.z = cv_inflater_new()
+        self.z = cv_inflater_new(_api)
         if self.z == NULL:
             raise MemoryError()
 
@@ -180,7 +253,7 @@ cdef class _Batch:
         free(self.jobs)
 
     def run(self):
-        cdef cv_worker *w = cv_worker_new()
+        cdef cv_worker *w = cv_worker_new(_api)
         if w == NULL:
             raise MemoryError()
         with nogil:
@@ -337,3 +410,6 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
                            _job_text(b.jobs[i].status), b.jobs[i].step, b.jobs[i].detail))
     failed.sort()
     return failed
+
+
+_load_runtime_libdeflate()

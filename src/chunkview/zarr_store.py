@@ -77,6 +77,7 @@ class ReferenceStore(Store):
     supports_writes: bool = True
     supports_deletes: bool = True
     supports_listing: bool = True
+    supports_partial_writes: bool = False  # abstract in zarr < 3.1.3's Store
 
     def __init__(self, refs, *, read_only: bool = True, remote_protocol=None,
                  remote_options=None, fs=None, target=None, threads: int | None = None,
@@ -261,6 +262,10 @@ class ReferenceStore(Store):
         self._check_writable()
         if key in self.refs:
             del self.refs[key]
+
+    async def set_partial_values(self, key_start_values) -> None:
+        """Not supported (``supports_partial_writes`` is False): zarr < 3.1.3 requires it."""
+        raise NotImplementedError("ReferenceStore does not support partial writes")
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
