@@ -2,6 +2,7 @@
 
     python .ci/floors.py [EXTRA ...] > floors.txt
     pip install -c floors.txt ".[test]"
+    python .ci/floors.py --check floors.txt     # in that environment: exactly those versions
 
 Each requirement of ``[project].dependencies`` and of the named extras (default: ``test``) that
 has a lower bound (``>=X``, ``~=X`` or ``==X``) becomes ``name==X``, so the environment holds
@@ -43,7 +44,26 @@ def floors(pyproject: Path, extras: list[str]) -> dict[str, str]:
     return out
 
 
+def check(path: str) -> int:
+    """Compare the installed versions with a constraints file; 1 when one differs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    bad = []
+    for line in Path(path).read_text().split():
+        name, want = line.split("==")
+        try:
+            got = version(name)
+        except PackageNotFoundError:
+            got = None
+        ok = got is not None and Version(got) == Version(want)
+        print(f"  {name}: declared floor {want}, installed {got}{'' if ok else '  <-- differs'}")
+        bad += [] if ok else [name]
+    return 1 if bad else 0
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--check"]:
+        sys.exit(check(argv[1]))
     root = Path(__file__).resolve().parent.parent
     for name, version in sorted(floors(root / "pyproject.toml", argv or ["test"]).items()):
         print(f"{name}=={version}")

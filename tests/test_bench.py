@@ -75,3 +75,38 @@ def test_unknown_case(tmp_path):
     with pytest.raises(SystemExit, match="unknown benchmark case"):
         bench.run(["nope"], data=tmp_path)
     json.dumps(_results())
+
+
+def test_inflate_line_names_the_backend():
+    lib = {"inflate": "libdeflate", "inflate_version": "1.14", "inflate_linkage": "runtime",
+           "inflate_library": "/usr/lib/libdeflate.so.0", "inflate_note": None}
+    assert bench.inflate_line(lib) == ("inflate: libdeflate 1.14 (the system's shared library, "
+                                       "loaded at run time: /usr/lib/libdeflate.so.0)")
+    z = {"inflate": "zlib", "inflate_version": "1.2.13", "inflate_linkage": "build",
+         "inflate_library": "/usr/lib/libz.so.1", "inflate_note": "no libdeflate shared library"}
+    line = bench.inflate_line(z)
+    assert line.startswith("WARNING: inflate is zlib 1.2.13, not libdeflate")
+    assert "no libdeflate shared library" in line
+
+
+@pytest.mark.skipif(not __import__("chunkview._decode", fromlist=["x"])._inflate_loadable(),
+                    reason="needs a build that loads libdeflate at run time")
+def test_bench_on_zlib_says_so_and_measures_zlib(tmp_path):
+    """A user whose chunkview inflates with zlib (here: CHUNKVIEW_LIBDEFLATE_LIBRARY=none) is
+    told so in the bench's first lines, and the limit the read is compared with is zlib's own."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, CHUNKVIEW_LIBDEFLATE_LIBRARY="none")
+    out = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "-m", "chunkview.cli", "bench", "read", "--quick",
+                        "--repeat", "1", "--json", str(out)], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[1].startswith("WARNING: inflate is zlib"), lines[:3]
+    assert "CHUNKVIEW_LIBDEFLATE_LIBRARY=none" in lines[1]
+    res = json.loads(out.read_text())
+    assert res["machine"]["build"]["inflate"] == "zlib"
+    assert res["cases"]["read"]["inflate_alone_backend"] == "zlib"
+    assert any(line.strip().startswith("inflate_alone (zlib)") for line in lines), r.stdout

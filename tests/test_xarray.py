@@ -201,7 +201,9 @@ def test_corpus_netcdf_identical():
             try:
                 xr.testing.assert_identical(got, expect)
                 identical += 1
-            except AssertionError as e:
+            except (AssertionError, TypeError) as e:
+                # TypeError: with numpy < 2, xarray's report of a difference in a compound
+                # attribute fails comparing a structured scalar with a list
                 if f.name not in KNOWN:
                     problems.append(f"{f}: {str(e)[:300]}")
                     continue
