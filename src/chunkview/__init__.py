@@ -38,10 +38,7 @@ def build_info() -> dict:
 
     info = _decode.build_info()
     if info["inflate_linkage"] == "runtime":
-        rt = _decode._runtime
-        lib = (_platform.module_file(rt["handle"]._handle) if _platform.WINDOWS
-               else _platform.library_of(rt["addresses"][2]))
-        info["inflate_library"] = lib
+        lib = info["inflate_library"]
         info["inflate_version"] = (_platform.library_version(lib) if lib else None) or "unknown"
     else:
         symbol = "libdeflate_zlib_decompress" if info["inflate"] == "libdeflate" else "inflate"

@@ -31,7 +31,7 @@ def _simd_names(unsigned bits):
 # inflater and worker made afterwards uses them.  The library handle is kept for the process.
 cdef cv_libdeflate_api _rt_api
 cdef const cv_libdeflate_api *_api = NULL
-_runtime = {}  # "library", "handle", "addresses" once loaded; "reason" when it was not
+_runtime = {}  # "file" and "handle" once loaded; "reason" when it was not
 
 
 cdef void _set_runtime_api(list addrs):
@@ -57,14 +57,16 @@ def _load_runtime_libdeflate():
 
     from chunkview import _platform
 
-    found = _platform.load_libdeflate()
+    try:
+        found = _platform.load_libdeflate()
+    except OSError as e:  # the library named by the environment
+        import warnings
+
+        _runtime["reason"] = str(e)
+        warnings.warn(f"chunkview: {e}; inflating with zlib", RuntimeWarning, stacklevel=2)
+        return
     if isinstance(found, str):
         _runtime["reason"] = found
-        if found.startswith(_platform.LIBDEFLATE_ENV) and "could not" in found:
-            import warnings
-
-            warnings.warn(f"chunkview: {found}; inflating with zlib", RuntimeWarning,
-                          stacklevel=2)
         return
     lib, addrs, name = found
     _set_runtime_api(addrs)
@@ -78,7 +80,7 @@ def _load_runtime_libdeflate():
         _api = NULL
         _runtime["reason"] = f"{name} failed a self-test ({e}): zlib is used"
         return
-    _runtime.update(library=name, handle=lib, addresses=addrs)
+    _runtime.update(file=name, handle=lib)
 
 
 def _inflate_loadable():
@@ -101,8 +103,9 @@ def build_info():
     }
     if _api != NULL:
         info["inflate"] = "libdeflate"
-        info["inflate_version"] = None  # the caller finds it from the file
+        info["inflate_version"] = None  # chunkview.build_info reads it from the file's package
         info["inflate_linkage"] = "runtime"
+        info["inflate_library"] = _runtime["file"]
     elif cv_inflate_loadable():
         info["inflate_note"] = _runtime.get("reason")
     elif info["inflate"] == "zlib":

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -156,11 +157,12 @@ def libdeflate_candidates(platform: str | None = None, prefix: str | None = None
 
 def load_libdeflate() -> tuple[object, list[int], str] | str:
     """libdeflate's shared library and the addresses of ``LIBDEFLATE_SYMBOLS``:
-    ``(handle, addresses, name)``, the handle to be kept for as long as the addresses are used.
+    ``(handle, addresses, file)``, the handle to be kept for as long as the addresses are used.
     Or a sentence saying why not (nothing found, or ``CHUNKVIEW_LIBDEFLATE_LIBRARY=none``).
 
     ``CHUNKVIEW_LIBDEFLATE_LIBRARY`` names the library to load (a path or a name the loader
-    resolves) instead of the usual places, or ``none`` to use zlib."""
+    resolves) instead of the usual places, or ``none`` to use zlib; a named library that cannot
+    be loaded raises OSError."""
     import ctypes
 
     want = os.environ.get(LIBDEFLATE_ENV, "").strip()
@@ -179,10 +181,10 @@ def load_libdeflate() -> tuple[object, list[int], str] | str:
             tried.append(f"{name} ({str(e).splitlines()[0][:120]})")
             continue
         if all(addrs):
-            return lib, addrs, name
+            return lib, addrs, (module_file(lib._handle) if WINDOWS else library_of(addrs[0]))
         tried.append(f"{name} (entry points missing)")
     if want:
-        return f"{LIBDEFLATE_ENV}={want} could not be loaded: {'; '.join(tried)}"
+        raise OSError(f"{LIBDEFLATE_ENV}={want} could not be loaded: {'; '.join(tried)}")
     return ("no libdeflate shared library found (Debian/Ubuntu: apt install libdeflate0; "
             "Fedora: dnf install libdeflate; macOS: brew install libdeflate; conda: "
             f"conda install libdeflate; or set {LIBDEFLATE_ENV})")
@@ -222,6 +224,7 @@ def _dpkg_version(paths: list[str], root: str = "/var/lib/dpkg") -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=16)
 def library_version(path: str, name: str = "libdeflate", dpkg_root: str = "/var/lib/dpkg"
                     ) -> str | None:
     """The version of the shared library ``path`` of the package ``name``, from what installed
