@@ -197,3 +197,52 @@ def test_build_info_names_what_decodes():
         assert _decode._runtime["file"] == info["inflate_library"] and _decode._runtime["handle"]
     else:
         assert "file" not in _decode._runtime
+
+
+BOMB = textwrap.dedent("""
+    import json, resource, sys, time
+    import chunkview
+    path, n = sys.argv[1], int(sys.argv[2])
+    meta = {"zarr_format": 2, "shape": [1024], "chunks": [1024], "dtype": "<f4",
+            "compressor": {"id": "zlib", "level": 9}, "filters": None, "fill_value": 0,
+            "order": "C"}
+    refs = {"version": 1, "refs": {".zgroup": '{"zarr_format":2}',
+                                   "a/.zarray": json.dumps(meta), "a/0": [path, 0, n]}}
+    t0 = time.perf_counter()
+    try:
+        chunkview.open(refs)["a"][...]
+        outcome = "no error"
+    except chunkview.DecodeError as e:
+        outcome = str(e)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"error": outcome, "seconds": time.perf_counter() - t0, "peak": peak,
+                      "inflate": chunkview.build_info()["inflate"]}))
+""")
+
+
+@pytest.mark.parametrize("library", [None, "none"])
+def test_bomb_on_the_fast_path_is_bounded(tmp_path, library):
+    """A zlib bomb (1 GiB of zeros in about 1 MB) where the metadata promises a 4 KiB chunk, on
+    the C batch path with either backend a build may end up with: a DecodeError naming the key,
+    the file and the byte range, in bounded time and memory (the inflate never writes past the
+    chunk's 4 KiB)."""
+    if library == "none" and not LOADABLE:
+        pytest.skip("needs a build that loads libdeflate at run time")
+    c = zlib.compressobj(9)
+    block = bytes(1 << 20)
+    parts = [c.compress(block) for _ in range(1024)]
+    bomb = b"".join(parts) + c.flush()
+    f = tmp_path / "bomb.bin"
+    f.write_bytes(bomb)
+    env = dict(os.environ)
+    env.pop(_platform.LIBDEFLATE_ENV, None)
+    if library:
+        env[_platform.LIBDEFLATE_ENV] = library
+    out = subprocess.run([sys.executable, "-c", BOMB, str(f), str(len(bomb))], env=env,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["inflate"] == ("zlib" if library == "none" else chunkview.build_info()["inflate"])
+    assert "a/0" in r["error"] and str(f) in r["error"], r
+    assert f"bytes 0-{len(bomb)}" in r["error"], r
+    assert r["seconds"] < 30, r
+    assert r["peak"] < 600 << 20, r  # a 1 GiB output never materialises
