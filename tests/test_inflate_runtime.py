@@ -200,7 +200,7 @@ def test_build_info_names_what_decodes():
 
 
 BOMB = textwrap.dedent("""
-    import json, resource, sys, time
+    import json, sys, time, tracemalloc
     import chunkview
     path, n = sys.argv[1], int(sys.argv[2])
     meta = {"zarr_format": 2, "shape": [1024], "chunks": [1024], "dtype": "<f4",
@@ -208,13 +208,14 @@ BOMB = textwrap.dedent("""
             "order": "C"}
     refs = {"version": 1, "refs": {".zgroup": '{"zarr_format":2}',
                                    "a/.zarray": json.dumps(meta), "a/0": [path, 0, n]}}
+    tracemalloc.start()  # numpy's buffers and the C core's blocks (its allocation hooks)
     t0 = time.perf_counter()
     try:
         chunkview.open(refs)["a"][...]
         outcome = "no error"
     except chunkview.DecodeError as e:
         outcome = str(e)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = tracemalloc.get_traced_memory()[1]  # (ru_maxrss carries the parent's over exec)
     print(json.dumps({"error": outcome, "seconds": time.perf_counter() - t0, "peak": peak,
                       "inflate": chunkview.build_info()["inflate"]}))
 """)
@@ -245,4 +246,4 @@ def test_bomb_on_the_fast_path_is_bounded(tmp_path, library):
     assert "a/0" in r["error"] and str(f) in r["error"], r
     assert f"bytes 0-{len(bomb)}" in r["error"], r
     assert r["seconds"] < 30, r
-    assert r["peak"] < 600 << 20, r  # a 1 GiB output never materialises
+    assert r["peak"] < 64 << 20, r  # a 1 GiB output never materialises
