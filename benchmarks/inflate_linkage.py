@@ -25,7 +25,7 @@ import sys
 WORKER = r"""
 import json, sys, time
 import chunkview
-from chunkview import bench
+from chunkview.bench import run as bench
 from pathlib import Path
 data = Path(sys.argv[1])
 h5, ours, _ = bench._bench_refs(data)

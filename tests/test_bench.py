@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from chunkview import bench
+from chunkview.bench import common, remote
+from chunkview.bench import run as bench
 
 
 def test_server_process_counts_requests(tmp_path):
@@ -15,7 +16,7 @@ def test_server_process_counts_requests(tmp_path):
 
     data = bytes(range(256)) * 100
     (tmp_path / "f.bin").write_bytes(data)
-    srv = bench._Server(tmp_path, 0.01)
+    srv = remote._Server(tmp_path, 0.01)
     try:
         fs = fsspec.filesystem("http", skip_instance_cache=True)
         before = srv.stats()
@@ -48,7 +49,7 @@ def _results():
 
 def test_plot_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
-    from chunkview.benchplot import _panels, plot
+    from chunkview.bench.plot import _panels, plot
 
     res = _results()
     panels = _panels(res)
@@ -80,11 +81,11 @@ def test_unknown_case(tmp_path):
 def test_inflate_line_names_the_backend():
     lib = {"inflate": "libdeflate", "inflate_version": "1.14", "inflate_linkage": "runtime",
            "inflate_library": "/usr/lib/libdeflate.so.0", "inflate_note": None}
-    assert bench.inflate_line(lib) == ("inflate: libdeflate 1.14 (the system's shared library, "
+    assert common.inflate_line(lib) == ("inflate: libdeflate 1.14 (the system's shared library, "
                                        "loaded at run time: /usr/lib/libdeflate.so.0)")
     z = {"inflate": "zlib", "inflate_version": "1.2.13", "inflate_linkage": "build",
          "inflate_library": "/usr/lib/libz.so.1", "inflate_note": "no libdeflate shared library"}
-    line = bench.inflate_line(z)
+    line = common.inflate_line(z)
     assert line.startswith("WARNING: inflate is zlib 1.2.13, not libdeflate")
     assert "no libdeflate shared library" in line
 

@@ -41,7 +41,7 @@ from hypothesis.errors import InvalidArgument
 import chunkview
 from chunkview import ChunkIndex, _decode, _index
 from chunkview.errors import ChunkviewError
-from chunkview.references import References
+from chunkview.refs.memory import References
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fuzzing  # noqa: E402
@@ -142,7 +142,7 @@ def exercise(refs, read=True):
     for k, v in items[:500]:
         assert refs[k] == v, k
     ids, offs, lens = refs.lookup_many(keys + ["no/such/key"])
-    assert ids[-1] == chunkview.references.MISSING
+    assert ids[-1] == chunkview.refs.memory.MISSING
     if hasattr(refs, "to_dict"):
         json.dumps(refs.to_dict())
     refs.listing()
@@ -294,18 +294,19 @@ def test_btree1_damaged_keys(btree_file, tmp_path, damage, match):
 def test_chunk_index_repeats_a_chunk():
     """Any B-tree (v1 or v2) naming one chunk twice is refused (the v2 reader collects records
     level by level, so the repeat is found by a uniqueness check, not by order)."""
-    from chunkview.scan import _h5format as H
+    from chunkview.scan.hdf5 import chunkindex as H
+    from chunkview.scan.hdf5.chunks import Chunks
 
     class F:
         def err(self, msg, offset=None, path=None):
             return chunkview.ScanError(msg, path=path, offset=offset)
 
     coords = np.array([[0, 1], [2, 3], [0, 1]], np.int64)
-    ch = H.Chunks(coords, np.arange(3, dtype=np.uint64), np.ones(3, np.uint64),
+    ch = Chunks(coords, np.arange(3, dtype=np.uint64), np.ones(3, np.uint64),
                   np.zeros(3, np.uint32))
     with pytest.raises(chunkview.ScanError, match=r"lists chunk \(0, 1\) more than once"):
         H._unique(F(), ch, "v2 B-tree", "x")
-    ok = H.Chunks(coords[:2], ch.addrs[:2], ch.sizes[:2], ch.masks[:2])
+    ok = Chunks(coords[:2], ch.addrs[:2], ch.sizes[:2], ch.masks[:2])
     assert H._unique(F(), ok, "v2 B-tree", "x") is ok
 
 
@@ -351,7 +352,7 @@ def nc3_files(tmp_path_factory):
 def nc3_hot(data: bytes):
     """The header (where every structure of a NetCDF3 file lies), in 4-byte steps."""
     try:
-        from chunkview.scan._reader import BytesReader
+        from chunkview.io.blocks import BytesReader
         from chunkview.scan.netcdf3 import scan_netcdf3
 
         refs = scan_netcdf3(BytesReader(data), inline_threshold=0, chunk_bytes=1 << 40)
@@ -636,7 +637,7 @@ def test_fuzz_zarr_metadata(json_bases, data):
 @pytest.fixture(scope="module")
 def parquet_base(json_bases, tmp_path_factory):
     pytest.importorskip("pyarrow")
-    from chunkview.parquet import write_parquet
+    from chunkview.refs.parquet.write import write_parquet
 
     refs = chunkview.load(json.loads(json_bases["testdata:small"]))
     root = tmp_path_factory.mktemp("pq") / "base.parq"
@@ -823,7 +824,7 @@ def use_index(idx: ChunkIndex):
         for k, v in items:
             assert idx[k] == v
         ids, offs, lens = idx.lookup_many(keys)
-        assert (ids != chunkview.references.MISSING).all()
+        assert (ids != chunkview.refs.memory.MISSING).all()
         again = ChunkIndex.frombytes(idx.tobytes())
         assert dict(again.items()) == d
         # and reading through it (the references point into the real test file, at whatever

@@ -1,4 +1,4 @@
-"""Native extensible-array and version-2 B-tree chunk indexes (chunkview.scan._h5index2),
+"""Native extensible-array and version-2 B-tree chunk indexes (chunkview.scan.hdf5.index2),
 checked against the data itself: every chunk found is read from the file at the address and
 size the index gives, decoded, and compared with what h5py reads for that chunk's region.
 (HDF5 2.0's own chunk_iter reports swizzled coordinates for extensible arrays whose unlimited
@@ -17,9 +17,10 @@ import pytest
 h5py = pytest.importorskip("h5py")
 
 from chunkview.errors import ScanError  # noqa: E402
-from chunkview.scan._h5format import BTREE2, EARRAY, H5File  # noqa: E402
-from chunkview.scan._h5index2 import lookup3, read_btree2, read_earray  # noqa: E402
-from chunkview.scan._reader import BytesReader, open_reader  # noqa: E402
+from chunkview.io.blocks import BytesReader, open_reader  # noqa: E402
+from chunkview.scan.hdf5.checksums import lookup3  # noqa: E402
+from chunkview.scan.hdf5.format import BTREE2, EARRAY, H5File  # noqa: E402
+from chunkview.scan.hdf5.index2 import read_btree2, read_earray  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 

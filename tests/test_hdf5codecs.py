@@ -1,4 +1,4 @@
-"""The HDF5 filter codecs (chunkview.hdf5codecs) and the pipeline mapping (chunkview.scan.filters).
+"""The HDF5 filter codecs (chunkview.codecs) and the pipeline mapping (chunkview.scan.hdf5.filters).
 
 Every filter is checked chunk by chunk against the HDF5 library: datasets are written with h5py
 (+ hdf5plugin), each chunk's stored bytes are decoded through the configs ``codecs_for`` builds
@@ -26,9 +26,8 @@ h5py = pytest.importorskip("h5py")
 hdf5plugin = pytest.importorskip("hdf5plugin")
 imagecodecs = pytest.importorskip("imagecodecs")
 
-from chunkview import hdf5codecs  # noqa: E402
-from chunkview.errors import DecodeError, UnsupportedError  # noqa: E402
-from chunkview.hdf5codecs import (  # noqa: E402
+from chunkview.codecs import registry as hdf5codecs  # noqa: E402
+from chunkview.codecs.registry import (  # noqa: E402
     HDF5LZ4,
     HDF5LZF,
     HDF5SZIP,
@@ -41,7 +40,8 @@ from chunkview.hdf5codecs import (  # noqa: E402
     dtype_from_json,
     dtype_to_json,
 )
-from chunkview.scan.filters import codecs_for  # noqa: E402
+from chunkview.errors import DecodeError, UnsupportedError  # noqa: E402
+from chunkview.scan.hdf5.filters import codecs_for  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SHAPE, CHUNKS = (37, 23), (8, 6)  # 5 x 4 chunks, the last row and column partial

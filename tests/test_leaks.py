@@ -20,7 +20,7 @@ import pytest
 
 import chunkview
 from chunkview import _index
-from chunkview.references import References
+from chunkview.refs.memory import References
 
 N_REFS = 1_000_000
 CHUNK = 2  # int32 elements per chunk: 8 bytes

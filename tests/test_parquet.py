@@ -15,9 +15,10 @@ from fsspec.implementations.reference import LazyReferenceMapper, ReferenceFileS
 
 import chunkview
 from chunkview import References
+from chunkview._index import INLINE, MISSING, WHOLE
 from chunkview.errors import ReferenceFormatError, ReferenceNotFound
-from chunkview.parquet import LazyParquetReferences, write_parquet
-from chunkview.references import INLINE, MISSING, WHOLE
+from chunkview.refs.parquet.lazy import LazyParquetReferences
+from chunkview.refs.parquet.write import write_parquet
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -798,7 +799,7 @@ def test_vectorised_chunk_parser_matches_scalar():
     """The numpy chunk-name parser behind lookup_many / write_parquet against the plain one."""
     hypothesis = pytest.importorskip("hypothesis")
     st = hypothesis.strategies
-    from chunkview.parquet import _Field
+    from chunkview.refs.parquet.layout import _Field
 
     fields = [_Field("x", g, 5) for g in [(1,), (7,), (3, 12), (2, 3, 11), (10**6, 10**9)]]
     pieces = st.sampled_from(["0", "1", "2", "9", "10", "11", "00", "01", ".", "-", "+", " ",

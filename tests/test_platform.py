@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import chunkview
-from chunkview._fetch import local_path
 from chunkview._platform import path_to_url, url_to_path
+from chunkview.io.fetch import local_path
 
 WINDOWS_CASES = [
     ("file:///C:/data/x.h5", "C:/data/x.h5"),  # RFC 8089, Path.as_uri()

@@ -219,6 +219,6 @@ def test_lookup_many(kc_refs):
         if isinstance(v, list) and len(v) == 3:
             assert [urls[ids[i]], int(offs[i]), int(lens[i])] == v
         elif isinstance(v, str):
-            assert ids[i] == chunkview.references.INLINE
-    assert ids[-1] == chunkview.references.MISSING
+            assert ids[i] == chunkview.refs.memory.INLINE
+    assert ids[-1] == chunkview.refs.memory.MISSING
     assert isinstance(np.asarray(offs), np.ndarray)

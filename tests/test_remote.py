@@ -1,5 +1,5 @@
 """Remote sources against real servers on 127.0.0.1 started here: an aiohttp HTTP server that
-honours Range (chunkview._httpserver, with injected faults) and moto's S3 server reached
+honours Range (chunkview.bench.server, with injected faults) and moto's S3 server reached
 through s3fs.  Every read is compared with h5py on the same file."""
 
 import json
@@ -19,7 +19,7 @@ from chunkview.errors import FetchError
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("aiohttp")
 
-from chunkview._httpserver import RangeServer  # noqa: E402
+from chunkview.bench.server import RangeServer  # noqa: E402
 
 
 def _h5_all(path):

@@ -83,8 +83,8 @@ def test_layouts_and_indexes(files, which):
 
 
 def test_layout_versions(files):
-    from chunkview.scan import _h5format as H
-    from chunkview.scan._reader import open_reader
+    from chunkview.io.blocks import open_reader
+    from chunkview.scan.hdf5 import format as H
 
     found = set()
     for which in ("earliest", "latest"):
@@ -368,7 +368,7 @@ def test_isolated_scan(files):
     """Scans run in a reused helper process (libhdf5 can crash or loop on a corrupt file: the
     fuzz regressions hold such files); a scan overrunning ``timeout`` is a ScanError, and the
     next scan gets a fresh helper."""
-    from chunkview.scan import _isolate
+    from chunkview.scan import isolate as _isolate
 
     a = chunkview.scan(str(files["netcdf4"]))
     b = chunkview.scan(str(files["netcdf4"]), isolate=False)
@@ -389,7 +389,7 @@ def test_isolated_sanitizer_report():
     libhdf5 (the fuzz regression's SEGV, which ASan turns into SIGABRT) stays a ScanError."""
     import tempfile
 
-    from chunkview.scan import _isolate
+    from chunkview.scan import isolate as _isolate
 
     hdf5 = (b"==1==ERROR: AddressSanitizer: SEGV on unknown address 0x000000000010\n"
             b"    #0 0x7f in H5O__fill_decode (/usr/lib/libhdf5.so.310+0x2b1f3)\n"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import chunkview
 from chunkview.errors import ScanError
-from chunkview.scan._reader import BytesReader, open_reader
+from chunkview.io.blocks import BytesReader, open_reader
 from chunkview.scan.netcdf3 import is_netcdf3, scan_netcdf3
 
 netCDF4 = pytest.importorskip("netCDF4")
@@ -944,7 +944,7 @@ def test_corpus_counts():
 
 def test_math_of_chunk_sizes():
     """chunk_bytes smaller than one element: one element per chunk."""
-    from chunkview.scan._common import contiguous_chunking as _chunking
+    from chunkview.scan.common import contiguous_chunking as _chunking
 
     assert _chunking((10, 3), 8, 1) == ((1, 1), 1, 8)
     assert _chunking((10, 3), 8, 48) == ((2, 3), 0, 24)

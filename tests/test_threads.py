@@ -184,7 +184,7 @@ def test_index_lookups(dataset):
             np.testing.assert_array_equal(bi[:-1], ids[pick])
             np.testing.assert_array_equal(bo[:-1], offs[pick])
             np.testing.assert_array_equal(bl[:-1], lens[pick])
-            assert bi[-1] == chunkview.references.MISSING
+            assert bi[-1] == chunkview.refs.memory.MISSING
             for i in pick[:20]:
                 assert refs[keys[i]] == want[keys[i]]
 

@@ -221,7 +221,7 @@ def test_over_http(ncfile, tmp_path):
     pytest.importorskip("aiohttp")
     import shutil
 
-    from chunkview._httpserver import RangeServer
+    from chunkview.bench.server import RangeServer
 
     shutil.copy(ncfile, tmp_path / "one.nc")
     expect = _netcdf4(ncfile)

@@ -20,7 +20,8 @@ from chunkview.errors import (
     SourceChangedError,
     UnsupportedError,
 )
-from chunkview.references import References, load
+from chunkview.refs.load import load
+from chunkview.refs.memory import References
 
 __version__ = "0.1.0.dev0"
 

@@ -17,16 +17,32 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from chunkview._combine_coords import (
+    _check_increasing,
+    _coord_array,
+    _encode_like,
+    _new_coord,
+    _regex_labels,
+)
 from chunkview._index import INLINE
-from chunkview.array import DIMENSION_KEY, ERROR_KEY, MASK_KEY, _dtype_of, _json_of
 from chunkview.errors import CombineError, ReferenceFormatError
-from chunkview.references import SOURCES_KEY, References, load, sources_of
+from chunkview.keys import (
+    DIMENSION_KEY,
+    ERROR_KEY,
+    MASK_KEY,
+    SOURCES_KEY,
+    ZMETADATA_KEY,
+    is_reserved,
+)
+from chunkview.read.meta import dtype_of, json_of
+from chunkview.refs.load import load
+from chunkview.refs.memory import References
+from chunkview.refs.protocol import sources_of
 
 # attributes that change what the stored numbers mean: they must agree between files
 ENCODING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "units",
@@ -83,7 +99,7 @@ class _Input:
         self.errors: dict[str, bytes] = {}
         src = name
         meta_keys = []
-        zmeta = _json_of(refs, ".zmetadata", src) if ".zmetadata" in refs else None
+        zmeta = json_of(refs, ZMETADATA_KEY, src) if ZMETADATA_KEY in refs else None
         zmeta = (zmeta or {}).get("metadata") if isinstance(zmeta, dict) else None
         for k in (zmeta or {}):
             meta_keys.append(k)
@@ -92,13 +108,13 @@ class _Input:
         else:
             keys = [k for k in refs if k.rsplit("/", 1)[-1].startswith(".")]
         for k in keys:  # metadata keys: the last component starts with "." (chunks: digits)
-            if k != ".zmetadata" and (zmeta is None or k not in zmeta):
+            if k != ZMETADATA_KEY and (zmeta is None or k not in zmeta):
                 meta_keys.append(k)
 
         def get(k):
             if zmeta is not None and k in zmeta:
                 return zmeta[k]
-            return _json_of(refs, k, src)
+            return json_of(refs, k, src)
 
         arrays = {}
         for k in meta_keys:
@@ -109,7 +125,7 @@ class _Input:
                 self.groups.setdefault(parent, {})
             elif last == ERROR_KEY:
                 self.errors[parent] = _raw(refs, k, zmeta)
-            elif last == ".zattrs" or (last.startswith(".cv") and k != SOURCES_KEY):
+            elif last == ".zattrs" or (is_reserved(last) and k != SOURCES_KEY):
                 arrays.setdefault(parent, {})[last] = k
         for parent, d in arrays.items():
             if "meta" in d:
@@ -124,7 +140,7 @@ class _Input:
                 if ".zattrs" in d:
                     self.groups[parent] = get(d[".zattrs"]) or {}
                 for last, k in d.items():
-                    if last.startswith(".cv"):
+                    if is_reserved(last):
                         self.group_keys[(parent + "/" if parent else "") + last] = \
                             _raw(refs, k, zmeta)
         if not self.vars and not self.errors:
@@ -149,7 +165,7 @@ class _Input:
                 and len(var.shape) == 1 and var.grid == (1,) and \
                 var.meta.get("order", "C") == "C":
             ids, _, _ = self.entries(var)
-            dt = _dtype_of(var.meta["dtype"])
+            dt = dtype_of(var.meta["dtype"])
             if ids[0] == INLINE and not dt.hasobject:
                 raw = self.inline(var, (0,))
                 n = var.shape[0]
@@ -211,48 +227,6 @@ def _load_input(item, *, storage_options=None, scan_options=None) -> _Input:
 
 
 # ------------------------------------------------------------------ coordinate values
-
-
-def _time_codec(attrs: dict):
-    units = attrs.get("units")
-    if not isinstance(units, str) or " since " not in units:
-        return None
-    return units, str(attrs.get("calendar", "standard"))
-
-
-def _encode_like(values, attrs, first_attrs, name, first_name, path):
-    """``values`` (encoded with ``attrs``) re-encoded with ``first_attrs`` (CF time units
-    decoded and re-encoded with cftime); identical units need no work."""
-    a, b = _time_codec(attrs), _time_codec(first_attrs)
-    if a == b:
-        return np.asarray(values, dtype=np.float64)
-    if a is None or b is None:
-        raise CombineError(f"coordinate {path!r}: units {attrs.get('units')!r} in {name} "
-                           f"and {first_attrs.get('units')!r} in {first_name} cannot be "
-                           "compared")
-    if _cal(a[1]) != _cal(b[1]):
-        raise CombineError(f"coordinate {path!r}: calendar {a[1]!r} in {name} differs from "
-                           f"{b[1]!r} in {first_name}")
-    try:
-        import cftime
-    except ImportError:
-        raise ImportError("combining files whose time units differ needs cftime: "
-                          "pip install 'chunkview[xarray]' (or pip install cftime)") from None
-    try:
-        dates = cftime.num2date(np.asarray(values), a[0], a[1],
-                                only_use_cftime_datetimes=True)
-        return np.asarray(cftime.date2num(dates, b[0], b[1]), dtype=np.float64)
-    except (ValueError, TypeError) as e:
-        raise CombineError(f"coordinate {path!r} of {name}: cannot decode times with units "
-                           f"{a[0]!r}, calendar {a[1]!r}: {e}") from None
-
-
-def _cal(c: str) -> str:
-    c = c.lower()
-    return "standard" if c in ("standard", "gregorian") else c
-
-
-# ------------------------------------------------------------------ building the output
 
 
 @dataclass
@@ -660,20 +634,6 @@ def combine(inputs: Sequence, concat_dim: str | None = "time", *, order_by: str 
     return out.references(sources)
 
 
-def _check_increasing(values, names, dim):
-    allv = np.concatenate(values)
-    bad = np.flatnonzero(~(np.diff(allv) > 0))
-    if bad.size:
-        j = int(bad[0])
-        ends = np.cumsum([len(v) for v in values])
-        f = int(np.searchsorted(ends, j, side="right"))
-        g = int(np.searchsorted(ends, j + 1, side="right"))
-        raise CombineError(f"coordinate {dim!r} is not strictly increasing across the files: "
-                           f"{float(allv[j])} in {names[f]} then {float(allv[j + 1])} in "
-                           f"{names[g]} "
-                           "(overlapping or repeated values)")
-
-
 def merge(inputs: Sequence, *, check_data: bool = True, storage_options: dict | None = None,
           scan_options: dict | None = None, **open_options) -> References:
     """Merge the variables of several reference sets (for example one file per variable)
@@ -730,73 +690,6 @@ def _copy_groups(out: _Out, items):
             out.inline.setdefault(k, raw)
         for path, why in inp.errors.items():
             out.inline.setdefault(_k(path, ERROR_KEY), why)
-
-
-def _regex_labels(names, regex):
-    pat = re.compile(regex)
-    labels = []
-    for name in names:
-        m = pat.search(os.path.basename(name.rstrip("/"))) or pat.search(name)
-        if m is None:
-            raise CombineError(f"regex {regex!r} does not match {name}")
-        labels.append(m.group(1) if m.groups() else m.group(0))
-    if all(re.fullmatch(r"[+-]?\d+", x) for x in labels):
-        labels = [int(x) for x in labels]
-    elif all(_is_float(x) for x in labels):
-        labels = [float(x) for x in labels]
-    if len(set(labels)) != len(labels):
-        raise CombineError(f"regex {regex!r} gives the same value to several inputs")
-    return labels
-
-
-def _is_float(x: str) -> bool:
-    try:
-        float(x)
-        return True
-    except ValueError:
-        return False
-
-
-def _coord_array(meta: dict, values: np.ndarray):
-    """The concatenated coordinate as one uncompressed inline chunk: its dtype kept when
-    every value fits it exactly, else float64."""
-    dt = _dtype_of(meta["dtype"])
-    if dt.kind in "iu" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
-        cast = values.astype(dt)
-        if np.array_equal(cast.astype(np.float64), values):
-            out = cast
-        else:
-            out = values
-    elif dt.kind == "f":
-        out = values.astype(dt)
-        if not np.array_equal(out.astype(np.float64), values):
-            out = values
-    else:
-        out = values
-    out = np.ascontiguousarray(out)
-    meta = dict(meta, shape=[len(out)], chunks=[max(1, len(out))], compressor=None,
-                filters=None, dtype=out.dtype.str, order="C")
-    return meta, out.tobytes()
-
-
-def _new_coord(dim: str, coords):
-    vals = np.asarray(list(coords))
-    if vals.dtype.kind in "iub":
-        vals = vals.astype(np.int64)
-        fill = None
-    elif vals.dtype.kind == "f":
-        vals = vals.astype(np.float64)
-        fill = "NaN"
-    elif vals.dtype.kind in "US":
-        vals = vals.astype("U")
-        fill = None
-    else:
-        raise CombineError(f"coordinate values for {dim!r} must be numbers or strings")
-    vals = np.ascontiguousarray(vals)
-    meta = {"zarr_format": 2, "shape": [len(vals)], "chunks": [max(1, len(vals))],
-            "dtype": vals.dtype.str, "compressor": None, "filters": None, "fill_value": fill,
-            "order": "C", "dimension_separator": "."}
-    return meta, vals.tobytes(), {DIMENSION_KEY: [dim]}
 
 
 __all__ = ["combine", "merge"]

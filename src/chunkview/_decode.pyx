@@ -1,5 +1,8 @@
 # cython: freethreading_compatible = True
-"""Decode kernels (csrc/cv_decode.c): inflate, HDF5 unshuffle, fletcher32."""
+"""Decode kernels (csrc/cv_decode.c): inflate, HDF5 unshuffle, fletcher32, the batch decoder.
+
+Marshals buffers and releases the GIL once per batch; errors are worded in chunkview._status,
+batches run on chunkview._pool's threads and libdeflate is loaded by chunkview._libdeflate."""
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uintptr_t
 from libc.stdlib cimport calloc, free
@@ -9,10 +12,9 @@ cimport numpy as cnp
 
 from chunkview._cv cimport *
 
-import os
-import threading
+import sys
 
-from chunkview import errors
+from chunkview import _libdeflate, _pool, _status
 
 cnp.import_array()
 
@@ -47,40 +49,16 @@ cdef void _set_runtime_api(list addrs):
     _api = &_rt_api
 
 
-def _load_runtime_libdeflate():
-    """Load the system's libdeflate when this build has no inflate of its own but zlib, and keep
-    it only if it inflates a zlib, a raw deflate and a gzip stream as zlib does."""
-    global _api
-    if not cv_inflate_loadable():
-        return
-    import zlib
-
-    from chunkview import _platform
-
-    try:
-        found = _platform.load_libdeflate()
-    except OSError as e:  # the library named by the environment
-        import warnings
-
-        _runtime["reason"] = str(e)
-        warnings.warn(f"chunkview: {e}; inflating with zlib", RuntimeWarning, stacklevel=2)
-        return
-    if isinstance(found, str):
-        _runtime["reason"] = found
-        return
-    lib, addrs, name = found
+def _use_libdeflate(list addrs):
+    """Inflate with the libdeflate entry points at ``addrs`` from now on (chunkview._libdeflate
+    calls this while this module is imported, before any inflater exists)."""
     _set_runtime_api(addrs)
-    raw = bytes(range(256)) * 40 + b"chunkview" * 300
-    try:
-        for fmt, wbits in (("zlib", 15), ("deflate", -15), ("gzip", 31)):
-            c = zlib.compressobj(6, zlib.DEFLATED, wbits)
-            if inflate(c.compress(raw) + c.flush(), len(raw), fmt) != raw:
-                raise errors.DecodeError("wrong bytes")
-    except (errors.DecodeError, MemoryError) as e:
-        _api = NULL
-        _runtime["reason"] = f"{name} failed a self-test ({e}): zlib is used"
-        return
-    _runtime.update(file=name, handle=lib)
+
+
+def _drop_libdeflate():
+    """Back to this build's own inflate (zlib)."""
+    global _api
+    _api = NULL
 
 
 def _inflate_loadable():
@@ -143,9 +121,9 @@ cdef class Inflater:
         with nogil:
             st = cv_inflate(self.z, fmt, sp, sl, dp, dl, &got)
         if st == CV_ESIZE:
-            raise errors.DecodeError(f"{format} stream decodes to more than {dl} bytes")
+            raise _status.error("stream_too_long", format, dl)
         if st != CV_OK:
-            raise errors.DecodeError(f"corrupt {format} stream ({cv_strerror(st).decode()})")
+            raise _status.error("stream_corrupt", format, cv_strerror(st).decode())
         return got
 
 
@@ -155,7 +133,7 @@ def inflate(src, size_t out_size, str format="zlib"):
     out = bytearray(out_size)
     got = Inflater().inflate(src, out, format)
     if got != out_size:
-        raise errors.DecodeError(f"{format} stream decoded to {got} bytes, expected {out_size}")
+        raise _status.error("stream_size", format, got, out_size)
     return bytes(out)
 
 
@@ -167,7 +145,7 @@ def unshuffle(const uint8_t[::1] src, size_t elemsize, out=None, kernel=None):
         out = bytearray(n)
     cdef uint8_t[::1] dst = out
     if <size_t>dst.shape[0] != n:
-        raise ValueError(f"out has {dst.shape[0]} bytes, need {n}")
+        raise _status.error("out_size", dst.shape[0], n)
     cdef unsigned k = _KERNELS[kernel]
     cdef int st = CV_OK
     if n:
@@ -176,7 +154,7 @@ def unshuffle(const uint8_t[::1] src, size_t elemsize, out=None, kernel=None):
     elif k != 0 and k != 8 and not (cv_simd_available() & k):
         st = CV_EUNSUPPORTED
     if st == CV_EUNSUPPORTED:
-        raise errors.UnsupportedError(f"unshuffle kernel {kernel!r} is not available here")
+        raise _status.error("kernel_unavailable", kernel)
     return out
 
 
@@ -203,9 +181,9 @@ def fletcher32_verify(const uint8_t[::1] src):
     cdef size_t n = src.shape[0]
     cdef int st = cv_fletcher32_verify(&src[0] if n else NULL, n)
     if st == CV_ETRUNCATED:
-        raise errors.DecodeError(f"chunk of {n} bytes is too short for a fletcher32 checksum")
+        raise _status.error("fletcher_short", n)
     if st != CV_OK:
-        raise errors.DecodeError("fletcher32 checksum mismatch: the chunk is corrupt")
+        raise _status.error("fletcher_mismatch")
     return n - 4
 
 
@@ -215,25 +193,6 @@ STEP_KINDS = {"fletcher32": CV_STEP_FLETCHER32, "zlib": CV_STEP_ZLIB,
               "deflate": CV_STEP_DEFLATE, "gzip": CV_STEP_GZIP, "shuffle": CV_STEP_UNSHUFFLE}
 MAX_DIMS = CV_MAX_DIMS
 MAX_STEPS = CV_MAX_STEPS
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _executor(int threads):
-    """The shared pool of decode threads (grown on demand, never shrunk)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < threads:
-            from concurrent.futures import ThreadPoolExecutor
-
-            old = _pool
-            _pool = ThreadPoolExecutor(max_workers=max(threads, os.cpu_count() or 1),
-                                       thread_name_prefix="chunkview-decode")
-            if old is not None:
-                old.shutdown(wait=False)
-        return _pool
-
 
 cdef class _Batch:
     """The C plan and job table of one batch; run() decodes jobs until none are left."""
@@ -264,20 +223,6 @@ cdef class _Batch:
         cv_worker_free(w)
 
 
-cdef str _job_text(int status):
-    if status == CV_EINVAL:
-        return "the selection lies outside the chunk or the output"
-    if status == CV_ESIZE:
-        return "the decoded size does not match the chunk's"
-    if status == CV_ECHECKSUM:
-        return "checksum mismatch"
-    if status == CV_ECORRUPT:
-        return "corrupt compressed stream"
-    if status == CV_ETRUNCATED:
-        return "truncated chunk"
-    return cv_strerror(status).decode()
-
-
 def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
                  const int64_t[::1] out_offsets, const int64_t[:, :, ::1] sel, list bufs,
                  const int32_t[::1] buf_index, const int64_t[::1] offsets,
@@ -300,18 +245,17 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
     cdef int st, nst = len(steps)
     cdef bytes fillb
     if ndim > CV_MAX_DIMS or nst > CV_MAX_STEPS:
-        raise errors.UnsupportedError(f"at most {CV_MAX_DIMS} dimensions and {CV_MAX_STEPS} "
-                                      "filters are supported")
+        raise _status.error("too_many_dims", CV_MAX_DIMS, CV_MAX_STEPS)
     if out.ndim != ndim:
-        raise ValueError(f"out has {out.ndim} dimensions, the chunks {ndim}")
+        raise _status.error("out_ndim", out.ndim, ndim)
     if not cnp.PyArray_ISWRITEABLE(out):
-        raise ValueError("out is read-only")
+        raise _status.error("out_readonly")
     if out.itemsize != <Py_ssize_t>itemsize:
-        raise ValueError(f"out has items of {out.itemsize} bytes, the chunks {itemsize}")
+        raise _status.error("out_itemsize", out.itemsize, itemsize)
     if (sel.shape[0] != n or (n and (sel.shape[1] != ndim or sel.shape[2] != 3))
             or buf_index.shape[0] != n or offsets.shape[0] != n or lengths.shape[0] != n
             or (masks is not None and masks.shape[0] != n)):
-        raise ValueError("job arrays disagree in length")
+        raise _status.error("jobs_differ")
     memset(&b.plan, 0, sizeof(cv_plan))
     b.plan.ndim = ndim
     b.plan.itemsize = itemsize
@@ -337,14 +281,13 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
     if fill is not None:
         fillb = bytes(fill)
         if len(fillb) != <Py_ssize_t>itemsize:
-            raise ValueError(f"fill value has {len(fillb)} bytes, items {itemsize}")
+            raise _status.error("fill_size", len(fillb), itemsize)
         b.plan.fill = <const uint8_t *>fillb
     else:
         fillb = None
     st = cv_plan_init(&b.plan)
     if st != CV_OK:
-        raise errors.UnsupportedError(f"cannot decode chunks of shape {chunk} with filters "
-                                      f"{steps}: {cv_strerror(st).decode()}")
+        raise _status.error("plan_unsupported", chunk, steps, cv_strerror(st).decode())
     b.keep = (out, sel, fillb, bufs)
     if n == 0:
         return []
@@ -372,15 +315,16 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
             b.jobs[i].status = CV_EINVAL  # outside out: the C check would refuse it too
             b.jobs[i].src = NULL
             b.jobs[i].out = NULL
-            failed.append((i, CV_EINVAL, "the selection lies outside the output", -1, -1))
+            failed.append((i, CV_EINVAL, _status.job_text(CV_EINVAL, "", "outside_output"), -1,
+                           -1))
             continue
         b.jobs[i].out = base + oo
         if bi == -1:
             b.jobs[i].src = NULL
         elif bi < 0 or bi >= b.nviews or off < 0 or ln < 0 or off > b.views[bi].len \
                 or ln > b.views[bi].len - off:
-            failed.append((i, CV_ETRUNCATED, "fetched bytes are shorter than the reference", -1,
-                           -1 if bi < 0 or bi >= b.nviews else b.views[bi].len - off))
+            failed.append((i, CV_ETRUNCATED, _status.job_text(CV_ETRUNCATED, "", "short_fetch"),
+                           -1, -1 if bi < 0 or bi >= b.nviews else b.views[bi].len - off))
             b.jobs[i].out = NULL
         else:
             b.jobs[i].src = <const uint8_t *>b.views[bi].buf + off
@@ -399,20 +343,15 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
         good = None
     cdef size_t nt = max(1, min(threads, b.njobs))
     b.grain = max(1, min(64, b.njobs // (nt * 16)))
-    if nt == 1:
-        b.run()
-    else:
-        pool = _executor(nt - 1)
-        futs = [pool.submit(b.run) for _ in range(nt - 1)]
-        b.run()
-        for f in futs:
-            f.result()
+    _pool.run(b.run, nt)
     for i in range(b.njobs):
         if b.jobs[i].status != CV_OK:
             failed.append((good[i] if good is not None else i, b.jobs[i].status,
-                           _job_text(b.jobs[i].status), b.jobs[i].step, b.jobs[i].detail))
+                           _status.job_text(b.jobs[i].status,
+                                            cv_strerror(b.jobs[i].status).decode()),
+                           b.jobs[i].step, b.jobs[i].detail))
     failed.sort()
     return failed
 
 
-_load_runtime_libdeflate()
+_libdeflate.install(sys.modules[__name__])

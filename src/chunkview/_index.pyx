@@ -1,8 +1,9 @@
 # cython: freethreading_compatible = False
 """Thin Cython wrapper of the C reference index (csrc/cv_index.h) and the C JSON reference parser.
 
-Marshals buffers, releases the GIL around bulk work and maps C status codes to chunkview
-exceptions; all logic lives in C (below) or Python (above).
+Marshals buffers and releases the GIL around bulk work; C status codes become exceptions in
+chunkview._status and parallel lookups run on chunkview._pool.  All logic lives in C (below)
+or Python (above).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -19,7 +20,7 @@ import os
 
 import numpy as np
 
-from chunkview import errors
+from chunkview import _pool, _status
 
 cnp.import_array()
 
@@ -37,22 +38,17 @@ WHOLE = np.iinfo(np.uint64).max
 TRACEMALLOC_DOMAIN = CV_TRACEMALLOC_DOMAIN
 
 
+# the C status codes, for chunkview._status to check its table against
+STATUS_CODES = {"ENOMEM": CV_ENOMEM, "EINVAL": CV_EINVAL, "ENOTFOUND": CV_ENOTFOUND,
+                "ERANGE": CV_ERANGE, "EFORMAT": CV_EFORMAT, "ECHECKSUM": CV_ECHECKSUM,
+                "EVERSION": CV_EVERSION, "ETRUNCATED": CV_ETRUNCATED, "EREADONLY": CV_EREADONLY,
+                "EUTF8": CV_EUTF8, "EUNSUPPORTED": CV_EUNSUPPORTED, "ECORRUPT": CV_ECORRUPT,
+                "ESIZE": CV_ESIZE}
+
+
 cdef object status_error(int st, str what):
-    """One place that turns a C status into a chunkview exception."""
-    msg = f"{what}: {cv_strerror(st).decode()}"
-    if st == CV_ENOMEM:
-        return MemoryError(msg)
-    if st == CV_ENOTFOUND:
-        return errors.ReferenceNotFound(msg)
-    if st == CV_ECHECKSUM:
-        return errors.ChecksumError(msg)
-    if st in (CV_EFORMAT, CV_ETRUNCATED, CV_EVERSION, CV_EUTF8, CV_ECORRUPT):
-        return errors.ReferenceFormatError(msg)
-    if st == CV_ERANGE:
-        return errors.ReferenceFormatError(msg)
-    if st == CV_EUNSUPPORTED:
-        return errors.UnsupportedError(msg)
-    return errors.ChunkviewError(msg)
+    """A C status as the exception chunkview._status words it."""
+    return _status.status_error(st, cv_strerror(st).decode(), what)
 
 
 cdef extern from "Python.h":
@@ -90,11 +86,11 @@ cdef inline const uint8_t *key_ptr(object key, Py_ssize_t *n) except NULL:
         try:
             return <const uint8_t *>PyUnicode_AsUTF8AndSize(key, n)
         except UnicodeEncodeError as e:
-            raise errors.ReferenceFormatError(f"key {key!r} cannot be encoded as UTF-8") from e
+            raise _status.error("key_utf8", key) from e
     if isinstance(key, bytes):
         n[0] = PyBytes_GET_SIZE(key)
         return <const uint8_t *>PyBytes_AS_STRING(key)
-    raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
+    raise _status.error("key_type", type(key).__name__)
 
 
 cdef Py_ssize_t LOOKUP_SLICE = 4096  # keys handed to C per batch-lookup call
@@ -186,15 +182,15 @@ cdef class ChunkIndex:
         ids_map = np.array([self.add_url(u) for u in urls], dtype=np.uint32)
         ids = np.asarray(url_ids)
         if ids.shape != (n,) or np.asarray(offsets).shape != (n,) or np.asarray(lengths).shape != (n,):
-            raise ValueError("keys, url_ids, offsets and lengths must have the same length")
+            raise _status.error("lengths_differ", "keys, url_ids, offsets and lengths")
         if n and (ids.min() < 0 or ids.max() >= len(urls)):
-            raise errors.ReferenceFormatError("url id out of range")
+            raise _status.error("url_id_range")
         off_a = np.asarray(offsets)
         len_a = np.asarray(lengths)
         if n and off_a.dtype.kind == "i" and off_a.min() < 0:
-            raise errors.ReferenceFormatError("negative offset")
+            raise _status.error("negative_offset")
         if n and len_a.dtype.kind == "i" and len_a.min() < 0:
-            raise errors.ReferenceFormatError("negative length")
+            raise _status.error("negative_length")
         cdef cnp.ndarray[uint32_t, ndim=1] cids = np.ascontiguousarray(ids_map[ids.astype(np.intp)])
         cdef cnp.ndarray[uint64_t, ndim=1] coff = np.ascontiguousarray(off_a, dtype=np.uint64)
         cdef cnp.ndarray[uint64_t, ndim=1] clen = np.ascontiguousarray(len_a, dtype=np.uint64)
@@ -231,15 +227,15 @@ cdef class ChunkIndex:
         cdef cnp.ndarray[int64_t, ndim=2] cc = np.ascontiguousarray(coords, dtype=np.int64)
         cdef Py_ssize_t n = cc.shape[0]
         if len(bsep) != 1:
-            raise ValueError("sep must be one byte")
+            raise _status.error("sep_one_byte")
         ids_map = np.array([self.add_url(u) for u in urls], dtype=np.uint32)
         ids = np.asarray(url_ids)
         if ids.shape != (n,) or np.shape(offsets) != (n,) or np.shape(lengths) != (n,):
-            raise ValueError("coords, url_ids, offsets and lengths must have the same length")
+            raise _status.error("lengths_differ", "coords, url_ids, offsets and lengths")
         if n and (ids.min() < 0 or ids.max() >= len(urls)):
-            raise errors.ReferenceFormatError("url id out of range")
+            raise _status.error("url_id_range")
         if n and cc.shape[1] and cc.min() < 0:
-            raise ValueError("negative chunk coordinate")
+            raise _status.error("negative_coordinate")
         cdef cnp.ndarray[uint32_t, ndim=1] cids = np.ascontiguousarray(ids_map[ids.astype(np.intp)])
         cdef cnp.ndarray[uint64_t, ndim=1] coff = np.ascontiguousarray(offsets, dtype=np.uint64)
         cdef cnp.ndarray[uint64_t, ndim=1] clen = np.ascontiguousarray(lengths, dtype=np.uint64)
@@ -262,7 +258,7 @@ cdef class ChunkIndex:
         inserts (one allocation instead of geometric growth)."""
         cdef int st
         if nkeys < 0 or keybytes < 0:
-            raise ValueError("negative reservation")
+            raise _status.error("negative_reservation")
         st = cv_index_reserve(self.idx, <size_t>nkeys, <size_t>keybytes)
         if st != CV_OK:
             raise status_error(st, "reserve")
@@ -335,9 +331,7 @@ cdef class ChunkIndex:
                 if res.err_key.len:
                     key = bytes(view[res.err_key.start:res.err_key.start + res.err_key.len])
                 msg = res.err_msg.decode() if res.err_msg != NULL else cv_strerror(st).decode()
-                if st == CV_ENOMEM:
-                    raise MemoryError(msg)
-                raise errors.ReferenceFormatError(msg, pos=res.err_pos, raw_key=key, status=st)
+                raise _status.json_error(st, msg, res.err_pos, key)
             info = {
                 "version": res.version,
                 "nrefs": res.nrefs,
@@ -446,7 +440,7 @@ cdef class ChunkIndex:
         cdef cv_ref r
         cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
         if st == CV_ENOTFOUND:
-            raise errors.ReferenceNotFound(key)
+            raise _status.not_found(key)
         if st != CV_OK:
             raise status_error(st, f"key {key!r}")
         return self._value(&r)
@@ -459,7 +453,7 @@ cdef class ChunkIndex:
         cdef cv_ref r
         cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
         if st == CV_ENOTFOUND:
-            raise errors.ReferenceNotFound(key)
+            raise _status.not_found(key)
         if st != CV_OK:
             raise status_error(st, f"key {key!r}")
         return (INLINE if r.url == CV_URL_INLINE else <int64_t>r.url), r.offset, r.length
@@ -522,8 +516,6 @@ cdef class ChunkIndex:
     cdef object _lookup_parallel(self, keys, Py_ssize_t n, int nt):
         """lookup_many in nt threads: this one reads every key, then all claim parts of the
         batch from a shared counter (the calling thread too, so a busy pool only slows it)."""
-        from chunkview._decode import _executor
-
         ids = np.empty(n, dtype=np.int64)
         offs = np.empty(n, dtype=np.uint64)
         lens = np.empty(n, dtype=np.uint64)
@@ -538,12 +530,8 @@ cdef class ChunkIndex:
         job.ids = <int64_t *>cnp.PyArray_DATA(ids)
         job.offs = <uint64_t *>cnp.PyArray_DATA(offs)
         job.lens = <uint64_t *>cnp.PyArray_DATA(lens)
-        pool = _executor(nt)
-        futures = [pool.submit(job.run) for _ in range(nt - 1)]
-        job.run()
-        for f in futures:
-            if not f.cancel():  # started: it finishes the part it claimed
-                f.result()
+        # a worker not started yet is dropped: the others finish the parts it would have claimed
+        _pool.run(job.run, nt, cancel_unstarted=True)
         if job.corrupt:
             raise status_error(CV_ECORRUPT, "batch lookup")
         return ids, offs, lens
@@ -558,9 +546,9 @@ cdef class ChunkIndex:
         cdef bytes bsep = sep.encode() if isinstance(sep, str) else bytes(sep)
         cdef cnp.ndarray[int64_t, ndim=1] g = np.ascontiguousarray(grid, dtype=np.int64)
         if len(bsep) != 1:
-            raise ValueError("sep must be one byte")
+            raise _status.error("sep_one_byte")
         if g.size and g.min() < 0:
-            raise ValueError("negative grid size")
+            raise _status.error("negative_grid")
         cdef Py_ssize_t n = int(np.prod(g, dtype=np.int64)) if g.size else 1
         cdef cnp.ndarray[uint32_t, ndim=1] ids = np.empty(n, dtype=np.uint32)
         cdef cnp.ndarray[uint64_t, ndim=1] offs = np.empty(n, dtype=np.uint64)
@@ -585,7 +573,7 @@ cdef class ChunkIndex:
         """Inline bytes of ``key`` (ReferenceNotFound / ValueError if it is not inline)."""
         v = self[key]
         if not isinstance(v, bytes):
-            raise ValueError(f"{key!r} is not an inline reference")
+            raise _status.error("not_inline", key)
         return v
 
     def __setitem__(self, key, value):
@@ -599,7 +587,7 @@ cdef class ChunkIndex:
         elif isinstance(value, (list, tuple)) and len(value) == 3:
             self.set(key, value[0], value[1], value[2])
         else:
-            raise errors.ReferenceFormatError(f"invalid reference for key {key!r}: {value!r}")
+            raise _status.error("bad_reference", key, value)
 
     def set(self, key, url, offset=None, length=None):
         """Set a byte-range reference, or a whole-file one when offset and length are None."""
@@ -610,10 +598,9 @@ cdef class ChunkIndex:
             o, ln = 0, CV_LEN_WHOLE
         else:
             if offset is None or length is None:
-                raise errors.ReferenceFormatError(f"key {key!r}: offset and length go together")
+                raise _status.error("offset_without_length", key)
             if int(offset) < 0 or int(length) < 0 or int(offset) + int(length) >= 2 ** 64 - 1:
-                raise errors.ReferenceFormatError(
-                    f"key {key!r}: offset {offset} / length {length} out of range")
+                raise _status.error("reference_range", key, offset, length)
             o, ln = int(offset), int(length)
         uid = self.add_url(url if url is not None else "")
         st = cv_index_put(self.idx, kp, <size_t>kl, <uint32_t>uid, o, ln)
@@ -635,7 +622,7 @@ cdef class ChunkIndex:
         cdef const uint8_t *kp = key_ptr(key, &kl)
         st = cv_index_del(self.idx, kp, <size_t>kl)
         if st == CV_ENOTFOUND:
-            raise errors.ReferenceNotFound(key)
+            raise _status.not_found(key)
         if st != CV_OK:
             raise status_error(st, f"key {key!r}")
 

@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 
+from chunkview.keys import ERROR_KEY, NATIVE_SUFFIX
+
 
 def _array_stats(refs):
     """Per array path: (reference count, bytes referenced) of its chunk keys."""
-    from chunkview.references import INLINE, WHOLE
+    from chunkview._index import INLINE, WHOLE
 
     keys = [k for k in refs if not k.rsplit("/", 1)[-1].startswith(".")]
     ids, offs, lens = refs.lookup_many(keys)
@@ -24,7 +26,7 @@ def _array_stats(refs):
 
 def cmd_info(args) -> int:
     import chunkview
-    from chunkview.references import INLINE, WHOLE
+    from chunkview._index import INLINE, WHOLE
 
     refs = chunkview.load(args.refs)
     urls = refs.urls
@@ -35,10 +37,10 @@ def cmd_info(args) -> int:
           f"{int((ids == INLINE).sum()):,} inline, "
           f"{int(lens[ranged].sum()):,} bytes referenced")
     stats = _array_stats(refs)
-    for key in sorted(k for k in keys if k.endswith((".zarray", ".cverror"))):
+    for key in sorted(k for k in keys if k.endswith((".zarray", ERROR_KEY))):
         name = key.rsplit("/", 1)[0] if "/" in key else "/"
         meta = json.loads(refs[key])
-        if key.endswith(".cverror"):
+        if key.endswith(ERROR_KEY):
             print(f"  {name}: unsupported: {meta.get('error')}")
             continue
         codecs = [c.get("id") for c in (meta.get("filters") or [])]
@@ -78,7 +80,7 @@ def _outputs(inputs, folder, fmt):
     the same name are refused rather than overwritten."""
     import os
 
-    ext = {"json": ".json", "parquet": ".parquet", "native": ".cvref"}[fmt or "json"]
+    ext = {"json": ".json", "parquet": ".parquet", "native": NATIVE_SUFFIX}[fmt or "json"]
     outs = [os.path.join(folder, os.path.basename(str(i).rstrip("/")) + ext) for i in inputs]
     seen = {}
     for i, o in zip(inputs, outs):
@@ -212,7 +214,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from chunkview import bench
+    from chunkview.bench import run as bench
 
     bench.run(args.cases, quick=args.quick, repeat=args.repeat, data=args.data,
               json_path=args.json, threads=args.threads, plot_path=args.plot)

@@ -18,13 +18,12 @@ from collections import defaultdict
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
-from fsspec.core import split_protocol
 from fsspec.spec import AbstractBufferedFile
 
-from chunkview._fetch import filesystems, local_path, merge_ranges
 from chunkview._index import INLINE, MISSING, WHOLE
-from chunkview._remote import (
-    RemoteOptions,
+from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
+from chunkview.io.fetch import merge_ranges
+from chunkview.io.remote import (
     SourceChecker,
     call,
     check_allowed,
@@ -32,10 +31,11 @@ from chunkview._remote import (
     request,
     with_retries,
 )
-from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
-from chunkview.references import load
+from chunkview.io.resolve import Resolver, local_path
+from chunkview.keys import LIVE_REFERENCES_TOKEN
+from chunkview.options import ReadOptions
+from chunkview.refs.load import load
 
-_LOCAL = (None, "file", "local")
 _MAGIC = re.compile(r"[*?\[]")
 _LIVE_REFS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _token_counter = itertools.count()
@@ -48,11 +48,10 @@ class ChunkviewFileSystem(AsyncFileSystem):
     parquet or native references, a kerchunk dict, or a :class:`chunkview.References`),
     ``target`` (the URL for references without one), ``target_protocol`` / ``target_options``
     (to read ``fo``), ``remote_protocol`` / ``remote_options`` (to read the data), ``fs`` (a
-    filesystem or a ``{protocol: filesystem or options}`` dict), ``template_overrides``,
-    ``max_gap`` / ``max_block`` (range merging; a negative ``max_gap`` disables it) and
-    ``cache_size`` (records kept by lazily read parquet references).  Remote reads take
-    ``retries``, ``backoff``, ``timeout``, ``max_requests``, ``request_bytes``,
-    ``check_source`` and ``allowed_protocols`` as :func:`chunkview.open` does.
+    filesystem or a ``{protocol: filesystem or options}`` dict), ``template_overrides`` and
+    ``cache_size`` (records kept by lazily read parquet references).  URLs resolve as for
+    :func:`chunkview.open` (:class:`chunkview.io.resolve.Resolver`), and reads take the same
+    :class:`chunkview.options.ReadOptions` keywords (``max_gap``, ``retries``, ...).
     """
 
     protocol = "chunkview"
@@ -62,12 +61,12 @@ class ChunkviewFileSystem(AsyncFileSystem):
 
     def __init__(self, fo, target=None, ref_storage_args=None, target_protocol=None,
                  target_options=None, remote_protocol=None, remote_options=None, fs=None,
-                 template_overrides=None, simple_templates=True, max_gap=64_000,
-                 max_block=256_000_000, cache_size=128, lazy=None, **kwargs):
-        self.ropts = RemoteOptions.from_kwargs(kwargs)
+                 template_overrides=None, simple_templates=True, cache_size=128, lazy=None,
+                 **kwargs):
+        self.read = ReadOptions.from_kwargs(kwargs)
         super().__init__(**kwargs)
-        if isinstance(fo, dict) and "__chunkview_references__" in fo:
-            refs = _LIVE_REFS.get(fo["__chunkview_references__"])
+        if isinstance(fo, dict) and LIVE_REFERENCES_TOKEN in fo:
+            refs = _LIVE_REFS.get(fo[LIVE_REFERENCES_TOKEN])
             if refs is None:
                 raise ChunkviewError("the references of this serialized filesystem are not "
                                      "available in this process; pass a path or a dict as fo")
@@ -76,13 +75,11 @@ class ChunkviewFileSystem(AsyncFileSystem):
                                target_options=ref_storage_args or target_options,
                                template_overrides=template_overrides, cache_size=cache_size,
                                lazy=lazy)
+        self.resolver = Resolver(remote_protocol=remote_protocol, remote_options=remote_options,
+                                 fs=fs, target=target, asynchronous=self.asynchronous)
         self.target = target
-        self.max_gap = max_gap
-        self.max_block = max_block
-        self.remote_options = dict(remote_options or {})
-        self.fss, self.remote_protocol = filesystems(fs, remote_protocol)
         self.remote_origin = bool(getattr(self.references, "remote_origin", False))
-        self.checker = SourceChecker(self.references, self.ropts)
+        self.checker = SourceChecker(self.references, self.read)
         self._token = None
 
     # ----------------------------------------------------------------- serialisation
@@ -96,7 +93,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
             if self._token is None:
                 self._token = f"{os.getpid()}-{id(self)}-{next(_token_counter)}"
                 _LIVE_REFS[self._token] = self.references
-            fo = {"__chunkview_references__": self._token}
+            fo = {LIVE_REFERENCES_TOKEN: self._token}
         from fsspec.json import FilesystemJSONEncoder
 
         enc = FilesystemJSONEncoder()
@@ -111,48 +108,22 @@ class ChunkviewFileSystem(AsyncFileSystem):
 
     # ----------------------------------------------------------------- targets
 
-    def _fs_for(self, protocol):
-        """The filesystem that reads URLs of ``protocol`` (None: local files, read directly)."""
-        if protocol in self.fss:
-            return self.fss[protocol]
-        if protocol in _LOCAL and (None not in self.fss and "file" not in self.fss):
-            return None
-        if protocol in _LOCAL:
-            return self.fss.get(None) or self.fss.get("file")
-        opts = self.remote_options if (self.remote_protocol in (None, protocol)) else {}
-        cls = fsspec.get_filesystem_class(protocol)
-        if getattr(cls, "async_impl", False):
-            opts = {**opts, "asynchronous": self.asynchronous}
-            if not self.asynchronous:
-                opts["loop"] = self.loop
-        fs = cls(**opts)
-        self.fss[protocol] = fs
-        return fs
-
     async def _call_target(self, fs, method: str, *args, **kwargs):
         return await call(fs, method, *args, **kwargs)
-
-    def _url_of(self, key: str, url: str) -> str:
-        if url == "":
-            if self.target is None:
-                raise FetchError(key, "", cause=ValueError("reference has no URL and no target"))
-            return self.target
-        return url
 
     async def _fetch(self, key: str, url: str, start, end) -> bytes:
         """Bytes [start, end) of url for key (None: from the start / to the end; negative:
         from the end), with the remote policy: allowed protocols, source check, retries,
         large ranges split; every failure becomes a chunkview error naming key, URL, range."""
-        protocol, _ = split_protocol(url)
         try:
-            check_allowed(key, url, self.ropts, self.remote_origin)
-            fs = self._fs_for(protocol)
+            check_allowed(key, url, self.read, self.remote_origin)
+            fs = self.resolver.fs_for(url)
             path = local_path(url) if fs is None else None
             await self.checker.check(key, fs, url, path)
             if start is not None and end is not None and start >= 0 and end >= 0:
-                return await read_block(fs, url, start, end, self.ropts, path)
+                return await read_block(fs, url, start, end, self.read, path)
             # open-ended or from-the-end: one request, retried; no length to check it against
-            return await with_retries(lambda: request(fs, url, start, end, path), self.ropts,
+            return await with_retries(lambda: request(fs, url, start, end, path), self.read,
                                       local=fs is None)
         except ChunkviewError:
             raise
@@ -177,7 +148,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
             elif uid == INLINE:
                 out.append(("data", key, self.references[key][s:e]))
             else:
-                url = self._url_of(key, urls[uid])
+                url = self.resolver.url(key, urls[uid])
                 length = int(lens[i])
                 if length == whole:
                     out.append(("range", key, url, s, e, True))
@@ -202,8 +173,8 @@ class ChunkviewFileSystem(AsyncFileSystem):
 
     async def _read_resolved(self, resolved, max_gap=None, max_block=None):
         """Fetch every resolved item; returns a list of bytes or exceptions (one per item)."""
-        max_gap = self.max_gap if max_gap is None else max_gap
-        max_block = self.max_block if max_block is None else max_block
+        max_gap = self.read.max_gap if max_gap is None else max_gap
+        max_block = self.read.max_block if max_block is None else max_block
         results: list = [None] * len(resolved)
         by_url: dict[str, list[int]] = defaultdict(list)
         jobs = []
@@ -404,9 +375,9 @@ class ChunkviewFileSystem(AsyncFileSystem):
             raise FileNotFoundError(path)
         info = self._file_info(path, value)
         if info["size"] is None:  # a whole file: its size comes from the target
-            url = self._url_of(path, value[0])
+            url = self.resolver.url(path, value[0])
             try:
-                fs = self._fs_for(split_protocol(url)[0])
+                fs = self.resolver.fs_for(url)
                 if fs is None:
                     info["size"] = await asyncio.to_thread(os.path.getsize, local_path(url))
                 else:

@@ -28,9 +28,9 @@ except ImportError as e:  # pragma: no cover - the entry point is only loaded by
     raise ImportError("chunkview's xarray engine needs xarray: pip install 'chunkview[xarray]'"
                       ) from e
 
-from chunkview.array import DIMENSION_KEY, ERROR_KEY, JSON_FLOATS, _dtype_of, _fill_bytes
 from chunkview.errors import ReferenceFormatError
-from chunkview.references import NETCDF_KEY
+from chunkview.keys import DIMENSION_KEY, ERROR_KEY, NATIVE_SUFFIX, NETCDF_KEY
+from chunkview.read.meta import JSON_FLOATS, dtype_of, fill_bytes, reads_with_zarr
 
 _NON_COORD = "_nc4_non_coord_"
 
@@ -103,7 +103,7 @@ class ChunkviewArray(BackendArray):
                                                   indexing.IndexingSupport.BASIC, self._read)
 
     def _read(self, key):
-        if self.dtype.hasobject:
+        if reads_with_zarr(self.dtype):
             out = self.handle.zarr[self.path][key]
         else:
             out = self.handle.group[self.path].read(key)
@@ -135,7 +135,7 @@ def _fill_value(fill, dtype: np.dtype):
     if fill is None or dtype.hasobject or dtype.fields is not None:
         return None
     try:
-        raw = _fill_bytes(fill, dtype)
+        raw = fill_bytes(fill, dtype)
     except ReferenceFormatError:
         return None
     return np.zeros((), dtype)[()] if raw is None else np.frombuffer(raw, dtype)[0]
@@ -207,7 +207,7 @@ class ChunkviewDataStore(AbstractDataStore):
             return None  # a netCDF dimension without a variable
         shape = tuple(meta["shape"])
         try:
-            dtype = _dtype_of(meta["dtype"])
+            dtype = dtype_of(meta["dtype"])
         except (TypeError, ValueError) as e:
             raise ReferenceFormatError(f"array {path!r}: bad dtype {meta['dtype']!r}: {e}",
                                        key=path + "/.zarray") from None
@@ -254,7 +254,7 @@ class ChunkviewBackendEntrypoint(BackendEntrypoint):
     def guess_can_open(self, filename_or_obj) -> bool:
         if isinstance(filename_or_obj, (str, os.PathLike)):
             p = os.fspath(filename_or_obj).rstrip("/")
-            return p.endswith((".cvref",)) or p.endswith((".json",)) and _looks_like_refs(p)
+            return p.endswith(NATIVE_SUFFIX) or p.endswith((".json",)) and _looks_like_refs(p)
         return False
 
     def open_dataset(self, filename_or_obj, *, mask_and_scale=True, decode_times=True,
@@ -269,7 +269,8 @@ class ChunkviewBackendEntrypoint(BackendEntrypoint):
         Other keywords go to :func:`chunkview.open` (``max_gap``, ``retries``, ...)."""
         from xarray.backends.store import StoreBackendEntrypoint
 
-        from chunkview.references import References, load
+        from chunkview.refs.load import load
+        from chunkview.refs.memory import References
         from chunkview.scan import is_source_file
 
         src = filename_or_obj

@@ -31,20 +31,18 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 
-from chunkview._fetch import Source
 from chunkview._index import INLINE, MISSING
-from chunkview._remote import RemoteOptions
-from chunkview.array import (
-    ChunkLayout,
-    _dim_plan,
-    _json_of,
-    chunk_keys,
-    chunk_space_view,
-    decode_chunks,
-)
-from chunkview.codecs import pipeline_from_zarray
+from chunkview.codecs.pipeline import pipeline_from_zarray
 from chunkview.errors import ChunkviewError, FetchError
-from chunkview.references import References, load
+from chunkview.io.fetch import Source
+from chunkview.keys import ZMETADATA_KEY, is_reserved
+from chunkview.options import ReadOptions
+from chunkview.read.engine import decode_chunks
+from chunkview.read.layout import ChunkLayout
+from chunkview.read.meta import json_of
+from chunkview.read.plan import chunk_keys, chunk_space_view, dim_plan
+from chunkview.refs.load import load
+from chunkview.refs.memory import References
 
 PIPELINE_PATH = "chunkview.zarr_store.CodecPipeline"
 
@@ -69,9 +67,8 @@ class ReferenceStore(Store):
 
     ``remote_protocol`` / ``remote_options`` / ``fs`` / ``target`` say how to read the
     referenced files, ``threads`` how many threads the codec pipeline decodes with (default:
-    all cores), ``max_gap`` / ``max_block`` how nearby ranges of one URL are merged;
-    ``retries``, ``backoff``, ``timeout``, ``max_requests``, ``request_bytes``,
-    ``check_source`` and ``allowed_protocols`` as for :func:`chunkview.open`.
+    all cores); the :class:`chunkview.options.ReadOptions` keywords how they are read, as for
+    :func:`chunkview.open`.
     """
 
     supports_writes: bool = True
@@ -81,15 +78,14 @@ class ReferenceStore(Store):
 
     def __init__(self, refs, *, read_only: bool = True, remote_protocol=None,
                  remote_options=None, fs=None, target=None, threads: int | None = None,
-                 max_gap: int = 1 << 20, max_block: int = 256_000_000,
                  coalesce: int | None = None, **load_options):
         super().__init__(read_only=read_only)
-        remote = RemoteOptions.from_kwargs(load_options).as_kwargs()
+        read = ReadOptions.from_kwargs(load_options).as_kwargs()
         self.refs: References = load(refs, **load_options)
         self._opts = dict(remote_protocol=remote_protocol, remote_options=remote_options,
-                          fs=fs, target=target, max_gap=max_gap, max_block=max_block, **remote)
+                          fs=fs, target=target, **read)
         self.threads = threads or os.cpu_count() or 1
-        self.source = Source(self.refs, **self._opts)
+        self.source = Source.of(self.refs, **self._opts)
         self._layouts: dict = {}
         if coalesce is None:
             coalesce = COALESCE_BYTES if read_only else 0
@@ -202,8 +198,8 @@ class ReferenceStore(Store):
         if name == ".zarray":
             info = self.virtual_info(path)
             return _NOT_VIRTUAL if info is None else info.meta_bytes
-        if name == ".zmetadata":
-            zm = _json_of(self.refs, key)
+        if name == ZMETADATA_KEY:
+            zm = json_of(self.refs, key)
             meta = zm.get("metadata", {}) if isinstance(zm, dict) else {}
             changed = False
             for k in list(meta):
@@ -302,7 +298,7 @@ class ReferenceStore(Store):
         names.update(k.rsplit("/", 1)[-1] for k in entry["files"])
         # chunkview's own keys (".cvsources", ".cvmask", ".cvnetcdf"...) are not zarr nodes:
         # listed, zarr would warn that it cannot recognise them
-        for name in sorted(n for n in names if not n.startswith(".cv")):
+        for name in sorted(n for n in names if not is_reserved(n)):
             yield name
 
     # ----------------------------------------------------------------- per-array data
@@ -313,7 +309,7 @@ class ReferenceStore(Store):
         hit = self._layouts.get(array_path, _NOT_VIRTUAL)
         if hit is _NOT_VIRTUAL:
             key = f"{array_path}/.zarray" if array_path else ".zarray"
-            meta = _json_of(self.refs, key) if key in self.refs else None
+            meta = json_of(self.refs, key) if key in self.refs else None
             try:
                 hit = ChunkLayout(self.refs, array_path, meta) if isinstance(meta, dict) else None
             except ChunkviewError:
@@ -517,7 +513,7 @@ def _decode_virtual(store, info: _Virtual, coords, full, sel, out_offsets) -> in
     all_coords, all_sel, all_off = [], [], []
     for v, s, o in zip(coords, sel, out_offsets.tolist()):
         start, step, count = (int(x) for x in s[0])
-        k_idx, in_start, cnt, opos = _dim_plan(v[0] * info.vchunks[0] + start, step, count, c0)
+        k_idx, in_start, cnt, opos = dim_plan(v[0] * info.vchunks[0] + start, step, count, c0)
         cc = np.empty((len(k_idx), len(v)), np.int64)
         cc[:, 0] = k_idx
         cc[:, 1:] = v[1:]
@@ -549,15 +545,15 @@ def use_pipeline() -> None:
 
 
 def open_zarr(refs_or_path, *, remote_protocol=None, remote_options=None, fs=None, target=None,
-              threads: int | None = None, max_gap: int = 1 << 20, max_block: int = 256_000_000,
-              **load_options) -> zarr.Group:
+              threads: int | None = None, **options) -> zarr.Group:
     """Open a reference set as a read-only ``zarr.Group`` (zarr v2 metadata, as kerchunk and
     chunkview's scanner write it), read through :class:`ReferenceStore` and chunkview's codec
     pipeline.  Sets zarr's ``codec_pipeline.path`` to chunkview's pipeline (see
-    :func:`use_pipeline`)."""
+    :func:`use_pipeline`).  Other keywords are :class:`chunkview.options.ReadOptions` or go to
+    :func:`chunkview.load`."""
     store = ReferenceStore(refs_or_path, remote_protocol=remote_protocol,
                            remote_options=remote_options, fs=fs, target=target, threads=threads,
-                           max_gap=max_gap, max_block=max_block, **load_options)
+                           **options)
     use_pipeline()
     fmt = 3 if "zarr.json" in store.refs else 2
     return zarr.open_group(store, mode="r", zarr_format=fmt)

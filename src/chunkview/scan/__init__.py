@@ -1,5 +1,8 @@
 """Scanners: HDF5 / NetCDF4 and NetCDF3 files -> :class:`chunkview.References`.
 
+``scan`` and ``scan_to_files`` here; one file in this process: :mod:`.dispatch`; in a helper
+process: :mod:`.isolate`; the contract every format's scanner follows: :mod:`.output`.
+
 ``scan(source)`` reads only the bytes it needs (the metadata and chunk indexes, through a
 block cache for remote files) and records where every chunk lies.  Local files are
 memory-mapped; any fsspec URL works with ``storage_options``.
@@ -12,13 +15,13 @@ import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
-from chunkview.errors import ScanError
+from chunkview.keys import NATIVE_SUFFIX
+from chunkview.scan.dispatch import scan_file
+from chunkview.scan.output import to_references
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 DEFAULT_TIMEOUT = 600.0  # seconds one isolated scan may take
-_REF_SUFFIXES = (".json", ".parq", ".parquet", ".cvref", ".zarr")
+_REF_SUFFIXES = (".json", ".parq", ".parquet", NATIVE_SUFFIX, ".zarr")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -67,44 +70,14 @@ def scan_one(source, *, storage_options=None, inline_threshold=0,
              _checksums=True):
     """One file (``isolate``: in a helper process).  ``_checksums=False`` skips the HDF5
     metadata checksums: a hook for the fuzz tests, which attack the structures behind them."""
+    kw = dict(storage_options=storage_options, inline_threshold=inline_threshold,
+              chunk_bytes=chunk_bytes, checksums=_checksums)
     if isolate and not str(source).startswith("memory:"):
-        from chunkview.scan._isolate import scan_isolated
+        # imported here: the helper runs this module as ``python -m chunkview.scan.isolate``
+        from chunkview.scan.isolate import scan_isolated
 
-        return scan_isolated(source, dict(storage_options=storage_options,
-                                          inline_threshold=inline_threshold,
-                                          chunk_bytes=chunk_bytes, _checksums=_checksums),
-                             timeout)
-    if not _checksums:
-        from chunkview.scan._h5format import checksums_off
-
-        with checksums_off():
-            return scan_one(source, storage_options=storage_options,
-                            inline_threshold=inline_threshold, chunk_bytes=chunk_bytes)
-    from chunkview.scan._reader import open_reader
-
-    reader = open_reader(source, storage_options)
-    try:
-        head = bytes(reader.read_upto(0, 8))
-        if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):
-            from chunkview.scan import netcdf3
-
-            body = netcdf3.scan_netcdf3(reader, inline_threshold=inline_threshold,
-                                        chunk_bytes=chunk_bytes, default_fill=False)
-            from chunkview.references import References
-
-            refs = References.from_dict({"version": 1, "refs": body}, source=reader.url)
-            return _record_source(refs, reader)
-        from chunkview.scan import _h5format
-
-        if _h5format.find_superblock(reader) is None:
-            raise ScanError("not an HDF5, NetCDF4 or NetCDF3 file", url=reader.url)
-        from chunkview.scan.hdf5 import HDF5Scanner
-
-        out = HDF5Scanner(reader, inline_threshold=inline_threshold,
-                          chunk_bytes=chunk_bytes).scan()
-        return _record_source(to_references(out, source=reader.url), reader)
-    finally:
-        reader.close()
+        return scan_isolated(source, kw, timeout)
+    return scan_file(source, **kw)
 
 
 def _scan_save(source, out, format, opts):
@@ -137,37 +110,6 @@ def scan_to_files(sources, outputs, *, jobs: int | None = None, format: str | No
             for f in futs:
                 f.cancel()
             raise
-
-
-def _record_source(refs, reader):
-    """Record the scanned file's size and ETag or mtime under ``.cvsources`` (read back by
-    ``check_source=``)."""
-    import json
-
-    from chunkview.references import SOURCES_KEY
-
-    if reader.record:
-        refs[SOURCES_KEY] = json.dumps({reader.url: reader.record}).encode()
-    return refs
-
-
-def to_references(out, *, source=None):
-    """A :class:`~chunkview.scan.hdf5.ScanOutput` as References (bulk insert into the C
-    index)."""
-    from chunkview._index import ChunkIndex
-    from chunkview.references import References
-
-    index = ChunkIndex()
-    for key, value in out.inline.items():
-        index.set_inline(key, value.encode() if isinstance(value, str) else value)
-    for c in out.chunks:
-        pre = f"{c.prefix}/" if c.prefix else ""
-        index.add_grid(pre, c.coords, np.zeros(len(c.addrs), np.uint32), c.addrs, c.sizes,
-                       [c.url], shrink=False)
-    index.shrink()
-    refs = References(index, source=source)
-    refs.unsupported = dict(out.unsupported)
-    return refs
 
 
 def is_source_file(src, storage_options: dict | None = None) -> bool:
@@ -203,3 +145,6 @@ class _ScanModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _ScanModule
+
+__all__ = ["scan", "scan_one", "scan_to_files", "is_source_file", "to_references",
+           "DEFAULT_CHUNK_BYTES", "DEFAULT_TIMEOUT"]

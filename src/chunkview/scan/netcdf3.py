@@ -30,8 +30,9 @@ import unicodedata
 import numpy as np
 
 from chunkview.errors import ScanError
-from chunkview.references import NETCDF_KEY
-from chunkview.scan._common import contiguous_chunking, contiguous_chunks, json_value
+from chunkview.keys import DIMENSION_KEY, NETCDF_KEY
+from chunkview.scan.common import contiguous_chunking, contiguous_chunks, json_value
+from chunkview.scan.output import ScanOutput
 
 __all__ = ["is_netcdf3", "scan_netcdf3"]
 
@@ -258,7 +259,7 @@ def _inline(data: bytes) -> bytes:
 
 def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 << 20,
                  default_fill: bool = True) -> dict:
-    """Scan a NetCDF3 file (a :class:`chunkview.scan._reader.Reader`) and return the body
+    """Scan a NetCDF3 file (a :class:`chunkview.io.blocks.Reader`) and return the body
     (``refs``) of a kerchunk v1 reference set: zarr v2 metadata as JSON text, chunks as
     ``[url, offset, length]`` or inline ``bytes``.
 
@@ -434,7 +435,7 @@ def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <<
             "dimension_separator": ".",
         }
         attrs = {k: _attr_json(t, a) for k, (t, a) in v.attrs.items()}
-        attrs["_ARRAY_DIMENSIONS"] = v.dims
+        attrs[DIMENSION_KEY] = v.dims
         refs[f"{v.name}/.zarray"] = _dumps(zarray)
         refs[f"{v.name}/.zattrs"] = _dumps(attrs)
         _attr_types(refs, v.name + "/", v.attrs)
@@ -473,3 +474,13 @@ def _chunk_ref(reader, offset: int, nbytes: int, clen: int):
         return [reader.url, offset, clen]
     data = bytes(reader.read(offset, nbytes))
     return _inline(data + b"\0" * (clen - nbytes))
+
+
+def scan(reader, *, inline_threshold: int = 0, chunk_bytes: int = 4 << 20,
+         checksums: bool = True) -> ScanOutput:
+    """Scan the NetCDF3 file behind ``reader`` (the :class:`chunkview.scan.output.Scanner`
+    contract; NetCDF3 has no checksums).  Without a ``_FillValue`` attribute a variable's zarr
+    ``fill_value`` is ``null``."""
+    body = scan_netcdf3(reader, inline_threshold=inline_threshold, chunk_bytes=chunk_bytes,
+                        default_fill=False)
+    return ScanOutput(refs=body)

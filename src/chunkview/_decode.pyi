@@ -1,0 +1,39 @@
+"""Type stubs of chunkview._decode (inflate, unshuffle, Fletcher-32 and the batch decoder,
+csrc/cv_decode.h and csrc/cv_batch.h)."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_Buffer = bytes | bytearray | memoryview
+
+STEP_KINDS: dict[str, int]
+MAX_DIMS: int
+MAX_STEPS: int
+_runtime: dict[str, Any]
+
+def build_info() -> dict[str, Any]: ...
+def _inflate_loadable() -> bool: ...
+def _use_libdeflate(addrs: list[int]) -> None: ...
+def _drop_libdeflate() -> None: ...
+
+class Inflater:
+    def __init__(self) -> None: ...
+    def inflate(self, src: _Buffer, out: bytearray | memoryview | npt.NDArray[Any],
+                format: str = "zlib") -> int: ...
+
+def inflate(src: _Buffer, out_size: int, format: str = "zlib") -> bytes: ...
+def unshuffle(src: _Buffer, elemsize: int, out: bytearray | memoryview | None = None,
+              kernel: str | None = None) -> bytearray | memoryview: ...
+def shuffle(src: _Buffer, elemsize: int) -> bytearray: ...
+def fletcher32(src: _Buffer) -> int: ...
+def fletcher32_verify(src: _Buffer) -> int: ...
+def decode_batch(chunk: tuple[int, ...], itemsize: int, steps: list[tuple[str, int, int]],
+                 out: npt.NDArray[Any], out_offsets: npt.NDArray[np.int64],
+                 sel: npt.NDArray[np.int64], bufs: Sequence[Any],
+                 buf_index: npt.NDArray[np.int32], offsets: npt.NDArray[np.int64],
+                 lengths: npt.NDArray[np.int64], masks: npt.NDArray[np.uint32] | None = None,
+                 fill: bytes | None = None, threads: int = 1
+                 ) -> list[tuple[int, int, str, int, int]]: ...

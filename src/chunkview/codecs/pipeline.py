@@ -1,0 +1,106 @@
+"""The decode plan: which zarr v2 pipelines the C path decodes, and how.
+
+The C path (``chunkview._decode.decode_batch``) covers what HDF5 archives mostly hold: zlib
+(numcodecs ``zlib``), gzip (``gzip``), HDF5 shuffle (``shuffle`` and ``hdf5_shuffle``),
+Fletcher-32 (``fletcher32`` and ``hdf5_fletcher32``) and no compression.  Any other pipeline is
+decoded per chunk by its numcodecs codecs (correct, slower) and then copied into place by the
+same C path.
+
+HDF5's own shuffle and Fletcher-32 codecs live in :mod:`chunkview.codecs.shuffle` and
+:mod:`chunkview.codecs.fletcher32`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from chunkview import _decode
+from chunkview.errors import DecodeError
+
+_INFLATE = {"zlib": "zlib", "gzip": "gzip"}
+_SHUFFLE = ("shuffle", "hdf5_shuffle")
+_FLETCHER = ("fletcher32", "hdf5_fletcher32")
+
+
+@dataclass
+class Pipeline:
+    """A zarr v2 array's codecs in writing order (``filters + [compressor]``), and the C steps
+    decoding them (``steps`` is None when some codec is not covered).  The HDF5 filter mask bit
+    of a codec is its position in the writing order."""
+
+    configs: tuple
+    steps: tuple | None
+
+    @property
+    def fast(self) -> bool:
+        return self.steps is not None
+
+    def codecs(self):
+        import numcodecs
+
+        return [numcodecs.get_codec(dict(c)) for c in self.configs]
+
+    def decode_chunk(self, data, mask: int = 0, max_bytes: int | None = None) -> bytes:
+        """Decode one chunk with the numcodecs codecs (the slow path), skipping masked ones.
+        ``max_bytes`` (the decoded chunk size from the metadata) bounds every step: zlib and
+        gzip stop inflating past it, and a step whose output exceeds it fails."""
+        out = data
+        codecs = self.codecs()
+        limit = None if max_bytes is None else int(max_bytes) + 64
+        for bit in range(len(codecs) - 1, -1, -1):
+            if mask >> bit & 1:
+                continue
+            cid = self.configs[bit].get("id")
+            if limit is not None and cid in ("zlib", "gzip"):
+                out = _inflate_bounded(out, limit, gzip=cid == "gzip")
+            else:
+                out = codecs[bit].decode(out)
+            if limit is not None and memoryview(out).nbytes > limit:
+                raise DecodeError(f"step {cid!r} produced {memoryview(out).nbytes} bytes, more "
+                                  f"than the chunk's {max_bytes}")
+        if isinstance(out, np.ndarray):
+            return np.ascontiguousarray(out).view("u1").reshape(-1)
+        return out
+
+
+def _inflate_bounded(data, limit: int, gzip: bool = False) -> bytes:
+    import zlib
+
+    d = zlib.decompressobj(31 if gzip else 15)
+    out = d.decompress(bytes(data), limit + 1)
+    if len(out) > limit:
+        raise DecodeError(f"inflates to more than {limit} bytes")
+    if not d.eof:
+        raise DecodeError("truncated deflate stream")
+    return out
+
+
+def pipeline_from_zarray(meta: dict) -> Pipeline:
+    """The pipeline of a zarr v2 ``.zarray`` dict."""
+    configs = [dict(f) for f in (meta.get("filters") or [])]
+    if meta.get("compressor") is not None:
+        configs.append(dict(meta["compressor"]))
+    steps = []
+    for bit in range(len(configs) - 1, -1, -1):  # decode order
+        cfg = configs[bit]
+        cid = cfg.get("id")
+        if cid in _INFLATE:
+            steps.append((_INFLATE[cid], bit, 0))
+        elif cid in _SHUFFLE:
+            es = int(cfg.get("elementsize", 4) or 4)
+            if es < 1:
+                raise DecodeError(f"invalid shuffle elementsize {es}")
+            steps.append(("shuffle", bit, es))
+        elif cid in _FLETCHER:
+            steps.append(("fletcher32", bit, 0))
+        else:
+            steps = None
+            break
+    if steps is not None:
+        if sum(1 for s in steps if s[0] in ("zlib", "gzip")) > 1 or len(steps) > _decode.MAX_STEPS:
+            steps = None
+    return Pipeline(tuple(configs), None if steps is None else tuple(steps))
+
+

@@ -1,0 +1,375 @@
+"""Fetching the stored bytes of many chunks at once, for the batch decoder.
+
+Local files are memory-mapped once and handed to the decoder in place (no copy, no read call
+per chunk).  Remote URLs are read through fsspec with nearby ranges of one URL merged into one
+request (``max_gap``, ``max_block``).  The result is a segment table: buffers plus, per chunk,
+a buffer index, an offset and a length, which is what ``_decode.decode_batch`` takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import queue
+import threading
+from dataclasses import dataclass
+
+import fsspec.asyn
+import numpy as np
+
+from chunkview._index import INLINE, WHOLE
+from chunkview.errors import ChunkviewError, FetchError
+from chunkview.io.remote import (
+    MAX_RANGES,
+    SourceChecker,
+    check_allowed,
+    multi_range_ok,
+    read_block,
+    read_multi,
+    read_range,
+)
+from chunkview.io.resolve import Resolver, local_path
+from chunkview.options import ReadOptions
+
+
+@dataclass
+class Segments:
+    bufs: list
+    buf_index: np.ndarray  # int32, -1: missing chunk
+    offsets: np.ndarray  # int64
+    lengths: np.ndarray  # int64
+    ids: np.ndarray  # per chunk: url id, INLINE or MISSING
+    url_text: dict  # url id -> URL as read
+    starts: np.ndarray  # int64 byte offset in the URL (for error messages)
+
+    def url_of(self, i: int) -> str:
+        return self.url_text.get(int(self.ids[i]), "")
+
+    def subset(self, idx) -> Segments:
+        """The chunks ``idx`` (same buffers)."""
+        return Segments(self.bufs, self.buf_index[idx], self.offsets[idx], self.lengths[idx],
+                        self.ids[idx], self.url_text, self.starts[idx])
+
+
+def merge_ranges(starts, ends, max_gap, max_block):
+    """Group byte ranges [starts[i], ends[i]) of one file into blocks: a range within
+    ``max_gap`` of the block before joins it while the block stays within ``max_block`` bytes
+    (``max_gap`` None or negative: no merging).  Returns ``[(start, end, [i, ...]), ...]``."""
+    order = sorted(range(len(starts)), key=lambda i: (starts[i], ends[i]))
+    merge = max_gap is not None and max_gap >= 0
+    blocks: list = []
+    for i in order:
+        s, e = starts[i], ends[i]
+        if blocks and merge:
+            b = blocks[-1]
+            if s - b[1] <= max_gap and max(e, b[1]) - b[0] <= max_block:
+                b[1] = max(b[1], e)
+                b[2].append(i)
+                continue
+        blocks.append([s, e, [i]])
+    return [tuple(b) for b in blocks]
+
+
+@dataclass
+class _Job:
+    fs: object
+    url: str
+    members: np.ndarray  # chunk indices
+    start: int
+    end: int  # -1: the whole file
+    parts: list | None = None  # [(start, end, members)]: blocks read in one multi-range request
+
+
+class Source:
+    """Where chunk bytes come from: the URLs of a reference set, resolved by ``resolver``
+    (:class:`chunkview.io.resolve.Resolver`) and read with ``opts``
+    (:class:`chunkview.options.ReadOptions`): local files memory-mapped, remote ones through
+    fsspec with nearby ranges merged."""
+
+    def __init__(self, refs, resolver: Resolver | None = None, opts: ReadOptions | None = None):
+        self.refs = refs
+        self.resolver = resolver or Resolver()
+        self.opts = opts or ReadOptions()
+        self.remote_origin = bool(getattr(refs, "remote_origin", False))
+        self.checker = SourceChecker(refs, self.opts)
+        self._maps: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, refs, *, remote_protocol=None, remote_options=None, fs=None, target=None,
+           **options) -> Source:
+        """A source over ``refs`` from the keywords of ``chunkview.open``."""
+        return cls(refs, Resolver(remote_protocol=remote_protocol,
+                                  remote_options=remote_options, fs=fs, target=target),
+                   ReadOptions(**options))
+
+    # ----------------------------------------------------------------- filesystems
+
+    def fs_for(self, url: str):
+        """The fsspec filesystem reading ``url``, or None for a local file read in place."""
+        return self.resolver.fs_for(url)
+
+    def _local_map(self, key: str, url: str):
+        """The whole local file at url, memory-mapped (b"" when empty); cached.  The file is
+        checked against the scan's record (``check_source``) when first opened."""
+        m = self._maps.get(url)
+        if m is not None:
+            return m
+        path = local_path(url)
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                self.checker.check_local(url, st.st_size, st.st_mtime_ns / 1e9)
+                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+            if isinstance(e, ChunkviewError):
+                raise
+            raise FetchError(key, url, cause=e) from e
+        with self._lock:
+            self._maps.setdefault(url, m)
+        return self._maps[url]
+
+    def close(self):
+        for m in self._maps.values():
+            if isinstance(m, mmap.mmap):
+                try:
+                    m.close()
+                except BufferError:  # still exported to a live buffer; the GC will close it
+                    pass
+        self._maps.clear()
+
+    # ----------------------------------------------------------------- fetching
+
+    def fetch(self, keys, ids, offs, lens) -> Segments:
+        """The bytes of chunks ``keys`` whose references were looked up as (ids, offs, lens)."""
+        return list(self.fetch_iter(keys, ids, offs, lens))[-1][0]
+
+    def fetch_iter(self, keys, ids, offs, lens):
+        """Fetch like :meth:`fetch`, yielding ``(segments, ready)`` as blocks arrive: local,
+        inline and missing chunks first, then each group of remote blocks as it lands, so the
+        caller decodes while the rest is still in flight.  ``segments`` is filled in place;
+        ``ready`` is an index array of the chunks whose bytes are now there."""
+        n = len(ids)
+        ids = np.asarray(ids)
+        seg = Segments([], np.full(n, -1, dtype=np.int32), np.zeros(n, dtype=np.int64),
+                       np.zeros(n, dtype=np.int64), ids, {}, np.zeros(n, dtype=np.int64))
+        bufs = seg.bufs
+        url_names = self.refs.urls
+        whole = np.uint64(WHOLE)
+        present = ids >= 0
+        ready = [np.flatnonzero(~present)]  # inline and missing
+        jobs: list[_Job] = []
+        offs_i = lens_i = None
+        if present.any():
+            lens_u = np.asarray(lens, dtype=np.uint64)
+            is_whole = present & (lens_u == whole)
+            offs_i = np.asarray(offs, dtype=np.uint64).astype(np.int64)
+            lens_i = np.where(is_whole, 0, lens_u).astype(np.int64)
+            bad = present & ((offs_i < 0) | (lens_i < 0) | (offs_i + lens_i < offs_i))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise FetchError(keys[i], url_names[int(ids[i])], int(offs[i]),
+                                 cause=ValueError("offset or length out of range"))
+            uids = np.unique(ids[present])
+            present_idx = np.flatnonzero(present)
+            for uid in uids.tolist():
+                sel = present_idx[ids[present_idx] == uid] if len(uids) > 1 else present_idx
+                k0 = keys[int(sel[0])]
+                url = self.resolver.url(k0, url_names[uid])
+                check_allowed(k0, url, self.opts, self.remote_origin)
+                seg.url_text[uid] = url
+                seg.starts[sel] = offs_i[sel]
+                try:
+                    fs = self.fs_for(url)
+                except (ValueError, ImportError) as e:  # an unknown protocol, a missing extra
+                    raise FetchError(k0, url, cause=e) from e
+                if fs is None:
+                    m = self._local_map(k0, url)
+                    seg.buf_index[sel] = len(bufs)
+                    bufs.append(m)
+                    seg.offsets[sel] = offs_i[sel]
+                    seg.lengths[sel] = np.where(is_whole[sel], len(m), lens_i[sel])
+                    ready.append(sel)
+                    continue
+                for i in sel[is_whole[sel]].tolist():
+                    jobs.append(_Job(fs, url, np.array([i]), 0, -1))
+                part = sel[~is_whole[sel]]
+                if len(part):
+                    st = offs_i[part].tolist()
+                    en = (offs_i[part] + lens_i[part]).tolist()
+                    # blocks of at most ~request_bytes: each is one request, decoded as it lands
+                    cap = min(self.opts.max_block, self.opts.request_bytes)
+                    blocks = [(bs, be, part[m]) for bs, be, m in
+                              merge_ranges(st, en, self.opts.max_gap, cap)]
+                    if len(blocks) > 1 and multi_range_ok(fs, url, self.opts):
+                        jobs.extend(_multi_jobs(fs, url, blocks, self.opts.request_bytes))
+                    else:
+                        jobs.extend(_Job(fs, url, m, bs, be) for bs, be, m in blocks)
+        for i in np.flatnonzero(ids == INLINE).tolist():
+            data = self.refs[keys[i]]
+            seg.buf_index[i] = len(bufs)
+            bufs.append(data)
+            seg.lengths[i] = len(data)
+        if not jobs:
+            yield seg, np.concatenate(ready)
+            return
+        it = self._remote(jobs, keys, offs_i, lens_i)
+        try:
+            first = np.concatenate(ready)
+            if len(first):
+                yield seg, first
+            for done in it:
+                idx = []
+                for job, data in done:
+                    bi = len(bufs)
+                    bufs.append(data)
+                    m = job.members
+                    seg.buf_index[m] = bi
+                    if job.end < 0:
+                        seg.lengths[m] = len(data)
+                    else:
+                        seg.offsets[m] = offs_i[m] - job.start
+                        seg.lengths[m] = lens_i[m]
+                    idx.append(m)
+                yield seg, np.concatenate(idx)
+        finally:
+            it.close()
+
+    def _remote(self, jobs: list, keys, offs, lens):
+        """Run the jobs on fsspec's IO loop; yield lists of ``(job, data)`` as they finish."""
+        loop = fsspec.asyn.get_loop()
+        if loop is _running_loop():
+            raise ChunkviewError("chunkview cannot wait for fsspec's event loop from inside it; "
+                                 "read from another thread")
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        opts = self.opts
+        checker = self.checker
+
+        async def main():
+            checks = {}
+            for j in jobs:
+                if j.url not in checks and checker.mode != "off":
+                    checks[j.url] = asyncio.ensure_future(
+                        checker.check(keys[int(j.members[0])], j.fs, j.url))
+
+            async def parts(j):
+                """A multi-range job: each block handed on as its part arrives (after the
+                source check, when there is one)."""
+                held = []
+                check = checks.get(j.url)
+
+                def deliver(i, data):
+                    bs, be, m = j.parts[i]
+                    held.append((_Job(j.fs, j.url, m, bs, be), data, None))
+                    if check is None or (check.done() and check.exception() is None):
+                        while held:
+                            q.put(held.pop(0))
+
+                blocks = [(bs, be) for bs, be, _ in j.parts]
+                rest = await read_multi(j.fs, j.url, blocks, opts, deliver)
+                for i in rest:  # the server would not: one range per request
+                    deliver(i, await read_block(j.fs, j.url, *blocks[i], opts))
+                if check is not None:
+                    await asyncio.shield(check)
+                while held:
+                    q.put(held.pop(0))
+
+            async def one(j):
+                try:
+                    if j.parts is not None:
+                        return await parts(j)
+                    if j.end < 0:
+                        data = await read_range(j.fs, j.url, 0, None, opts)
+                    else:
+                        data = await read_block(j.fs, j.url, j.start, j.end, opts)
+                    if j.url in checks:
+                        await asyncio.shield(checks[j.url])
+                    q.put((j, data, None))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - handed to the reading thread
+                    q.put((j, None, e))
+
+            try:
+                await asyncio.gather(*(one(j) for j in jobs))
+            finally:
+                for t in checks.values():
+                    t.cancel()
+
+        fut = asyncio.run_coroutine_threadsafe(main(), loop)
+        left = sum(len(j.parts) if j.parts is not None else 1 for j in jobs)
+        try:
+            while left:
+                try:
+                    items = [q.get(timeout=1.0)]
+                except queue.Empty:
+                    if fut.done():
+                        fut.result()  # raises what stopped the loop's task
+                        raise ChunkviewError("internal: remote fetch ended early") from None
+                    continue
+                while True:
+                    try:
+                        items.append(q.get_nowait())
+                    except queue.Empty:
+                        break
+                left -= len(items)
+                for job, _, err in items:
+                    if err is not None:
+                        raise self._error(job, keys, err, offs, lens)
+                yield [(job, data) for job, data, _ in items]
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    @staticmethod
+    def _error(job: _Job, keys, err, offs, lens):
+        """The error of a failed block, naming its first chunk's key and byte range."""
+        if isinstance(err, ChunkviewError):
+            return err
+        i = int(job.members[0])
+        if job.end < 0:
+            e = FetchError(keys[i], job.url, cause=err)
+        else:
+            st = int(offs[i])
+            e = FetchError(keys[i], job.url, st, st + int(lens[i]), cause=err)
+            if job.parts is not None:
+                e.args = (e.args[0] + f" [one request for {len(job.parts)} ranges in bytes "
+                          f"{job.start}-{job.end}, {len(job.members)} chunks]",)
+            elif len(job.members) > 1:
+                e.args = (e.args[0] + f" [one request for bytes {job.start}-{job.end}, "
+                          f"{len(job.members)} chunks]",)
+        e.__cause__ = err
+        return e
+
+
+def _multi_jobs(fs, url, blocks, request_bytes):
+    """Blocks ``[(start, end, members)]`` of one URL in file order, packed into multi-range
+    requests of at most ``request_bytes`` (and MAX_RANGES ranges) each; a block alone in its
+    request is a plain one."""
+    groups, cur, size = [], [], 0
+    for b in blocks:
+        n = b[1] - b[0]
+        if cur and (size + n > request_bytes or len(cur) >= MAX_RANGES):
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(b)
+        size += n
+    if cur:
+        groups.append(cur)
+    for g in groups:
+        if len(g) == 1:
+            yield _Job(fs, url, g[0][2], g[0][0], g[0][1])
+        else:
+            yield _Job(fs, url, np.concatenate([m for _, _, m in g]), g[0][0], g[-1][1],
+                       parts=g)
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+__all__ = ["Source", "Segments", "merge_ranges"]

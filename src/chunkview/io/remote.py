@@ -1,0 +1,436 @@
+"""Reading byte ranges of remote files: the part every read path shares.
+
+* a merged block larger than ``request_bytes`` is split into parallel requests;
+* over HTTP, several blocks of one file go in one multi-range request (``multi_range``), its
+  parts handed on as they arrive; a server that answers it otherwise is remembered and read
+  one range per request;
+* at most ``max_requests`` requests are in flight per reader;
+* transient failures (5xx and 429 answers, resets, timeouts, short bodies) are retried with
+  exponential backoff and jitter, ``retries`` times; anything else fails at once;
+* a body that is not exactly the bytes asked for is never returned as data;
+* ``check_source`` compares a file's size (and ETag or mtime) with what the scan recorded,
+  once per file, before its first byte is used;
+* ``allowed_protocols`` limits which kinds of URL a reference set may make us read.
+
+Filesystems are fsspec's.  Async ones run on their own event loop (``fs.loop``); sync ones in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+
+from fsspec.core import split_protocol
+
+from chunkview.errors import ChunkviewError, FetchError, ForbiddenSourceError, SourceChangedError
+from chunkview.io.resolve import LOCAL_PROTOCOLS
+from chunkview.options import ReadOptions
+
+
+class ShortRead(OSError):
+    """A response body that is not the requested range."""
+
+
+# ----------------------------------------------------------------- policy
+
+
+def protocol_of(url: str) -> str | None:
+    return split_protocol(url)[0]
+
+
+def check_allowed(key: str, url: str, opts: ReadOptions, remote_origin: bool) -> None:
+    """Raise ForbiddenSourceError unless ``url`` may be read for these references."""
+    protocol = protocol_of(url)
+    local = protocol in LOCAL_PROTOCOLS
+    allowed = opts.allowed_protocols
+    if allowed is not None:
+        names = {("file" if p in LOCAL_PROTOCOLS else p) for p in allowed}
+        ok = ("file" if local else protocol) in names
+        if not ok:
+            raise ForbiddenSourceError(
+                f"key {key!r} refers to {url!r}, whose protocol "
+                f"{'file' if local else protocol!r} is not in allowed_protocols={allowed!r}")
+    elif local and remote_origin:
+        raise ForbiddenSourceError(
+            f"key {key!r} refers to the local file {url!r}, but the references were loaded "
+            "from a remote location; pass allowed_protocols=('file', ...) to allow it")
+
+
+# ----------------------------------------------------------------- errors
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed request is worth retrying."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError,
+                        NotADirectoryError, ChunkviewError)):
+        return False
+    if isinstance(exc, (ShortRead, asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return True
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status >= 500 or status in (408, 429)
+    mod = type(exc).__module__ or ""
+    if mod.startswith("aiohttp"):  # resets, payload errors, disconnects
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ECONNABORTED,
+                                                      errno.EPIPE, errno.ETIMEDOUT)
+
+
+# ----------------------------------------------------------------- requests
+
+
+async def call(fs, method: str, *args, **kwargs):
+    """``fs.method(*args, **kwargs)`` from a coroutine: on the filesystem's own loop when it is
+    async (hopping loops if needed), in a worker thread when it is sync."""
+    if getattr(fs, "async_impl", False):
+        return await on_loop_of(fs, getattr(fs, "_" + method)(*args, **kwargs))
+    return await asyncio.to_thread(getattr(fs, method), *args, **kwargs)
+
+
+async def on_loop_of(fs, coro):
+    """Await ``coro`` on async filesystem ``fs``'s own loop (its session lives there),
+    hopping loops when this one is another."""
+    if getattr(fs, "asynchronous", False) or fs.loop is asyncio.get_running_loop():
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, fs.loop))
+
+
+def pread(path: str, start: int | None, end: int | None) -> bytes:
+    """Bytes [start, end) of a local file, sliced like Python (None: from the start / to the
+    end; negative: from the end)."""
+    with open(path, "rb", buffering=0) as f:
+        if start is None and end is None:
+            return f.read()
+        size = None
+        if (start is not None and start < 0) or end is None or end < 0:
+            size = os.fstat(f.fileno()).st_size
+        s = 0 if start is None else (max(size + start, 0) if start < 0 else start)
+        e = size if end is None else (max(size + end, 0) if end < 0 else end)
+        if e <= s:
+            return b""
+        f.seek(s)
+        return f.read(e - s)
+
+
+async def request(fs, url: str, start, end, path: str | None = None) -> bytes:
+    """One read of [start, end) of ``url`` (``fs`` None: the local file ``path``)."""
+    if fs is None:
+        return await asyncio.to_thread(pread, path, start, end)
+    if start is None and end is None:
+        return await call(fs, "cat_file", url)
+    return await call(fs, "cat_file", url, start=start, end=end)
+
+
+async def with_retries(fn, opts: ReadOptions, *, local: bool = False):
+    """``await fn()`` (one request, under the in-flight limit and ``timeout``), retried with
+    backoff on transient failures; raises the last error."""
+    sem = opts.semaphore()
+    attempt = 0
+    while True:
+        try:
+            async with sem:
+                coro = fn()
+                return await (asyncio.wait_for(coro, opts.timeout) if opts.timeout else coro)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - retried or re-raised as is
+            if local or attempt >= opts.retries or not is_transient(e):
+                raise
+            delay = min(opts.backoff * (2 ** attempt), 5.0) * (0.5 + random.random())
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+async def read_range(fs, url: str, start: int, end: int | None, opts: ReadOptions,
+                     path: str | None = None):
+    """Exactly bytes [start, end) of ``url`` (``end`` None: the whole file; ``fs`` None: the
+    local file ``path``), with retries; raises the last error (a ShortRead for a wrong-sized
+    body)."""
+    if end is not None and end <= start:
+        return b""
+
+    async def once():
+        data = await request(fs, url, None if end is None else start, end, path)
+        if end is not None and len(data) != end - start:
+            raise ShortRead(f"short read: got {len(data)} of {end - start} bytes" if
+                            len(data) < end - start else
+                            f"got {len(data)} bytes for a range of {end - start} (the "
+                            "server ignored the Range header?)")
+        return data
+
+    return await with_retries(once, opts, local=fs is None)
+
+
+async def read_block(fs, url: str, start: int, end: int, opts: ReadOptions,
+                     path: str | None = None):
+    """Bytes [start, end) of ``url``; a long block is read as parallel requests of about
+    ``request_bytes`` into one buffer."""
+    n = end - start
+    part = opts.request_bytes
+    if n <= part + part // 2:
+        return await read_range(fs, url, start, end, opts, path)
+    k = -(-n // part)
+    step = -(-n // k)
+    buf = bytearray(n)
+    view = memoryview(buf)
+
+    async def one(s):
+        e = min(s + step, end)
+        data = await read_range(fs, url, s, e, opts, path)
+        view[s - start:e - start] = data
+
+    tasks = [asyncio.ensure_future(one(s)) for s in range(start, end, step)]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise
+    return buf
+
+
+# ----------------------------------------------------------------- multi-range requests
+
+MAX_RANGES = 64  # ranges per multi-range request (Apache allows 200 by default, nginx any)
+_NO_MULTI_RANGE: set = set()  # origins whose servers answered a multi-range request otherwise
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.netloc}".lower()
+
+
+def multi_range_ok(fs, url: str, opts: ReadOptions) -> bool:
+    """Whether blocks of ``url`` may be asked for several per request: an fsspec HTTP
+    filesystem, ``multi_range`` on, and the server not known to refuse."""
+    if not opts.multi_range or fs is None or not hasattr(fs, "set_session"):
+        return False
+    if not any(c.__name__ == "HTTPFileSystem" for c in type(fs).__mro__):
+        return False
+    return _origin(url) not in _NO_MULTI_RANGE
+
+
+def _content_range(value: str | None):
+    """(first, last) of a ``Content-Range: bytes first-last/size`` header, or None."""
+    if not value or not value.strip().lower().startswith("bytes "):
+        return None
+    span = value.strip()[6:].split("/", 1)[0]
+    first, _, last = span.partition("-")
+    try:
+        first, last = int(first), int(last)
+    except ValueError:
+        return None
+    return (first, last) if 0 <= first <= last else None
+
+
+async def _multi_once(fs, url: str, blocks, pending: list, deliver) -> bool:
+    """One multi-range GET of the blocks in ``pending`` (removed as their bytes are handed
+    to ``deliver(i, data)``).  False, having read nothing, when the server answers otherwise
+    than with the ranges (200, 416, a 206 missing some): the caller reads the rest alone."""
+    kw = dict(fs.kwargs)
+    headers = dict(kw.pop("headers", None) or {})
+    headers["Range"] = "bytes=" + ",".join(f"{blocks[i][0]}-{blocks[i][1] - 1}"
+                                           for i in pending)
+    session = await fs.set_session()
+    async with session.get(fs.encode_url(url), headers=headers, **kw) as r:
+        if r.status == 404:
+            raise FileNotFoundError(url)
+        if r.status >= 400 and r.status != 416:
+            r.raise_for_status()  # retried or not by its status (is_transient)
+        if r.status != 206:  # 200: Range ignored, 416: refused; no body read
+            r.close()
+            return False
+        ctype = r.headers.get("Content-Type", "")
+
+        def take(first, data):  # a part may hold several blocks (a server may merge)
+            for i in list(pending):
+                s, e = blocks[i]
+                if first <= s and e <= first + len(data):
+                    deliver(i, data if (s, e) == (first, first + len(data)) else
+                            memoryview(data)[s - first:e - first])
+                    pending.remove(i)
+
+        if not ctype.lower().startswith("multipart/byteranges"):
+            span = _content_range(r.headers.get("Content-Range"))
+            if span is None:
+                r.close()
+                return False
+            data = await r.read()
+            if len(data) != span[1] - span[0] + 1:
+                raise ShortRead(f"short read: got {len(data)} of {span[1] - span[0] + 1} bytes")
+            take(span[0], data)
+            return not pending
+        boundary = None
+        for param in ctype.split(";")[1:]:
+            k, _, v = param.strip().partition("=")
+            if k.lower() == "boundary":
+                boundary = v.strip().strip('"').encode()
+        if not boundary:
+            r.close()
+            return False
+        rd = r.content
+        delim, close = b"--" + boundary, b"--" + boundary + b"--"
+        while True:
+            line = await rd.readline()
+            if not line:
+                raise ShortRead("multipart answer ended before its closing boundary "
+                                f"({len(pending)} ranges missing)")
+            line = line.rstrip(b"\r\n")
+            if line == close:
+                break
+            if line != delim:
+                continue  # the preamble, the line break after a part
+            span = None
+            while True:
+                h = await rd.readline()
+                if not h:
+                    raise ShortRead("multipart answer ended in a part's headers")
+                h = h.rstrip(b"\r\n")
+                if not h:
+                    break
+                name, _, value = h.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-range":
+                    span = _content_range(value)
+            if span is None:
+                raise ShortRead("a part of the multipart answer has no Content-Range")
+            try:
+                data = await rd.readexactly(span[1] - span[0] + 1)
+            except asyncio.IncompleteReadError as e:
+                raise ShortRead(f"short read: got {len(e.partial)} of {span[1] - span[0] + 1} "
+                                "bytes of a part") from None
+            take(span[0], data)
+        return not pending
+
+
+async def read_multi(fs, url: str, blocks, opts: ReadOptions, deliver) -> list:
+    """Blocks ``[(start, end), ...]`` of ``url`` through one multi-range request, each block's
+    bytes handed to ``deliver(i, data)`` (thread-safe) as its part arrives; a failed request
+    is retried like any other (``with_retries``), asking only for the blocks still missing.
+    Returns the indices of the blocks the server would not send that way, to be read one
+    range per request; the server's origin is then remembered."""
+    pending = list(range(len(blocks)))
+    ok = await with_retries(lambda: on_loop_of(fs, _multi_once(fs, url, blocks, pending,
+                                                               deliver)), opts)
+    if not ok:
+        _NO_MULTI_RANGE.add(_origin(url))
+    return pending
+
+
+# ----------------------------------------------------------------- source changes
+
+
+def _norm_etag(v) -> str | None:
+    if v is None:
+        return None
+    v = str(v).strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    return v.strip('"')
+
+
+def describe(info: dict) -> dict:
+    """What is recorded of a file at scan time, from an fsspec ``info`` dict or os.stat."""
+    out = {}
+    if info.get("size") is not None:
+        out["size"] = int(info["size"])
+    etag = info.get("ETag") or info.get("etag") or info.get("e_tag")
+    if etag:
+        out["etag"] = _norm_etag(etag)
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("Last-Modified") or \
+        info.get("last_modified") or info.get("updated") or info.get("created")
+    if mtime is not None:
+        out["mtime"] = mtime if isinstance(mtime, (int, float)) else str(mtime)
+    return out
+
+
+def local_record(path: str) -> dict:
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime": st.st_mtime_ns / 1e9}
+
+
+def compare(url: str, recorded: dict, now: dict, mode: str) -> None:
+    """Raise SourceChangedError when ``now`` contradicts ``recorded`` under ``mode``."""
+    if mode == "off" or not recorded:
+        return
+    rs, ns = recorded.get("size"), now.get("size")
+    if rs is not None and ns is not None and int(rs) != int(ns):
+        raise SourceChangedError(f"{url!r} changed since it was scanned: size {ns} bytes, "
+                                 f"recorded {rs} (check_source={mode!r})")
+    if mode != "etag":
+        return
+    if recorded.get("etag") is not None:
+        if now.get("etag") != recorded["etag"]:
+            raise SourceChangedError(f"{url!r} changed since it was scanned: ETag "
+                                     f"{now.get('etag')!r}, recorded {recorded['etag']!r}")
+    elif recorded.get("mtime") is not None:
+        a, b = recorded["mtime"], now.get("mtime")
+        same = (abs(float(a) - float(b)) < 1e-6) if isinstance(a, (int, float)) and \
+            isinstance(b, (int, float)) else str(a) == str(b)
+        if not same:
+            raise SourceChangedError(f"{url!r} changed since it was scanned: modified {b!r}, "
+                                     f"recorded {a!r}")
+    else:
+        raise SourceChangedError(f"cannot check {url!r} with check_source='etag': the scan "
+                                 "recorded neither an ETag nor a modification time")
+
+
+async def current_record(fs, url: str, opts: ReadOptions, path: str | None = None) -> dict:
+    if fs is None:
+        return await asyncio.to_thread(local_record, path)
+    try:
+        fs.invalidate_cache(url)
+    except Exception:  # noqa: BLE001 - not every filesystem caches listings
+        pass
+    return describe(await with_retries(lambda: call(fs, "info", url), opts))
+
+
+class SourceChecker:
+    """Checks each URL once (per reader) against the scan's record (``refs.sources``)."""
+
+    def __init__(self, refs, opts: ReadOptions):
+        sources = getattr(refs, "sources", None)
+        self.records = sources if isinstance(sources, dict) else {}
+        self.mode = opts.check_source
+        self.opts = opts
+        self._done: dict = {}  # url -> None (checked) or the SourceChangedError raised
+
+    def _pending(self, url: str) -> bool:
+        """Whether ``url`` still needs checking; re-raises an earlier failure."""
+        if url in self._done:
+            if self._done[url] is not None:
+                raise self._done[url]
+            return False
+        return self.mode != "off" and url in self.records
+
+    def _judge(self, url: str, now: dict) -> None:
+        try:
+            compare(url, self.records[url], now, self.mode)
+        except SourceChangedError as e:
+            self._done[url] = e
+            raise
+        self._done[url] = None
+
+    async def check(self, key: str, fs, url: str, path: str | None = None) -> None:
+        if not self._pending(url):
+            return
+        try:
+            now = await current_record(fs, url, self.opts, path)
+        except Exception as e:  # noqa: BLE001
+            raise FetchError(key, url, cause=e) from e
+        self._judge(url, now)
+
+    def check_local(self, url: str, size: int, mtime: float) -> None:
+        """A local file whose ``os.stat`` the caller already has."""
+        if self._pending(url):
+            self._judge(url, {"size": size, "mtime": mtime})
+
+
+__all__ = ["ReadOptions", "ForbiddenSourceError", "ShortRead", "SourceChecker", "call",
+           "check_allowed", "on_loop_of", "compare", "describe", "is_transient", "local_record",
+           "multi_range_ok", "pread", "read_block", "read_multi", "read_range", "request",
+           "with_retries"]

@@ -1,0 +1,1 @@
+"""The read engine the front ends share: metadata, chunk layouts, selection planning, decoding."""

@@ -1,0 +1,156 @@
+"""Kerchunk reference dicts and JSON (spec v0 and v1) in and out of the C index.
+
+``index_from_dict`` / ``index_from_json`` build a :class:`chunkview.ChunkIndex` (templates
+rendered, ``gen`` expanded) from what kerchunk writes; ``inline_text`` writes inline bytes back
+as kerchunk does.  Everything that holds references in memory builds on these.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+
+import numpy as np
+
+from chunkview._index import ChunkIndex
+from chunkview.errors import ReferenceFormatError
+from chunkview.refs import templates as _templates
+
+
+def index_from_dict(refs: Mapping, template_overrides: dict | None = None,
+                    source: str | None = None) -> tuple[ChunkIndex, dict]:
+    """A kerchunk dict, spec v1 (``{"version": 1, "refs": ...}``) or v0 -> ``(index,
+    templates)``."""
+    if not isinstance(refs, Mapping):
+        raise ReferenceFormatError(f"a reference set must be a dict, not {type(refs).__name__}",
+                                   source=source)
+    version = refs.get("version", None)
+    if version is None:
+        body, templates, gens = refs, {}, []
+    elif version == 1 and not isinstance(version, bool):
+        body = refs.get("refs", {})
+        templates = refs.get("templates", {})
+        gens = refs.get("gen", []) or []
+        if not isinstance(body, Mapping):
+            raise ReferenceFormatError("'refs' must be an object", source=source)
+    else:
+        raise ReferenceFormatError(f"unknown reference spec version {version!r}", source=source)
+    templates = _templates.check_templates(templates, template_overrides, source=source)
+    index = ChunkIndex()
+    for key, value in body.items():
+        set_value(index, key, value, source)
+    _templates.render_index_urls(index, templates, source=source)
+    _templates.expand_gen(index, gens, templates, source=source)
+    return index, templates
+
+
+def index_from_json(data: bytes, template_overrides: dict | None = None,
+                    source: str | None = None) -> tuple[ChunkIndex, dict]:
+    """Kerchunk JSON text (spec v0 or v1), parsed by the C parser -> ``(index, templates)``."""
+    try:
+        index, info = ChunkIndex.from_json(data)
+    except ReferenceFormatError as e:
+        raise ReferenceFormatError(f"invalid reference JSON: {e.msg}", pos=e.pos, key=e.key,
+                                   source=source) from None
+    try:
+        templates = json.loads(info["templates"]) if info["templates"] else {}
+        gens = json.loads(info["gen"]) if info["gen"] else []
+    except json.JSONDecodeError as e:  # pragma: no cover - the C parser validated the text
+        raise ReferenceFormatError(f"invalid reference JSON: {e}", source=source) from None
+    templates = _templates.check_templates(templates, template_overrides, source=source)
+    for raw_key, raw_value in info["deferred"]:
+        key = json.loads(raw_key)
+        index.set_inline(key, _dumps_like_fsspec(json.loads(raw_value)))
+    _templates.render_index_urls(index, templates, source=source)
+    _templates.expand_gen(index, gens, templates, source=source)
+    return index, templates
+
+
+def _dumps_like_fsspec(obj) -> bytes:
+    """Object-valued references become text as fsspec stores them (it uses ujson when
+    installed, which writes compact JSON), so both tools serve identical bytes."""
+    from fsspec.implementations import reference as _ref
+
+    return _ref.json.dumps(obj).encode()
+
+
+
+
+def inline_text(data: bytes) -> str:
+    """Inline bytes as kerchunk writes them: text when it is UTF-8, else ``base64:...``."""
+    if not data.startswith(b"base64:"):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return "base64:" + base64.b64encode(data).decode("ascii")
+
+
+def set_value(index: ChunkIndex, key, value, source, raw_bytes=False) -> None:
+    """Insert one reference given in any of fsspec's in-memory forms.  Bytes starting with
+    ``base64:`` are decoded as fsspec does, unless ``raw_bytes`` (bytes are the data)."""
+    if not isinstance(key, str):
+        raise ReferenceFormatError(f"keys must be strings, not {type(key).__name__}",
+                                   key=repr(key), source=source)
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ReferenceFormatError("key is not valid UTF-8", key=key, source=source) from None
+    if isinstance(value, str):
+        if value.startswith("base64:"):
+            try:
+                data = base64.b64decode(value[7:], validate=True)
+            except ValueError as e:
+                raise ReferenceFormatError(f"invalid base64 data: {e}", key=key,
+                                           source=source) from None
+        else:
+            data = value.encode("utf-8", "surrogatepass")
+        index.set_inline(key, data)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        if data.startswith(b"base64:") and not raw_bytes:
+            try:
+                data = base64.b64decode(data[7:], validate=True)
+            except ValueError as e:
+                raise ReferenceFormatError(f"invalid base64 data: {e}", key=key,
+                                           source=source) from None
+        index.set_inline(key, data)
+    elif isinstance(value, dict):
+        index.set_inline(key, _dumps_like_fsspec(value))
+    elif isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            url = value[0]
+            _check_url(url, key, source)
+            index.set(key, url if url is not None else "")
+        elif len(value) == 3:
+            url, off, length = value
+            _check_url(url, key, source)
+            for name, v in (("offset", off), ("length", length)):
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise ReferenceFormatError(f"{name} must be an integer, not {v!r}", key=key,
+                                               source=source)
+                if v < 0 or v >= 2**63:
+                    raise ReferenceFormatError(f"{name} {v} out of range", key=key, source=source)
+            if off + length >= 2**63:
+                raise ReferenceFormatError(f"offset + length overflows ({off} + {length})",
+                                           key=key, source=source)
+            index.set(key, url if url is not None else "", int(off), int(length))
+        else:
+            raise ReferenceFormatError(
+                f"a reference list must be [url] or [url, offset, length], got {len(value)} items",
+                key=key, source=source)
+    else:
+        raise ReferenceFormatError(f"invalid reference value of type {type(value).__name__}",
+                                   key=key, source=source)
+
+
+def _check_url(url, key, source):
+    if url is not None and not isinstance(url, str):
+        raise ReferenceFormatError(f"url must be a string, not {type(url).__name__}", key=key,
+                                   source=source)
+
+
+
+
+__all__ = ["index_from_dict", "index_from_json", "inline_text", "set_value"]

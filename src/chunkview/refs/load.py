@@ -1,0 +1,91 @@
+"""Loading reference sets: ``chunkview.load``, whatever the format and wherever they are.
+
+Kerchunk JSON (v0/v1), parquet reference directories (fsspec's ``LazyReferenceMapper`` layout)
+and native ``.cvref`` files, from a path or any fsspec URL (read through
+:mod:`chunkview.io.resolve`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from chunkview.errors import ReferenceFormatError
+from chunkview.io.resolve import is_local_fs, protocol_name, url_to_fs
+from chunkview.refs.formats import NATIVE_MAGIC, NATIVE_SUFFIXES, PARQUET_SUFFIXES
+from chunkview.refs.memory import References
+from chunkview.refs.parquet.lazy import LazyParquetReferences
+
+
+def load(fo, *, target_protocol: str | None = None, target_options: dict | None = None,
+         template_overrides: dict | None = None, format: str | None = None,
+         lazy: bool | None = None, cache_size: int = 128, **kwargs) -> References:
+    """Load a reference set.
+
+    ``fo`` is a kerchunk dict (spec v0/v1), a :class:`References`, or a path/URL (any fsspec
+    protocol; ``target_protocol`` / ``target_options`` configure it) of kerchunk JSON, a parquet
+    reference directory (fsspec's ``LazyReferenceMapper`` layout) or a native ``.cvref`` file.
+    Parquet sets are bulk-loaded into the C index unless ``lazy=True``.
+    """
+    if isinstance(fo, References):
+        return fo
+    if isinstance(fo, Mapping):
+        return References.from_dict(fo, template_overrides=template_overrides)
+    if isinstance(fo, (bytes, bytearray, memoryview)):
+        data = bytes(fo)
+        if data.startswith(NATIVE_MAGIC):
+            return References.from_native(data)
+        return References.from_json(data, template_overrides=template_overrides)
+    if isinstance(fo, os.PathLike):
+        fo = os.fspath(fo)
+    if not isinstance(fo, str):
+        raise TypeError(f"cannot load references from {type(fo).__name__}")
+
+    fs, path = url_to_fs(fo, target_protocol, target_options)
+    refs = _load_from(fs, path, fo, format, template_overrides, lazy, cache_size)
+    refs.remote_origin = not is_local_fs(fs) and protocol_name(fs) != "memory"
+    return refs
+
+
+def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size):
+    fmt = format
+    if fmt is None:
+        if path.rstrip("/").endswith(PARQUET_SUFFIXES) or (
+            not path.endswith((".json",) + NATIVE_SUFFIXES) and fs.isdir(path)
+        ):
+            fmt = "parquet"
+        elif path.endswith(NATIVE_SUFFIXES):
+            fmt = "native"
+        else:
+            fmt = "json"
+    if fmt == "parquet":
+        lazy_refs = LazyParquetReferences(path, fs=fs, cache_size=cache_size, source=fo)
+        return lazy_refs if lazy else lazy_refs.to_references()
+    if fmt == "native" and is_local_fs(fs):
+        return _open_native_mmap(path, fo)
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise OSError(f"cannot read reference set {fo!r}: {e}") from e
+    if fmt == "native" or data.startswith(NATIVE_MAGIC):
+        return References.from_native(data, source=fo)
+    if fmt != "json":
+        raise ValueError(f"unknown reference format {fmt!r}")
+    return References.from_json(data, template_overrides=template_overrides, source=fo)
+
+
+def _open_native_mmap(path: str, source: str) -> References:
+    import mmap
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ReferenceFormatError("empty native index file", source=source)
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return References.from_native(mm, source=source)
+
+
+
+__all__ = ["load"]

@@ -1,0 +1,409 @@
+"""Scan HDF5 / NetCDF4 files into references.
+
+The HDF5 library (through h5py) walks groups and links and reads what it does well: datatypes,
+attributes, fill values, filter parameters, variable-length strings.  Where each dataset's
+bytes lie comes from the file's own structures, parsed natively (:mod:`.format`): the data
+layout message and the chunk index, a node or block at a time into numpy arrays.  That is what
+makes a 200,000-chunk scan take milliseconds instead of h5py's one Python callback per chunk.
+
+A dataset chunkview cannot present faithfully is not guessed at: it gets a ``<path>/.cverror``
+key saying why, no ``.zarray``, and reading it raises :class:`chunkview.UnsupportedError`.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+import numpy as np
+
+from chunkview.errors import ChunkviewError, ScanError, UnsupportedError, missing_extra
+from chunkview.keys import DIMENSION_KEY, ERROR_KEY, NETCDF_KEY
+from chunkview.scan.common import contiguous_chunking, json_value
+from chunkview.scan.hdf5 import format as H
+from chunkview.scan.hdf5.layouts import LayoutsMixin
+from chunkview.scan.hdf5.meta import (
+    _hard_address,
+    _json,
+    _k,
+    _key0,
+    _string_regions,
+    _zarr_dtype,
+    fill_json,
+)
+from chunkview.scan.output import ScanOutput
+
+# under NETCDF_KEY: {"attrs": {name: dtype}} for numeric attributes, {"_FillValue": false}
+# when the zarr fill_value is only HDF5's fill value (no _FillValue attribute),
+# {"dimension_only": true} for a netCDF dimension that is not a variable
+_DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
+
+# attributes netCDF-4 and the dimension-scale API keep for themselves
+_HIDDEN_ATTRS = {"_Netcdf4Dimid", "_Netcdf4Coordinates", "_NCProperties", "_nc3_strict",
+                 "_IsNetcdf4", "_SuperblockVersion", "DIMENSION_LIST", "REFERENCE_LIST",
+                 "DIMENSION_LABELS", "_FillValue"}
+
+
+class HDF5Scanner(LayoutsMixin):
+    """Walks the object tree (through h5py), translates each object's metadata to zarr v2
+    (:mod:`.meta`) and hands each dataset's layout to :class:`~.layouts.LayoutsMixin`."""
+
+    def __init__(self, reader, *, inline_threshold: int = 0, chunk_bytes: int = 4 << 20,
+                 h5file=None, checksums: bool = True):
+        self.reader = reader
+        self.checksums = checksums
+        self.url = reader.url
+        self.inline_threshold = int(inline_threshold)
+        self.chunk_bytes = max(1, int(chunk_bytes))
+        self.fmt = H.H5File(reader, checksums=checksums)
+        self._h5 = h5file
+        self._files = {}  # h5py file name -> (H5File, url) for external links
+        self._linked = {}  # resolved path or URL -> h5py file, for external links and VDS
+        self._fileobjs = []  # the file objects libhdf5 reads through (see _h5_through)
+        self._dimnames = {}  # (group path, length) -> phony dimension name
+        self.out = ScanOutput()
+
+    def _open_h5(self):
+        try:
+            import h5py  # noqa: F401 - here to name the extra when it is missing
+        except ImportError:
+            raise missing_extra("h5py", "hdf5") from None
+        if self._h5 is not None:
+            return self._h5
+        # libhdf5 reads through a file object, so that the global heap collections it reads
+        # are checked first (H.check_global_heap: a damaged one makes libhdf5 loop forever);
+        # the real name keeps external links resolving next to the file
+        try:
+            return self._h5_through(self.reader, self.fmt)
+        except OSError as e:
+            self._raise_refused()
+            raise ScanError(f"the HDF5 library cannot open the file: {e}", url=self.url) from e
+
+    def _h5_through(self, reader, fmt):
+        """h5py's view of the file behind ``reader``, read through a file object."""
+        import h5py
+
+        from chunkview.io.blocks import LocalReader, ReaderFile
+
+        fo = ReaderFile(reader, H.GlobalHeapCheck(reader.size, fmt.L, reader.url))
+        self._fileobjs.append(fo)
+        name = reader.path if isinstance(reader, LocalReader) else reader.url
+        # the fileobj driver would also be used for the files external links name (libhdf5
+        # opens them with the parent's access list): links are followed by _linked_file
+        return h5py.File(name, "r", driver="fileobj", fileobj=fo)
+
+    def _raise_refused(self):
+        """Raise what a check of the bytes libhdf5 read refused, if anything was refused."""
+        for fo in self._fileobjs:
+            if fo.error is not None:
+                raise fo.error
+
+    def _follow(self, g, name, depth=0):
+        """The object at link path ``name`` from group ``g``, each external link on the way
+        (soft links' targets included) opened through :meth:`_linked_file`: libhdf5 would
+        open it with the parent's file object."""
+        import h5py
+
+        if depth > 32:
+            raise UnsupportedError("soft link chain too long (a cycle?)")
+        cur = g.file if name.startswith("/") else g
+        for part in (p for p in name.split("/") if p):
+            link = cur.get(part, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                cur = self._linked_file(link.filename, cur.file.filename)[link.path]
+            elif isinstance(link, h5py.SoftLink):
+                cur = self._follow(cur, link.path, depth + 1)
+            else:  # hard, or missing / user-defined: libhdf5 says which
+                cur = cur[part]
+        return cur
+
+    def _linked_file(self, filename, here):
+        """The h5py file an external link or a virtual dataset names, resolved as libhdf5
+        does (absolute, else next to the linking file ``here``, else from the working
+        directory) and opened through a checked reader, once."""
+        from chunkview.io.blocks import open_reader
+
+        cands = [filename]
+        if not os.path.isabs(filename) and "://" not in filename:
+            base = here.rsplit("/", 1)[0] if "://" in here else os.path.dirname(here)
+            cands.insert(0, (base + "/" + filename) if "://" in here
+                         else os.path.join(base, filename))
+        err = None
+        for cand in cands:
+            key = cand if "://" in cand else os.path.abspath(cand)
+            hit = self._linked.get(key)
+            if hit is not None:
+                return hit
+            try:
+                r = open_reader(cand)
+                fmt = H.H5File(r, checksums=self.checksums)
+                f = self._h5_through(r, fmt)
+            except (ChunkviewError, OSError) as e:
+                err = err or e
+                continue
+            self._files[f.file.filename] = (fmt, r.url)
+            self._linked[key] = f
+            return f
+        raise UnsupportedError(f"linked file {filename!r} cannot be opened: {err}")
+
+    def scan(self) -> ScanOutput:
+        f = self._open_h5()
+        try:
+            self._root_name = f.file.filename
+            self._files[f.file.filename] = (self.fmt, self.url)
+            try:
+                self._group(f, "", set())
+            except ChunkviewError:
+                self._raise_refused()
+                raise
+            except Exception as e:  # noqa: BLE001 - libhdf5 refused a corrupt structure
+                self._raise_refused()
+                raise ScanError(f"the HDF5 library failed: {type(e).__name__}: {e}",
+                                url=self.url) from e
+            # a refused read that libhdf5's error was caught for (an unreadable attribute,
+            # a dataset it cannot describe) still makes the file corrupt
+            self._raise_refused()
+        finally:
+            for linked in self._linked.values():
+                linked.close()
+            if self._h5 is None:
+                f.close()
+        return self.out
+
+    # ------------------------------------------------------------------ groups
+
+    def _group(self, g, path, active, addr=None):
+        import h5py
+
+        ident = (g.file.filename, addr if addr is not None else g.name)
+        if ident in active:  # a link cycle: present the group once on this branch
+            return
+        active = active | {ident}
+        self.out.inline[_k(path, ".zgroup")] = _json({"zarr_format": 2})
+        attrs, types = self._attrs(g, path)
+        self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+        self._netcdf_facts(g, path, types, dataset=False)
+        try:
+            names = list(g)
+        except Exception as e:  # the HDF5 library cannot list this group: a corrupt file
+            raise ScanError(f"cannot list group {path or '/'!r}: {type(e).__name__}: {e}",
+                            url=self.url, path=path or "/") from None
+        for name in names:
+            child = posixpath.join(path, name) if path else name
+            try:
+                addr = _hard_address(g, name, path)
+            except UnsupportedError as e:
+                self._unsupported(child, str(e))
+                continue
+            if addr is not None and g.file.filename == self._root_name:
+                self.fmt.check_object(addr, child)
+            try:
+                obj = self._follow(g, name)
+            except Exception as e:  # dangling soft/external link, user-defined link type...
+                try:
+                    kind = type(g.get(name, getlink=True)).__name__
+                except Exception:
+                    kind = "link"
+                self._unsupported(child, f"{kind} cannot be followed: {type(e).__name__}: {e}")
+                continue
+            if isinstance(obj, h5py.Group):
+                self._group(obj, child, active, addr)
+            elif isinstance(obj, h5py.Dataset):
+                try:
+                    if addr is None or obj.file.filename != g.file.filename:
+                        addr = _hard_address(obj.file, obj.name.lstrip("/"), "") \
+                            if obj.name else None
+                    if addr is None:
+                        raise UnsupportedError("the link's target cannot be located")
+                    self._fmt_for(obj)[0].check_object(addr, child)
+                    self._dataset(obj, child, addr)
+                except UnsupportedError as e:
+                    self._unsupported(child, str(e))
+                except ScanError:
+                    raise
+                except Exception as e:  # the HDF5 library cannot describe it (bad type...)
+                    self._unsupported(child, f"the HDF5 library cannot describe this dataset: "
+                                             f"{type(e).__name__}: {e}")
+            # named datatypes are not arrays: skipped
+
+    def _unsupported(self, path, why):
+        for suffix in (".zarray", ".zattrs", NETCDF_KEY):
+            self.out.inline.pop(_k(path, suffix), None)
+        self.out.inline[_k(path, ERROR_KEY)] = _json({"error": why})
+        self.out.unsupported[path] = why
+
+    def _attrs(self, obj, path):
+        """(attributes as JSON-safe values, {name: dtype} of the numeric ones)."""
+        out = {}
+        try:
+            names = list(obj.attrs)
+        except Exception as e:
+            raise ScanError(f"cannot list attributes: {type(e).__name__}: {e}", url=self.url,
+                            path=path or "/") from None
+        types = {}  # numeric attributes' dtypes, which JSON loses (see NETCDF_KEY)
+        for name in names:
+            if name in _HIDDEN_ATTRS:
+                continue
+            try:
+                v = obj.attrs[name]
+            except Exception as e:  # a type h5py cannot read: say so rather than drop it
+                out[name] = f"<unreadable attribute: {type(e).__name__}: {e}>"
+                continue
+            if name == "CLASS" and v in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
+                continue
+            if name == "NAME" and obj.attrs.get("CLASS") in (b"DIMENSION_SCALE",
+                                                            "DIMENSION_SCALE"):
+                continue
+            out[name] = json_value(v)
+            dt = getattr(v, "dtype", None)
+            if dt is not None and dt.kind in "iuf" and dt.fields is None:
+                types[name] = dt.str
+        return out, types
+
+    # ------------------------------------------------------------------ datasets
+
+    def _fmt_for(self, d):
+        fn = d.file.filename
+        hit = self._files.get(fn)
+        if hit is None:  # an external link into another file
+            from chunkview.io.blocks import open_reader
+
+            try:
+                r = open_reader(fn)
+            except ChunkviewError as e:
+                raise UnsupportedError(f"linked file {fn!r} cannot be opened: {e}") from None
+            hit = self._files[fn] = (H.H5File(r, checksums=self.checksums), r.url)
+        return hit
+
+    def _dims(self, d, path, shape):
+        names = []
+        is_scale = d.attrs.get("CLASS") in (b"DIMENSION_SCALE", "DIMENSION_SCALE")
+        for i, n in enumerate(shape):
+            name = None
+            if is_scale and i == 0:
+                name = posixpath.basename(path)
+            else:
+                try:
+                    scales = d.dims[i]
+                    if len(scales):
+                        name = posixpath.basename(scales[0].name)
+                except Exception:
+                    name = None
+            if name is None:
+                key = (posixpath.dirname(path), n)
+                name = self._dimnames.get(key)
+                if name is None:  # numbered per group, like netCDF-4's phony dimensions
+                    k = sum(1 for g, _ in self._dimnames if g == key[0])
+                    name = self._dimnames[key] = f"phony_dim_{k}"
+            names.append(name)
+        return names
+
+    def _dataset(self, d, path, addr):
+        import h5py
+
+        dt = d.dtype
+        shape = tuple(int(s) for s in (d.shape or ()))
+        if d.shape is None:  # a null dataspace: no elements at all
+            raise UnsupportedError("dataset with a null dataspace holds no data")
+        attrs, types = self._attrs(d, path)
+        attrs[DIMENSION_KEY] = self._dims(d, path, shape)
+        self._netcdf_facts(d, path, types)
+        sinfo = h5py.check_string_dtype(dt)
+        if sinfo is not None and sinfo.length is None:
+            return self._vlen_strings(d, path, shape, attrs, sinfo)
+        spec, extra = _zarr_dtype(dt)
+        dcpl = d.id.get_create_plist()
+        filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
+        if not any(int(f[0]) == 5 for f in filters):  # nbit: checked with its parameters
+            from chunkview.scan.hdf5.filters import layout_problem
+
+            why = layout_problem(d.id.get_type())
+            if why:
+                raise UnsupportedError(f"the file stores {why}, which the HDF5 library "
+                                       "converts on reading and zarr cannot express")
+        fmt, url = self._fmt_for(d)
+        lay = fmt.layout(addr, len(shape), path)
+        base = dt.subdtype[0] if dt.subdtype is not None else dt
+        itemsize = dt.itemsize  # one element of the dataset (a whole array for array types)
+        try:
+            fill = fill_json(d.fillvalue, base) if extra == () else \
+                fill_json(np.asarray(d.fillvalue).reshape(-1)[0] if np.size(d.fillvalue) else 0,
+                          base)
+        except Exception:
+            fill = None
+        meta = {"zarr_format": 2, "shape": list(shape) + list(extra), "dtype": spec,
+                "order": "C", "compressor": None, "filters": None, "fill_value": fill,
+                "dimension_separator": "."}
+        if extra:
+            attrs[DIMENSION_KEY] += [f"{posixpath.basename(path)}_dim_{i}"
+                                           for i in range(len(extra))]
+        if lay.cls == H.VIRTUAL:
+            if extra:
+                raise UnsupportedError("virtual dataset of an array type")
+            self._virtual(d, path, shape, meta)
+            self.out.inline[_k(path, ".zarray")] = _json(meta)
+            self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+            return
+        nexternal = dcpl.get_external_count() if lay.cls == H.CONTIGUOUS else 0
+        regions = _string_regions(d.id.get_type())
+        strpad = [{"id": "hdf5_strpad", "itemsize": itemsize, "regions": regions}] \
+            if regions else []
+        meta["filters"] = strpad or None
+        if lay.cls == H.CHUNKED:
+            meta["chunks"] = list(lay.chunk) + list(extra)
+            if filters:
+                from chunkview.scan.hdf5.filters import codecs_for
+
+                meta["filters"] = strpad + codecs_for(filters, dt, path=path,
+                                                      h5type=d.id.get_type())
+            self._chunked(d, path, fmt, url, lay, shape, extra, itemsize, filters,
+                          shift=len(strpad))
+        elif lay.cls == H.COMPACT:
+            nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize
+            if len(lay.compact) < nbytes:
+                raise ScanError(f"compact data holds {len(lay.compact)} bytes, the dataset "
+                                f"{nbytes}", url=url, path=path)
+            meta["chunks"] = [max(1, s) for s in shape] + list(extra)
+            if nbytes:
+                self.out.inline[_k(path, _key0(len(shape) + len(extra)))] = \
+                    bytes(lay.compact[:nbytes])
+        else:
+            item = base.itemsize
+            full = shape + tuple(extra)
+            meta["chunks"] = list(contiguous_chunking(full, item, self.chunk_bytes)[0])
+            if nexternal:
+                self._external(d, path, dcpl, nexternal, full, item)
+            else:
+                size = lay.size * (itemsize if lay.params.get("v1_elements") else 1)
+                self._contiguous(fmt, url, path, lay.address, size, full, item)
+        self.out.inline[_k(path, ".zarray")] = _json(meta)
+        self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+
+    def _netcdf_facts(self, obj, path, types, dataset=True):
+        """What netCDF readers see that zarr metadata cannot say, under NETCDF_KEY."""
+        facts = {}
+        if types:
+            facts["attrs"] = types
+        if dataset:
+            try:
+                if "_FillValue" not in obj.attrs:
+                    facts["_FillValue"] = False
+                if obj.attrs.get("CLASS") in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
+                    name = obj.attrs.get("NAME")
+                    if isinstance(name, str):
+                        name = name.encode()
+                    if isinstance(name, bytes) and name.startswith(_DIM_ONLY):
+                        facts["dimension_only"] = True
+            except Exception:  # noqa: BLE001 - unreadable attributes were reported by _attrs
+                pass
+        if facts:
+            self.out.inline[_k(path, NETCDF_KEY)] = _json(facts)
+
+
+def scan(reader, *, inline_threshold: int = 0, chunk_bytes: int = 4 << 20,
+         checksums: bool = True) -> ScanOutput:
+    """Scan the HDF5 / NetCDF4 file behind ``reader`` (the :class:`chunkview.scan.output.Scanner`
+    contract); ``checksums=False`` skips the metadata checksums (for the fuzz tests, which
+    attack the structures behind them)."""
+    return HDF5Scanner(reader, inline_threshold=inline_threshold, chunk_bytes=chunk_bytes,
+                       checksums=checksums).scan()
