@@ -249,3 +249,51 @@ class TestChunkviewPipe(AbstractFixtures, AbstractPipeTests):
     @pytest.fixture
     def fs_join(self):
         return lambda *a: "/".join(a)
+
+
+def test_relative_urls_go_through_remote_protocol():
+    """A URL without a protocol that is not an absolute path is read through
+    ``remote_protocol`` by fsspec's ReferenceFileSystem, chunkview.open and (through the one
+    resolver, chunkview.io.resolve) the chunkview filesystem alike."""
+    mem = fsspec.filesystem("memory")
+    data = np.arange(16, dtype="<i4")
+    mem.pipe("/cv-relative/a.bin", b"xxxx" + data.tobytes())
+    refs = {"version": 1, "refs": {
+        ".zgroup": json.dumps({"zarr_format": 2}),
+        "a/.zarray": json.dumps({"zarr_format": 2, "shape": [16], "chunks": [16],
+                                 "dtype": "<i4", "compressor": None, "filters": None,
+                                 "order": "C", "fill_value": 0}),
+        "a/0": ["cv-relative/a.bin", 4, 64],
+    }}
+    want = fsspec.filesystem("reference", fo=refs, remote_protocol="memory").cat_file("a/0")
+    assert want == data.tobytes()
+    fs = fsspec.filesystem("chunkview", fo=refs, remote_protocol="memory",
+                           skip_instance_cache=True)
+    assert fs.cat_file("a/0") == want
+    assert fs.cat_file("a/0", start=4, end=8) == want[4:8]
+    np.testing.assert_array_equal(chunkview.open(refs, remote_protocol="memory")["a"][:], data)
+    # without remote_protocol it is a local path (relative to the working directory), as for
+    # fsspec: a missing file, reported with the key
+    with pytest.raises(chunkview.FetchError, match="a/0"):
+        fsspec.filesystem("chunkview", fo=refs, skip_instance_cache=True).cat_file("a/0")
+
+
+def test_read_options_are_shared():
+    """The filesystem, the zarr store and chunkview.open take one ReadOptions: the same
+    defaults (max_gap 1 MiB for all) and the same checks of what is passed."""
+    from chunkview.options import ReadOptions
+    from chunkview.zarr_store import ReferenceStore
+
+    refs = {".zgroup": json.dumps({"zarr_format": 2})}
+    fs = ChunkviewFileSystem(refs)
+    store = ReferenceStore(refs)
+    group = chunkview.open(refs)
+    assert fs.read == ReadOptions() == store.source.opts == group._source.opts
+    assert fs.read.max_gap == 1 << 20
+    fs2 = ChunkviewFileSystem(refs, max_gap=10, retries=0, skip_instance_cache=True)
+    assert (fs2.read.max_gap, fs2.read.retries) == (10, 0)
+    for make in (lambda **kw: ChunkviewFileSystem(refs, skip_instance_cache=True, **kw),
+                 lambda **kw: ReferenceStore(refs, **kw),
+                 lambda **kw: chunkview.open(refs, **kw)):
+        with pytest.raises(ValueError, match="check_source"):
+            make(check_source="sometimes")

@@ -218,3 +218,38 @@ def test_subpackage_inits_are_light():
             continue
         tree = ast.parse(p.read_text())
         assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], p
+
+
+def test_reference_sets_follow_one_protocol(tmp_path):
+    pytest.importorskip("pyarrow")
+    import json
+
+    import numpy as np
+
+    from chunkview.refs.memory import References
+    from chunkview.refs.parquet.lazy import LazyParquetReferences
+    from chunkview.refs.parquet.write import write_parquet
+    from chunkview.refs.protocol import ItemsViewOf, ReferenceSet
+
+    d = {".zgroup": json.dumps({"zarr_format": 2}),
+         "x/.zarray": json.dumps({"zarr_format": 2, "shape": [4], "chunks": [2],
+                                  "dtype": "<i2", "compressor": None, "filters": None,
+                                  "order": "C", "fill_value": 0}),
+         "x/0": ["file:///data/a.bin", 10, 4], "x/1": b"\x01\x00\x02\x00"}
+    mem = References.from_dict(d)
+    write_parquet(mem, str(tmp_path / "r.parq"), record_size=1)
+    lazy = LazyParquetReferences(str(tmp_path / "r.parq"))
+    for refs in (mem, lazy):
+        assert isinstance(refs, ReferenceSet)
+        assert isinstance(refs.items(), ItemsViewOf)
+        assert refs.to_references() == mem
+    keys = ["x/0", "x/1", "x/2", ".zgroup"]
+    (ia, oa, la), (ib, ob, lb) = mem.lookup_many(keys), lazy.lookup_many(keys)
+    np.testing.assert_array_equal(ia, ib)  # url id, INLINE or MISSING
+    ref = ia >= 0  # offsets and lengths mean something for references only
+    assert [mem.urls[i] for i in ia[ref]] == [lazy.urls[i] for i in ib[ref]]
+    np.testing.assert_array_equal(oa[ref], ob[ref])
+    np.testing.assert_array_equal(la[ref], lb[ref])
+    assert dict(mem.items()) == dict(lazy.items())
+    assert mem.to_references() is mem
+    assert not isinstance({}, ReferenceSet)

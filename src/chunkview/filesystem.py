@@ -14,7 +14,6 @@ import itertools
 import os
 import re
 import weakref
-from collections import defaultdict
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
@@ -22,15 +21,8 @@ from fsspec.spec import AbstractBufferedFile
 
 from chunkview._index import INLINE, MISSING, WHOLE
 from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
-from chunkview.io.fetch import merge_ranges
-from chunkview.io.remote import (
-    SourceChecker,
-    call,
-    check_allowed,
-    read_block,
-    request,
-    with_retries,
-)
+from chunkview.io.fetch import Source
+from chunkview.io.remote import call
 from chunkview.io.resolve import Resolver, local_path
 from chunkview.keys import LIVE_REFERENCES_TOKEN
 from chunkview.options import ReadOptions
@@ -75,11 +67,13 @@ class ChunkviewFileSystem(AsyncFileSystem):
                                target_options=ref_storage_args or target_options,
                                template_overrides=template_overrides, cache_size=cache_size,
                                lazy=lazy)
-        self.resolver = Resolver(remote_protocol=remote_protocol, remote_options=remote_options,
-                                 fs=fs, target=target, asynchronous=self.asynchronous)
+        # the batch fetch every reader shares (io/fetch.py), here for byte ranges on this loop
+        self.source = Source(self.references,
+                             Resolver(remote_protocol=remote_protocol,
+                                      remote_options=remote_options, fs=fs, target=target,
+                                      asynchronous=self.asynchronous), self.read)
+        self.resolver = self.source.resolver
         self.target = target
-        self.remote_origin = bool(getattr(self.references, "remote_origin", False))
-        self.checker = SourceChecker(self.references, self.read)
         self._token = None
 
     # ----------------------------------------------------------------- serialisation
@@ -110,25 +104,6 @@ class ChunkviewFileSystem(AsyncFileSystem):
 
     async def _call_target(self, fs, method: str, *args, **kwargs):
         return await call(fs, method, *args, **kwargs)
-
-    async def _fetch(self, key: str, url: str, start, end) -> bytes:
-        """Bytes [start, end) of url for key (None: from the start / to the end; negative:
-        from the end), with the remote policy: allowed protocols, source check, retries,
-        large ranges split; every failure becomes a chunkview error naming key, URL, range."""
-        try:
-            check_allowed(key, url, self.read, self.remote_origin)
-            fs = self.resolver.fs_for(url)
-            path = local_path(url) if fs is None else None
-            await self.checker.check(key, fs, url, path)
-            if start is not None and end is not None and start >= 0 and end >= 0:
-                return await read_block(fs, url, start, end, self.read, path)
-            # open-ended or from-the-end: one request, retried; no length to check it against
-            return await with_retries(lambda: request(fs, url, start, end, path), self.read,
-                                      local=fs is None)
-        except ChunkviewError:
-            raise
-        except Exception as e:  # noqa: BLE001 - converted to one error naming key/url/range
-            raise FetchError(key, url, start, end, cause=e) from e
 
     # ----------------------------------------------------------------- resolving keys
 
@@ -171,63 +146,6 @@ class ChunkviewFileSystem(AsyncFileSystem):
                 out.append(("range", key, url, s1, max(e1, s1), False))
         return out
 
-    async def _read_resolved(self, resolved, max_gap=None, max_block=None):
-        """Fetch every resolved item; returns a list of bytes or exceptions (one per item)."""
-        max_gap = self.read.max_gap if max_gap is None else max_gap
-        max_block = self.read.max_block if max_block is None else max_block
-        results: list = [None] * len(resolved)
-        by_url: dict[str, list[int]] = defaultdict(list)
-        jobs = []
-        for i, item in enumerate(resolved):
-            kind = item[0]
-            if kind == "missing":
-                results[i] = FileNotFoundError(item[1])
-            elif kind == "data":
-                results[i] = item[2]
-            elif item[5]:  # whole file
-                jobs.append(((i,), item[1], item[2], item[3], item[4]))
-            else:
-                by_url[item[2]].append(i)
-        for url, idxs in by_url.items():
-            for bstart, bend, members in merge_ranges(
-                    [resolved[i][3] for i in idxs], [resolved[i][4] for i in idxs],
-                    max_gap, max_block):
-                members = [idxs[j] for j in members]
-                jobs.append((tuple(members), resolved[members[0]][1], url, bstart, bend))
-
-        async def run(job):
-            members, key, url, ms, me = job
-            try:
-                if ms is not None and me is not None and me <= ms:
-                    data = b""
-                else:  # _fetch checks the length of every bounded range
-                    data = await self._fetch(key, url, ms, me)
-            except FetchError as e:
-                for i in members:
-                    results[i] = e if resolved[i][1] == key else FetchError(
-                        resolved[i][1], url, resolved[i][3], resolved[i][4], cause=e.__cause__)
-                return
-            except ChunkviewError as e:  # source changed, protocol not allowed
-                for i in members:
-                    results[i] = e
-                return
-            except Exception as e:  # noqa: BLE001
-                for i in members:
-                    results[i] = FetchError(resolved[i][1], url, resolved[i][3],
-                                            resolved[i][4], cause=e)
-                return
-            if isinstance(data, bytearray):  # a large block read in parallel parts
-                data = bytes(data)
-            for i in members:
-                s, e = resolved[i][3], resolved[i][4]
-                if ms is None and me is None:
-                    results[i] = data
-                else:
-                    results[i] = data[s - ms:e - ms]
-
-        await asyncio.gather(*(run(j) for j in jobs))
-        return results
-
     # ----------------------------------------------------------------- reading
 
     async def _cat_file(self, path, start=None, end=None, **kwargs):
@@ -235,7 +153,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
                                 None if end is None else [end])
         if item[0] == "missing":
             raise FileNotFoundError(item[1])
-        (res,) = await self._read_resolved([item])
+        (res,) = await self.source.read_ranges([item])
         if isinstance(res, Exception):
             raise res
         return res
@@ -249,7 +167,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
         if len(starts) != len(paths) or len(ends) != len(paths):
             raise ValueError("paths, starts and ends must have the same length")
         resolved = self._resolve(paths, starts, ends)
-        results = await self._read_resolved(resolved, max_gap=max_gap)
+        results = await self.source.read_ranges(resolved, max_gap=max_gap)
         if on_error == "raise":
             for r in results:
                 if isinstance(r, Exception):
@@ -267,7 +185,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
             paths = await self._expand_path(path, recursive=recursive)
             paths = [p for p in paths if p in self.references]
         resolved = self._resolve(paths)
-        results = await self._read_resolved(resolved)
+        results = await self.source.read_ranges(resolved)
         out = {}
         for item, res in zip(resolved, results):
             key = item[1]

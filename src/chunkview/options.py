@@ -12,12 +12,6 @@ from dataclasses import dataclass, field, fields
 
 CHECK_MODES = ("off", "size", "etag")
 
-READ_OPTIONS_DOC = """\
-Reads take the options of :class:`chunkview.options.ReadOptions`: ``max_gap`` /
-``max_block`` (how nearby byte ranges of one URL merge into one read; a negative ``max_gap``
-disables merging), ``retries``, ``backoff``, ``timeout``, ``max_requests``,
-``request_bytes``, ``multi_range``, ``check_source`` and ``allowed_protocols``."""
-
 
 @dataclass
 class ReadOptions:
@@ -70,4 +64,4 @@ class ReadOptions:
         return sem
 
 
-__all__ = ["ReadOptions", "READ_OPTIONS_DOC", "CHECK_MODES"]
+__all__ = ["ReadOptions", "CHECK_MODES"]

@@ -30,6 +30,7 @@ except ImportError as e:  # pragma: no cover - the entry point is only loaded by
 
 from chunkview.errors import ReferenceFormatError
 from chunkview.keys import DIMENSION_KEY, ERROR_KEY, NATIVE_SUFFIX, NETCDF_KEY
+from chunkview.options import ReadOptions
 from chunkview.read.meta import JSON_FLOATS, dtype_of, fill_bytes, reads_with_zarr
 
 _NON_COORD = "_nc4_non_coord_"
@@ -266,13 +267,15 @@ class ChunkviewBackendEntrypoint(BackendEntrypoint):
         set, or the file to scan); ``remote_protocol``/``remote_options``: how to read the
         files the references point to; ``threads``: decode threads per read;
         ``scan_options``: passed to :func:`chunkview.scan` for a file scanned on the fly.
-        Other keywords go to :func:`chunkview.open` (``max_gap``, ``retries``, ...)."""
+        Other keywords go to :func:`chunkview.open`: the :class:`chunkview.options.ReadOptions`
+        (``max_gap``, ``retries``, ...), checked here, before anything is read."""
         from xarray.backends.store import StoreBackendEntrypoint
 
         from chunkview.refs.load import load
         from chunkview.refs.memory import References
         from chunkview.scan import is_source_file
 
+        ReadOptions.from_kwargs(dict(open_options))  # a bad option fails now, not at first read
         src = filename_or_obj
         if isinstance(src, References) or isinstance(src, dict) or hasattr(src, "to_references"):
             refs = load(src)

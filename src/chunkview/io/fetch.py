@@ -1,9 +1,15 @@
-"""Fetching the stored bytes of many chunks at once, for the batch decoder.
+"""The batch fetch every reader shares: ``Source``, the stored bytes of many chunks at once.
 
-Local files are memory-mapped once and handed to the decoder in place (no copy, no read call
-per chunk).  Remote URLs are read through fsspec with nearby ranges of one URL merged into one
-request (``max_gap``, ``max_block``).  The result is a segment table: buffers plus, per chunk,
-a buffer index, an offset and a length, which is what ``_decode.decode_batch`` takes.
+URLs resolve through :class:`chunkview.io.resolve.Resolver` and are read with
+:class:`chunkview.options.ReadOptions`: local files are memory-mapped once and handed to the
+decoder in place (no copy, no read call per chunk); remote URLs are read through fsspec with
+nearby ranges of one URL merged into one request (``max_gap``, ``max_block``), several blocks
+per HTTP request where the server allows, retried and checked by :mod:`chunkview.io.remote`.
+
+Two outputs: :meth:`Source.fetch_iter` gives the decoder a segment table (buffers plus, per
+chunk, a buffer index, an offset and a length: what ``_decode.decode_batch`` takes) as blocks
+land; :meth:`Source.read_ranges` gives the ``chunkview`` filesystem the bytes of each requested
+range, on the caller's event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import mmap
 import os
 import queue
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
 
 import fsspec.asyn
@@ -28,6 +35,8 @@ from chunkview.io.remote import (
     read_block,
     read_multi,
     read_range,
+    request,
+    with_retries,
 )
 from chunkview.io.resolve import Resolver, local_path
 from chunkview.options import ReadOptions
@@ -235,6 +244,87 @@ class Source:
                 yield seg, np.concatenate(idx)
         finally:
             it.close()
+
+    # ----------------------------------------------------------------- byte ranges
+    # (the chunkview filesystem's reads: on the caller's event loop, bytes per item)
+
+    async def read_range(self, key: str, url: str, start, end) -> bytes:
+        """Bytes [start, end) of url for key (None: from the start / to the end; negative:
+        from the end), with the remote policy: allowed protocols, source check, retries,
+        large ranges split; every failure becomes a chunkview error naming key, URL, range."""
+        try:
+            check_allowed(key, url, self.opts, self.remote_origin)
+            fs = self.resolver.fs_for(url)
+            path = local_path(url) if fs is None else None
+            await self.checker.check(key, fs, url, path)
+            if start is not None and end is not None and start >= 0 and end >= 0:
+                return await read_block(fs, url, start, end, self.opts, path)
+            # open-ended or from-the-end: one request, retried; no length to check it against
+            return await with_retries(lambda: request(fs, url, start, end, path), self.opts,
+                                      local=fs is None)
+        except ChunkviewError:
+            raise
+        except Exception as e:  # noqa: BLE001 - converted to one error naming key/url/range
+            raise FetchError(key, url, start, end, cause=e) from e
+
+    async def read_ranges(self, resolved, max_gap=None, max_block=None):
+        """Fetch every resolved item; returns a list of bytes or exceptions (one per item)."""
+        max_gap = self.opts.max_gap if max_gap is None else max_gap
+        max_block = self.opts.max_block if max_block is None else max_block
+        results: list = [None] * len(resolved)
+        by_url: dict[str, list[int]] = defaultdict(list)
+        jobs = []
+        for i, item in enumerate(resolved):
+            kind = item[0]
+            if kind == "missing":
+                results[i] = FileNotFoundError(item[1])
+            elif kind == "data":
+                results[i] = item[2]
+            elif item[5]:  # whole file
+                jobs.append(((i,), item[1], item[2], item[3], item[4]))
+            else:
+                by_url[item[2]].append(i)
+        for url, idxs in by_url.items():
+            for bstart, bend, members in merge_ranges(
+                    [resolved[i][3] for i in idxs], [resolved[i][4] for i in idxs],
+                    max_gap, max_block):
+                members = [idxs[j] for j in members]
+                jobs.append((tuple(members), resolved[members[0]][1], url, bstart, bend))
+
+        async def run(job):
+            members, key, url, ms, me = job
+            try:
+                if ms is not None and me is not None and me <= ms:
+                    data = b""
+                else:  # read_range checks the length of every bounded range
+                    data = await self.read_range(key, url, ms, me)
+            except FetchError as e:
+                for i in members:
+                    results[i] = e if resolved[i][1] == key else FetchError(
+                        resolved[i][1], url, resolved[i][3], resolved[i][4], cause=e.__cause__)
+                return
+            except ChunkviewError as e:  # source changed, protocol not allowed
+                for i in members:
+                    results[i] = e
+                return
+            except Exception as e:  # noqa: BLE001
+                for i in members:
+                    results[i] = FetchError(resolved[i][1], url, resolved[i][3],
+                                            resolved[i][4], cause=e)
+                return
+            if isinstance(data, bytearray):  # a large block read in parallel parts
+                data = bytes(data)
+            for i in members:
+                s, e = resolved[i][3], resolved[i][4]
+                if ms is None and me is None:
+                    results[i] = data
+                else:
+                    results[i] = data[s - ms:e - ms]
+
+        await asyncio.gather(*(run(j) for j in jobs))
+        return results
+
+    # ----------------------------------------------------------------- the remote jobs
 
     def _remote(self, jobs: list, keys, offs, lens):
         """Run the jobs on fsspec's IO loop; yield lists of ``(job, data)`` as they finish."""
