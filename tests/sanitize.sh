@@ -39,6 +39,15 @@ else
         tar -C "$DIR" -xf -
 fi
 
+# Python sources that the tree no longer has (a module moved or split since the copy was
+# made) would still be imported from the copy: remove them
+if [ -d "$DIR/src" ]; then
+    (cd "$DIR/src" && find . \( -name '*.py' -o -name '*.pyx' -o -name '*.pyi' \) -print) |
+        while IFS= read -r f; do
+            [ -e "$ROOT/src/$f" ] || rm -f "$DIR/src/$f"
+        done
+fi
+
 # the tests find ../shared/corpus next to the repository: give the copy the same neighbour
 if [ -d "$ROOT/../shared" ] && [ ! -e "$DIR/../shared" ]; then
     ln -s "$(cd "$ROOT/../shared" && pwd)" "$DIR/../shared"

@@ -20,7 +20,6 @@ from chunkview.errors import (
     SourceChangedError,
     UnsupportedError,
 )
-from chunkview.refs.load import load
 from chunkview.refs.memory import References
 
 __version__ = "0.1.0.dev0"
@@ -57,6 +56,10 @@ def __getattr__(name):
         from chunkview import zarr_store
 
         return getattr(zarr_store, name)
+    if name == "load":  # fsspec is imported with it
+        from chunkview.refs.load import load
+
+        return load
     if name == "scan":
         import importlib
 
