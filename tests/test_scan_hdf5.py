@@ -4,6 +4,7 @@ says why; corrupt and truncated files raise ScanError."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -459,3 +460,55 @@ def test_corpus():
     print(dict(totals))
     assert not bad, "\n".join(bad[:20])
     assert totals["identical"] > 6000
+
+
+def test_bitfields_empty_and_odd_long_doubles(tmp_path):
+    """Bitfields read as h5py reads them (unsigned integers of their stored bits); a contiguous
+    (0, 0) dataset is an empty array; a 12-byte float (a 32-bit x87 long double) is one
+    unsupported dataset, not a failed file."""
+    p = tmp_path / "odd.h5"
+    with h5py.File(p, "w") as f:
+        for name, tid, vals in ((b"bits8", h5py.h5t.STD_B8LE, np.arange(4, dtype="u1")),
+                                (b"bits16", h5py.h5t.STD_B16BE,
+                                 np.array([1, 256, 65535], ">u2"))):
+            d = h5py.h5d.create(f.id, name, tid.copy(), h5py.h5s.create_simple(vals.shape))
+            d.write(h5py.h5s.ALL, h5py.h5s.ALL, vals, mtype=tid)
+        f.create_dataset("empty", shape=(0, 0), dtype="f4")
+        f.create_dataset("empty_tail", shape=(3, 0), dtype="i2")
+        t = h5py.h5t.IEEE_F64LE.copy()
+        t.set_size(12)
+        t.set_precision(80)
+        t.set_fields(79, 64, 15, 0, 64)
+        t.set_ebias(16383)
+        t.set_norm(h5py.h5t.NORM_NONE)
+        d = h5py.h5d.create(f.id, b"ld12", t, h5py.h5s.create_simple((3,)))
+        d.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array([1.5, 2.5, -3.0], np.longdouble),
+                mtype=h5py.h5t.NATIVE_LDOUBLE)
+        f.create_dataset("after", data=np.arange(5.0))
+    for isolate in (False, True):
+        refs = chunkview.scan(str(p), isolate=isolate)
+        assert set(refs.unsupported) == {"ld12"}
+        assert "12-byte floats" in refs.unsupported["ld12"]
+        _, seen = _check_all(p, refs, expect_unsupported=("ld12",))
+        assert seen == 5
+
+
+def test_compound_fill_with_gaps_is_reproducible(tmp_path):
+    """The padding of a compound type with gaps is not data: its fill value is written with
+    zeros there, so every scan writes the same bytes."""
+    dt = np.dtype({"names": ["a", "b"], "formats": ["<i2", "<f8"], "offsets": [0, 8],
+                   "itemsize": 24})
+    fill = np.zeros((), dt)
+    fill["a"], fill["b"] = 7, 2.5
+    p = tmp_path / "gaps.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("c", shape=(6,), dtype=dt, chunks=(3,), fillvalue=fill)
+        f["c"][0:3] = np.array([(1, 1.0), (2, 2.0), (3, 3.0)], dt)
+    values = {chunkview.scan(str(p), isolate=i)["c/.zarray"] for i in (False, True, True)}
+    assert len(values) == 1
+    meta = json.loads(values.pop())
+    raw = base64.b64decode(meta["fill_value"])
+    assert len(raw) == 24
+    assert raw[2:8] == bytes(6) and raw[16:] == bytes(8)  # the gaps
+    assert np.frombuffer(raw, dt)[0].tolist() == (7, 2.5)
+    _check_all(p)

@@ -55,7 +55,9 @@ def contiguous_chunking(block_shape: tuple, itemsize: int, chunk_bytes: int):
     for i in range(n - 2, -1, -1):
         tb[i] = tb[i + 1] * block_shape[i + 1]
     d = next((i for i in range(n) if tb[i] <= chunk_bytes), n - 1)
-    k = min(max(1, chunk_bytes // tb[d]), max(1, block_shape[d]))
+    # tb[d] is 0 when a later axis has length 0: an empty block, one (empty) chunk per axis
+    k = min(max(1, chunk_bytes // tb[d]), max(1, block_shape[d])) if tb[d] else \
+        max(1, block_shape[d])
     chunks = (1,) * d + (k,) + tuple(max(1, s) for s in block_shape[d + 1:])
     return chunks, d, tb[d]
 

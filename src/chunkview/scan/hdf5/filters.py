@@ -71,11 +71,19 @@ def layout_problem(tid) -> str | None:
     them, or None.  libhdf5 converts an integer of reduced precision or at a bit offset, and a
     float whose layout is not IEEE's, when it reads; read as stored, its values would be
     silently wrong.  (nbit-filtered data is checked against the nbit parameters instead.)
-    Floats wider than 8 bytes (x87 long doubles) are numpy's own layout and let through."""
+    Floats wider than 8 bytes (x87 long doubles) are numpy's own layout and let through when
+    they are as wide as numpy's long double (h5py reads any of them as one); a bitfield is its
+    stored bits, read as an unsigned integer as h5py does (h5py cannot tell its precision, and
+    libhdf5 reads only full-precision bitfields into numpy)."""
     cls = tid.get_class()
-    if cls in (_H5T_INTEGER, _H5T_FLOAT, _H5T_BITFIELD):
+    if cls == _H5T_BITFIELD:
+        return None
+    if cls in (_H5T_INTEGER, _H5T_FLOAT):
         size, prec, off = tid.get_size(), tid.get_precision(), tid.get_offset()
         if cls == _H5T_FLOAT and size > 8:
+            wide = np.dtype(np.longdouble).itemsize
+            if size != wide:
+                return f"{size}-byte floats (numpy's long double has {wide} bytes)"
             return None
         if prec != size * 8 or off != 0:
             return f"{prec}-bit numbers at bit offset {off} of {size}-byte elements"

@@ -28,7 +28,11 @@ def fill_json(fill, dtype: np.dtype):
     if fill is None:
         return None
     if dtype.kind in "SV" or dtype.fields is not None:
-        raw = np.asarray(fill, dtype=dtype).tobytes()
+        # field by field into zeros: the padding of a compound type with gaps is not data, and
+        # h5py's fill value carries whatever memory libhdf5 left there
+        arr = np.zeros((), dtype=dtype)
+        arr[()] = fill
+        raw = arr.tobytes()
         return None if not any(raw) else base64.standard_b64encode(raw).decode()
     if dtype.kind == "b":
         return bool(fill)
