@@ -222,3 +222,28 @@ def test_lookup_many(kc_refs):
             assert ids[i] == chunkview.refs.memory.INLINE
     assert ids[-1] == chunkview.refs.memory.MISSING
     assert isinstance(np.asarray(offs), np.ndarray)
+
+
+@pytest.mark.parametrize("dims", [{"i": {"stop": 10**9}}, {"i": {"stop": 10**12}},
+                                  {"i": {"stop": 20_000}, "j": {"stop": 20_000}}])
+def test_gen_expansion_is_bounded(dims):
+    """A gen entry that would expand beyond the limit is refused before anything is built: in
+    bounded time and memory, whatever its dimensions claim."""
+    import time
+    import tracemalloc
+
+    from chunkview.errors import ReferenceFormatError
+
+    doc = {"version": 1, "refs": {},
+           "gen": [{"key": "k/{{i}}", "url": "s3://b/x", "offset": "0", "length": "1",
+                    "dimensions": dims}]}
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(ReferenceFormatError, match="limit"):
+            chunkview.load(doc)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 5
+    assert peak < 16 << 20, peak

@@ -14,7 +14,7 @@ import zarr
 
 import chunkview
 from chunkview import ForbiddenSourceError, SourceChangedError
-from chunkview.errors import FetchError
+from chunkview.errors import FetchError, ScanError
 
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("aiohttp")
@@ -492,3 +492,82 @@ def test_s3_source_change(s3, h5file, tmp_path):
     fs.pipe("chunkview-test/changing.h5", bytes(data) + b"more")
     with pytest.raises(SourceChangedError, match="size"):
         chunkview.open_zarr(refs, remote_options=opts)["t2m"][0]
+
+
+@pytest.mark.parametrize("fault", ["ignore-range", "short", "truncate"])
+def test_filesystem_refuses_a_lying_server(served, fault):
+    """The chunkview filesystem reads through the same fetch as chunkview.open: a body that is
+    not the range asked for (the whole file, half of it, a connection cut short) is never
+    returned as the key's bytes, and the error names the key, URL and range, quickly."""
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    served.fail(*[fault] * 10, path="small.h5")
+    fs = fsspec.filesystem("chunkview", fo=refs, skip_instance_cache=True,
+                           remote_options=_fresh_http(), retries=1, backoff=0.01,
+                           check_source="off")
+    t0 = time.perf_counter()
+    with pytest.raises(FetchError) as ei:
+        fs.cat_file("t2m/0.0.0")
+    assert time.perf_counter() - t0 < 10
+    assert ei.value.key == "t2m/0.0.0" and ei.value.url == url
+    assert ei.value.end > ei.value.start
+    with pytest.raises(FetchError):
+        fs.cat(["t2m/0.0.0", "t2m/0.0.1"])
+
+
+def test_filesystem_source_change(tmp_path, h5file):
+    """A file that changed since the scan is refused by the filesystem too (size, then
+    modification time with check_source="etag")."""
+    p = tmp_path / "copy.h5"
+    shutil.copy(h5file, p)
+    refs = chunkview.scan(str(p))
+
+    def cat(**kw):
+        fs = fsspec.filesystem("chunkview", fo=refs, skip_instance_cache=True, **kw)
+        return fs.cat_file("t2m/0.0.0")
+
+    before = cat(check_source="etag")
+    st = os.stat(p)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    assert cat() == before  # the size is unchanged
+    with pytest.raises(SourceChangedError, match="modified"):
+        cat(check_source="etag")
+    _append(p)
+    with pytest.raises(SourceChangedError, match="size"):
+        cat()
+
+
+@pytest.mark.parametrize("api", ["open", "zarr", "fs"])
+def test_shifted_range_is_not_data(served, api):
+    """A server answering 206 with another range of the right length (its Content-Range says
+    so) is refused on every read path; fsspec's own cat_file would return those bytes."""
+    url = served.url("small.h5")
+    refs = chunkview.scan(url, storage_options=_fresh_http())
+    served.fail(*["shift"] * 30, path="small.h5")
+    t0 = time.perf_counter()
+    with pytest.raises((FetchError, OSError)) as ei:
+        _read_chunk(api, refs, remote_options=_fresh_http(), backoff=0.01, retries=1,
+                    check_source="off", multi_range=False)
+    assert time.perf_counter() - t0 < 10
+    err = ei.value
+    while not isinstance(err, FetchError) and err.__cause__ is not None:
+        err = err.__cause__
+    assert isinstance(err, FetchError), ei.value
+    assert err.url == url and err.key.startswith("t2m/") and "the server answered" in str(err)
+
+
+def test_scan_refuses_a_shifted_range(served):
+    """The scanner's block reader checks Content-Range as well: metadata read from the wrong
+    place is never parsed."""
+    from chunkview.io.blocks import open_reader
+
+    url = served.url("small.h5")
+    reader = open_reader(url, _fresh_http(), block_size=4096)
+    want = bytes(reader.read(8192, 100))
+    served.fail(*["shift"] * 30, path="small.h5")
+    fresh = open_reader(url, _fresh_http(), block_size=4096)
+    with pytest.raises(ScanError, match="the server answered") as ei:
+        fresh.read(8192, 100)
+    assert ei.value.url == url
+    served.faults.clear()
+    assert bytes(fresh.read(8192, 100)) == want

@@ -14,43 +14,49 @@ argument checks below.  This module turns them into the chunkview exceptions of
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 from chunkview import errors
 
-# csrc/cv_common.h (tests/test_structure.py checks them against the build)
-OK = 0
-ENOMEM = -1
-EINVAL = -2
-ENOTFOUND = -3
-ERANGE = -4
-EFORMAT = -5
-ECHECKSUM = -6
-EVERSION = -7
-ETRUNCATED = -8
-EREADONLY = -9
-EUTF8 = -10
-EUNSUPPORTED = -11
-ECORRUPT = -12
-ESIZE = -13
 
-CODES = {name: value for name, value in globals().copy().items()
-         if name.isupper() and isinstance(value, int) and name != "OK"}
+class Status(IntEnum):
+    """The C core's status codes (csrc/cv_common.h; tests/test_structure.py checks them against
+    the build).  ``CV_OK`` is 0."""
 
-_FORMAT = (EFORMAT, ETRUNCATED, EVERSION, EUTF8, ECORRUPT, ERANGE)
+    ENOMEM = -1
+    EINVAL = -2
+    ENOTFOUND = -3
+    ERANGE = -4
+    EFORMAT = -5
+    ECHECKSUM = -6
+    EVERSION = -7
+    ETRUNCATED = -8
+    EREADONLY = -9
+    EUTF8 = -10
+    EUNSUPPORTED = -11
+    ECORRUPT = -12
+    ESIZE = -13
+
+
+CODES = {s.name: int(s) for s in Status}
+
+_FORMAT = (Status.EFORMAT, Status.ETRUNCATED, Status.EVERSION, Status.EUTF8, Status.ECORRUPT,
+           Status.ERANGE)
 
 
 def status_error(status: int, c_text: str, what: str) -> Exception:
     """The exception for C status ``status`` (``c_text``: its ``cv_strerror``) met doing
     ``what``."""
     msg = f"{what}: {c_text}"
-    if status == ENOMEM:
+    if status == Status.ENOMEM:
         return MemoryError(msg)
-    if status == ENOTFOUND:
+    if status == Status.ENOTFOUND:
         return errors.ReferenceNotFound(msg)
-    if status == ECHECKSUM:
+    if status == Status.ECHECKSUM:
         return errors.ChecksumError(msg)
     if status in _FORMAT:
         return errors.ReferenceFormatError(msg)
-    if status == EUNSUPPORTED:
+    if status == Status.EUNSUPPORTED:
         return errors.UnsupportedError(msg)
     return errors.ChunkviewError(msg)
 
@@ -62,20 +68,20 @@ def not_found(key) -> Exception:
 def json_error(status: int, msg: str, pos: int, raw_key: bytes | None) -> Exception:
     """The exception of the C JSON reference parser failing at byte ``pos`` (``raw_key``: the
     key it was reading, when it got that far)."""
-    if status == ENOMEM:
+    if status == Status.ENOMEM:
         return MemoryError(msg)
     return errors.ReferenceFormatError(msg, pos=pos, raw_key=raw_key, status=status)
 
 
 # why a chunk of a batch failed, by status; (status, reason) for the checks made before C runs
 _JOB_TEXT = {
-    EINVAL: "the selection lies outside the chunk or the output",
-    ESIZE: "the decoded size does not match the chunk's",
-    ECHECKSUM: "checksum mismatch",
-    ECORRUPT: "corrupt compressed stream",
-    ETRUNCATED: "truncated chunk",
-    (EINVAL, "outside_output"): "the selection lies outside the output",
-    (ETRUNCATED, "short_fetch"): "fetched bytes are shorter than the reference",
+    Status.EINVAL: "the selection lies outside the chunk or the output",
+    Status.ESIZE: "the decoded size does not match the chunk's",
+    Status.ECHECKSUM: "checksum mismatch",
+    Status.ECORRUPT: "corrupt compressed stream",
+    Status.ETRUNCATED: "truncated chunk",
+    (Status.EINVAL, "outside_output"): "the selection lies outside the output",
+    (Status.ETRUNCATED, "short_fetch"): "fetched bytes are shorter than the reference",
 }
 
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from chunkview.errors import ReferenceFormatError, UnsupportedError
 from chunkview.io.fetch import Source
-from chunkview.io.resolve import Resolver
 from chunkview.keys import ERROR_KEY, ZMETADATA_KEY
 from chunkview.options import ReadOptions
 from chunkview.read.engine import decode_chunks
@@ -221,6 +220,6 @@ def open(refs_or_path, *, remote_protocol=None, remote_options=None, fs=None, ta
     """
     read = ReadOptions.from_kwargs(options)
     refs = load(refs_or_path, **options)
-    source = Source(refs, Resolver(remote_protocol=remote_protocol, remote_options=remote_options,
-                                   fs=fs, target=target), read)
+    source = Source.of(refs, remote_protocol=remote_protocol, remote_options=remote_options,
+                       fs=fs, target=target, **read.as_kwargs())
     return Group(refs, source, threads=threads)

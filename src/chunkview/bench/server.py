@@ -6,7 +6,8 @@ requests, bytes and the most requests in flight at once, and can inject faults: 
 ``faults`` (consumed one per matching GET request) is one of ``"503"`` (or any status code),
 ``"reset"`` (the connection closes before an answer), ``"truncate"`` (half the promised body,
 then the connection closes), ``"short"`` (a 206 answer with half the range), ``"ignore-range"``
-(200 and the whole file) or ``"hang"`` (no answer for an hour).
+(200 and the whole file), ``"shift"`` (206 and the range one byte further on, as its
+``Content-Range`` says: the right length, other bytes) or ``"hang"`` (no answer for an hour).
 
 A ``Range`` of several ranges is answered as nginx and Apache answer it: 206 and a
 ``multipart/byteranges`` body, one part per range.  ``multi_range="ignore"`` answers such
@@ -169,6 +170,8 @@ class RangeServer:
             if len(spans) != 1:  # unsatisfiable, or several refused
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
             (start, end), status = spans[0], 206
+            if fault == "shift" and end < size:  # another range of the same length
+                start, end = start + 1, end + 1
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         if fault == "short":
             end = start + (end - start) // 2

@@ -42,10 +42,6 @@ from chunkview.codecs.strpad import HDF5StrPad
 from chunkview.codecs.szip import HDF5SZIP
 from chunkview.codecs.zstd import HDF5Zstd
 
-CODECS = {c.codec_id: c for c in (HDF5Shuffle, HDF5Fletcher32, HDF5StrPad, HDF5LZF, HDF5SZIP,
-                                  HDF5Blosc, HDF5Zstd, HDF5LZ4, HDF5Bitshuffle, HDF5BZip2,
-                                  HDF5ScaleOffset, HDF5NBit)}
-
 __all__ = [
     "HDF5LZF",
     "HDF5SZIP",
@@ -61,5 +57,4 @@ __all__ = [
     "HDF5StrPad",
     "dtype_to_json",
     "dtype_from_json",
-    "CODECS",
 ]

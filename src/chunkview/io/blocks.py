@@ -13,10 +13,11 @@ import mmap
 import os
 from collections import OrderedDict
 
+import fsspec.asyn
 from fsspec.core import split_protocol
 
 from chunkview.errors import ScanError
-from chunkview.io.remote import describe
+from chunkview.io.remote import describe, http_range, is_http
 from chunkview.io.resolve import LOCAL_PROTOCOLS, file_url, local_path, url_to_fs
 
 
@@ -103,20 +104,28 @@ class FsspecReader(Reader):
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self.requests = 0
 
+    def _fetch(self, start: int, end: int) -> bytes:
+        """Exactly bytes [start, end) in one request (over HTTP, the answer's Content-Range
+        is checked too: see :func:`chunkview.io.remote.http_range`)."""
+        try:
+            if is_http(self.fs) and start < end:
+                data = fsspec.asyn.sync(self.fs.loop, http_range, self.fs, self.path, start, end)
+            else:
+                data = self.fs.cat_file(self.path, start=start, end=end)
+        except Exception as e:
+            raise ScanError(f"cannot read bytes {start}-{end}: {type(e).__name__}: {e}",
+                            url=self.url, offset=start) from e
+        self.requests += 1
+        if len(data) != end - start:
+            raise ScanError(f"short read of bytes {start}-{end} ({len(data)} bytes)",
+                            url=self.url, offset=start)
+        return data
+
     def _block(self, i):
         b = self._blocks.get(i)
         if b is None:
             start = i * self.block_size
-            end = min(start + self.block_size, self.size)
-            try:
-                b = self.fs.cat_file(self.path, start=start, end=end)
-            except Exception as e:
-                raise ScanError(f"cannot read bytes {start}-{end}: {type(e).__name__}: {e}",
-                                url=self.url, offset=start) from e
-            self.requests += 1
-            if len(b) != end - start:
-                raise ScanError(f"short read of bytes {start}-{end} ({len(b)} bytes)",
-                                url=self.url, offset=start)
+            b = self._fetch(start, min(start + self.block_size, self.size))
             self._blocks[i] = b
             if len(self._blocks) > self.max_blocks:
                 self._blocks.popitem(last=False)
@@ -134,16 +143,7 @@ class FsspecReader(Reader):
             o = offset - first * bs
             return memoryview(b)[o:o + length]
         if last - first > 4:  # a large read (a big chunk index): fetch it in one request
-            try:
-                data = self.fs.cat_file(self.path, start=offset, end=offset + length)
-            except Exception as e:
-                raise ScanError(f"cannot read bytes {offset}-{offset + length}: "
-                                f"{type(e).__name__}: {e}", url=self.url, offset=offset) from e
-            self.requests += 1
-            if len(data) != length:
-                raise ScanError(f"short read of bytes {offset}-{offset + length}",
-                                url=self.url, offset=offset)
-            return memoryview(data)
+            return memoryview(self._fetch(offset, offset + length))
         parts = [self._block(i) for i in range(first, last + 1)]
         data = b"".join(parts)
         o = offset - first * bs

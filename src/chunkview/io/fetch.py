@@ -113,12 +113,6 @@ class Source:
                                   remote_options=remote_options, fs=fs, target=target),
                    ReadOptions(**options))
 
-    # ----------------------------------------------------------------- filesystems
-
-    def fs_for(self, url: str):
-        """The fsspec filesystem reading ``url``, or None for a local file read in place."""
-        return self.resolver.fs_for(url)
-
     def _local_map(self, key: str, url: str):
         """The whole local file at url, memory-mapped (b"" when empty); cached.  The file is
         checked against the scan's record (``check_source``) when first opened."""
@@ -190,7 +184,7 @@ class Source:
                 seg.url_text[uid] = url
                 seg.starts[sel] = offs_i[sel]
                 try:
-                    fs = self.fs_for(url)
+                    fs = self.resolver.fs_for(url)
                 except (ValueError, ImportError) as e:  # an unknown protocol, a missing extra
                     raise FetchError(k0, url, cause=e) from e
                 if fs is None:

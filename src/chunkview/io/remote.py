@@ -121,7 +121,37 @@ async def request(fs, url: str, start, end, path: str | None = None) -> bytes:
         return await asyncio.to_thread(pread, path, start, end)
     if start is None and end is None:
         return await call(fs, "cat_file", url)
+    if is_http(fs) and 0 <= start < end:
+        return await on_loop_of(fs, http_range(fs, url, start, end))
     return await call(fs, "cat_file", url, start=start, end=end)
+
+
+def is_http(fs) -> bool:
+    """An fsspec HTTP filesystem (whose aiohttp session chunkview uses directly)."""
+    return hasattr(fs, "set_session") and any(c.__name__ == "HTTPFileSystem"
+                                              for c in type(fs).__mro__)
+
+
+async def http_range(fs, url: str, start: int, end: int) -> bytes:
+    """One ranged GET of [start, end) over the filesystem's session.  fsspec's ``cat_file``
+    never looks at ``Content-Range``: a server answering 206 with another range of the same
+    length would hand back other bytes.  Here such an answer is a ShortRead (retried, then an
+    error); a 200 answer returns its body, which the caller's length check judges."""
+    kw = dict(fs.kwargs)
+    headers = dict(kw.pop("headers", None) or {})
+    headers["Range"] = f"bytes={start}-{end - 1}"
+    session = await fs.set_session()
+    async with session.get(fs.encode_url(url), headers=headers, **kw) as r:
+        if r.status == 404:
+            raise FileNotFoundError(url)
+        r.raise_for_status()  # retried or not by its status (is_transient)
+        if r.status == 206:
+            span = _content_range(r.headers.get("Content-Range"))
+            if span != (start, end - 1):
+                r.close()
+                got = "no Content-Range" if span is None else f"bytes {span[0]}-{span[1]}"
+                raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered {got}")
+        return await r.read()
 
 
 async def with_retries(fn, opts: ReadOptions, *, local: bool = False):
@@ -208,9 +238,7 @@ def _origin(url: str) -> str:
 def multi_range_ok(fs, url: str, opts: ReadOptions) -> bool:
     """Whether blocks of ``url`` may be asked for several per request: an fsspec HTTP
     filesystem, ``multi_range`` on, and the server not known to refuse."""
-    if not opts.multi_range or fs is None or not hasattr(fs, "set_session"):
-        return False
-    if not any(c.__name__ == "HTTPFileSystem" for c in type(fs).__mro__):
+    if not opts.multi_range or fs is None or not is_http(fs):
         return False
     return _origin(url) not in _NO_MULTI_RANGE
 

@@ -127,10 +127,6 @@ class Resolver:
                 self.fss[protocol] = fsspec.filesystem(protocol, **opts)
             return self.fss[protocol]
 
-    def local_path(self, url: str, fs) -> str | None:
-        """The path to open when ``fs_for(url)`` is None."""
-        return local_path(url) if fs is None else None
-
 
 __all__ = ["LOCAL_PROTOCOLS", "Resolver", "filesystems", "local_path", "file_url",
            "protocol_name", "is_local_fs", "url_to_fs"]

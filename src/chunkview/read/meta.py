@@ -84,6 +84,5 @@ def reads_with_zarr(dtype) -> bool:
 
 def zarr_only_error(path: str):
     """The error of reading an object-dtype array with the direct API."""
-
     return UnsupportedError(f"array {path!r} has object dtype; read it with zarr "
                             "(chunkview.open_zarr)")

@@ -201,8 +201,8 @@ def expand_gen(index, gens, templates: dict, *, source=None) -> None:
             else:
                 raise ReferenceFormatError(f"bad gen dimension {name!r}: {spec!r}", source=source)
             names.append(name)
-            axes.append(np.asarray(list(vals)) if not isinstance(vals, range) else np.arange(
-                vals.start, vals.stop, vals.step, dtype=np.int64))
+            axes.append(vals)
+        # counted before anything is made: a range dimension costs nothing until it is built
         total = 1
         for a in axes:
             total *= len(a)
@@ -211,6 +211,8 @@ def expand_gen(index, gens, templates: dict, *, source=None) -> None:
                                        source=source)
         if total == 0:
             continue
+        axes = [np.arange(a.start, a.stop, a.step, dtype=np.int64) if isinstance(a, range)
+                else np.asarray(list(a)) for a in axes]
         grids = np.meshgrid(*axes, indexing="ij") if axes else []
         env = dict(templates)
         for name, grid in zip(names, grids):

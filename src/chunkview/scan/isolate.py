@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 from chunkview.errors import ChunkviewError, ScanError
 from chunkview.scan.dispatch import scan_file
@@ -106,9 +107,13 @@ class _Helper:
             pass
 
     def run(self, source, kw: dict, timeout: float | None):
+        t0 = time.monotonic()
         try:
             _send(self.proc.stdin, (source, kw))
             answer = self.answers.get(timeout=timeout)
+            # measured from the request: this thread may have waited to run after sending
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                raise queue.Empty
         except queue.Empty:
             self.kill()
             raise ScanError(f"the scan did not finish in {timeout:g} s (a corrupt file can make "

@@ -174,9 +174,7 @@ class LazyParquetReferences(Mapping):
         with self._lock:
             return list(self._urls)
 
-    @staticmethod
-    def _key(key) -> str:
-        return key_text(key)
+    _key = staticmethod(key_text)
 
     def _value(self, key):
         key = self._key(key)
