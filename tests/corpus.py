@@ -46,6 +46,43 @@ def same(a, b) -> bool:
     return np.array_equal(a, b)
 
 
+def netcdf_dimension_only(d) -> bool:
+    """Whether h5py dataset ``d`` is netCDF-4's stand-in for a dimension without a variable
+    (not an array in chunkview's references, as in netCDF-C and kerchunk)."""
+    name = d.attrs.get("NAME") if "NAME" in d.attrs else None
+    if isinstance(name, str):
+        name = name.encode()
+    return isinstance(name, bytes) and name.startswith(b"This is a netCDF dimension but not")
+
+
+def shown_name(name: str) -> str:
+    """Where chunkview presents HDF5 dataset ``name``: netCDF-C's "_nc4_non_coord_x" (a
+    variable named like a dimension it is not the coordinate of) under its real name."""
+    head, _, last = name.rpartition("/")
+    last = last.removeprefix("_nc4_non_coord_")
+    return f"{head}/{last}" if head else last
+
+
+def same_variable(got, d) -> bool:
+    """chunkview's array ``got`` equals h5py dataset ``d`` read as netCDF-C reads it: a
+    variable along an unlimited dimension is as long as that dimension, the records beyond its
+    HDF5 extent holding its _FillValue (or HDF5's fill value, netCDF's default)."""
+    want = d[()]
+    got = np.asarray(got)
+    if got.shape == np.shape(want) or got.ndim != np.ndim(want):
+        return same(got, want)
+    if any(g < w for g, w in zip(got.shape, np.shape(want))):
+        return False
+    inner = tuple(slice(0, n) for n in np.shape(want))
+    if not same(got[inner], want):
+        return False
+    fill = d.attrs["_FillValue"] if "_FillValue" in d.attrs else d.fillvalue
+    rest = np.ones(got.shape, bool)
+    rest[inner] = False
+    expect = np.full(int(rest.sum()), np.asarray(fill).reshape(-1)[0], dtype=got.dtype)
+    return same(got[rest], expect)
+
+
 def readable(path: Path) -> dict:
     """{dataset path: bytes} of the datasets the inventory says h5py reads fully."""
     for rec in inventory():
@@ -88,15 +125,28 @@ def check_file(path: Path, limit: int = 256 << 20):
                 want = f[name][()]
             except Exception:
                 continue  # h5py cannot read it either: no truth to compare with
+            def has(key):
+                try:
+                    return key in g
+                except ChunkviewError:  # there, and refused with a reason
+                    return True
+
+            head, _, last = name.rpartition("/")
+            shadow = f"{head}/_nc4_non_coord_{last}" if head else f"_nc4_non_coord_{last}"
+            if (netcdf_dimension_only(f[name]) or shadow in f) and not has(name) or \
+                    shadow in f and has(shown_name(shadow)):
+                rows.append((name, "identical", "a netCDF dimension, not a variable"))
+                continue
+            shown = shown_name(name) if has(shown_name(name)) else name
             try:
-                got = g[name][...]
+                got = g[shown][...]
             except ChunkviewError as e:
                 rows.append((name, "clear-error", f"{type(e).__name__}: {e}"))
                 continue
             except Exception as e:  # noqa: BLE001
                 rows.append((name, "CRASH", f"{type(e).__name__}: {e}"))
                 continue
-            if same(got, want):
+            if same(got, want) or same_variable(got, f[name]):
                 rows.append((name, "identical", ""))
             else:
                 rows.append((name, "WRONG", f"{np.asarray(got).dtype} vs {np.asarray(want).dtype}"))

@@ -267,6 +267,154 @@ def make_netcdf4(path: Path) -> Path:
     return path
 
 
+def make_netcdf_suite(folder: Path) -> dict:
+    """netCDF files written by netCDF-C (through netCDF4-python) that exercise what references
+    must carry for every reader: fill values defined, default and off; unlimited dimensions
+    written to different lengths; dimensions without variables; strings; attributes of every
+    kind; packing; times; groups; big-endian data; compression, shuffle and Fletcher-32; and
+    the three NetCDF3 formats.  ``{name: path}``."""
+    import netCDF4
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+
+    p = out["nc4_fills"] = folder / "nc4_fills.nc"
+    with netCDF4.Dataset(p, "w", format="NETCDF4") as ds:
+        ds.createDimension("t", None)
+        ds.createDimension("x", 3)
+        ds.createDimension("n", None)  # unlimited, no variable
+        ds.createDimension("free", 4)  # fixed, no variable
+        a = ds.createVariable("default_fill", "f4", ("t", "x"))  # netCDF's default fill
+        b = ds.createVariable("no_fill", "i4", ("t", "x"), fill_value=False)
+        c = ds.createVariable("own_fill", "i2", ("t", "x"), fill_value=-1)
+        d = ds.createVariable("zeros", "i4", ("x",), fill_value=False)
+        e = ds.createVariable("on_n", "f8", ("n",))
+        f = ds.createVariable("on_free", "u1", ("free",))
+        g = ds.createVariable("scalar", "i8")
+        a[0:2] = [[0, 1, 2], [3, 4, 5]]
+        b[0:4] = np.arange(12).reshape(4, 3)
+        c[0:1] = [[0, 7, 0]]
+        d[:] = [0, 1, 2]
+        e[0:7] = np.arange(7.0)
+        f[:] = [0, 255, 1, 2]
+        ds.createVariable("never", "f8", ("t",), chunksizes=(1,))  # nothing written
+
+    p = out["nc4_attrs"] = folder / "nc4_attrs.nc"
+    with netCDF4.Dataset(p, "w", format="NETCDF4") as ds:
+        ds.createDimension("x", 4)
+        ds.title = "attributes"
+        ds.setncattr_string("string_attr", "hello")
+        ds.setncattr_string("strings_attr", ["a", "bc"])
+        ds.one_int = np.int32(3)
+        ds.one_float = np.float64(1.25)
+        ds.ints = np.array([1, 2, 3], "i2")
+        ds.floats = np.array([0.5, 1.5], "f4")
+        ds.bytes_attr = np.int8(-3)
+        ds.unsigned = np.array([7], "u4")
+        ds.nan_attr = np.float64("nan")
+        v = ds.createVariable("packed", "i2", ("x",), fill_value=np.int16(-32767))
+        v.scale_factor = np.float32(0.5)
+        v.add_offset = np.float32(10.0)
+        v.units = "K"
+        v[:] = np.ma.masked_invalid([10.0, 11.0, 12.5, np.nan])
+        w = ds.createVariable("packed64", "i2", ("x",))
+        w.scale_factor = 0.25
+        w[:] = [0.0, 0.25, 0.5, 0.75]
+        ds.createDimension("time", None)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.units = "days since 2000-01-01"
+        t.calendar = "standard"
+        t[0:3] = [0.0, 1.0, 2.5]
+        t2 = ds.createVariable("time_noleap", "i4", ("time",))
+        t2.units = "hours since 1900-01-01"
+        t2.calendar = "noleap"
+        t2[0:3] = [0, 1, 2]
+
+    p = out["nc4_strings"] = folder / "nc4_strings.nc"
+    with netCDF4.Dataset(p, "w", format="NETCDF4") as ds:
+        ds.createDimension("x", 3)
+        ds.createDimension("nchar", 4)
+        s = ds.createVariable("vlen", str, ("x",))
+        s[:] = np.array(["a", "bb", "ccc"], object)
+        c = ds.createVariable("chars", "S1", ("x", "nchar"))
+        c[:] = netCDF4.stringtochar(np.array(["ab", "cdef", ""], "S4"))
+        c.long_name = "char array"
+        ds.createVariable("one_string", str, ())[...] = "single"
+
+    p = out["nc4_groups"] = folder / "nc4_groups.nc"
+    with netCDF4.Dataset(p, "w", format="NETCDF4") as ds:
+        ds.createDimension("x", 5)
+        x = ds.createVariable("x", "f4", ("x",))
+        x[:] = np.arange(5)
+        g = ds.createGroup("sub")
+        g.kind = "child"
+        g.createDimension("y", 2)
+        v = g.createVariable("v", "i4", ("x", "y"))
+        v[:] = np.arange(10).reshape(5, 2)
+        g2 = g.createGroup("deeper")
+        w = g2.createVariable("w", "f8", ("y",), fill_value=np.nan)
+        w[0] = 1.0
+
+    p = out["nc4_storage"] = folder / "nc4_storage.nc"
+    with netCDF4.Dataset(p, "w", format="NETCDF4") as ds:
+        ds.createDimension("x", 40)
+        ds.createDimension("y", 30)
+        data = np.arange(1200, dtype="f8").reshape(40, 30) % 17
+        for name, kw in (("zlib", {"zlib": True, "complevel": 4}),
+                         ("shuffled", {"zlib": True, "shuffle": True}),
+                         ("fletcher", {"zlib": True, "shuffle": True, "fletcher32": True}),
+                         ("contiguous", {"contiguous": True}),
+                         ("chunked", {"chunksizes": (7, 9)})):
+            v = ds.createVariable(name, "f8", ("x", "y"), **kw)
+            v[:] = data
+        be = ds.createVariable("big_endian", ">i4", ("x",), endian="big", zlib=True)
+        be[:] = np.arange(40) - 20
+
+    for fmt in ("NETCDF3_CLASSIC", "NETCDF3_64BIT_OFFSET", "NETCDF3_64BIT_DATA"):
+        name = "nc3_" + fmt.rsplit("_", 1)[-1].lower()
+        p = out[name] = folder / f"{name}.nc"
+        with netCDF4.Dataset(p, "w", format=fmt) as ds:
+            ds.title = fmt
+            ds.one = np.int32(1)
+            ds.createDimension("t", None)
+            ds.createDimension("x", 3)
+            ds.createDimension("nchar", 5)
+            t = ds.createVariable("t", "f8", ("t",))
+            t.units = "days since 2001-01-01"
+            t[0:4] = np.arange(4.0)
+            v = ds.createVariable("v", "f4", ("t", "x"), fill_value=np.float32(-9.5))
+            v[0:3] = np.arange(9.0).reshape(3, 3)
+            w = ds.createVariable("w", "i2", ("t", "x"))  # default fill, written short
+            w[0:2] = [[0, 1, 2], [3, 4, 5]]
+            c = ds.createVariable("name", "S1", ("x", "nchar"), fill_value=b"?")
+            c[0] = netCDF4.stringtochar(np.array(["abc"], "S5"))[0]
+            s = ds.createVariable("scaled", "i2", ("x",))
+            s.scale_factor = np.float32(0.1)
+            s[:] = [0.0, 0.1, 0.2]
+    return out
+
+
+def make_dimension_scales(path: Path) -> Path:
+    """Plain HDF5 (h5py) with dimension scales attached, as xarray's h5netcdf-less users write
+    them: compared with h5py, not netCDF."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        x = f.create_dataset("x", data=np.arange(4.0))
+        y = f.create_dataset("y", data=np.arange(3, dtype="i4"))
+        x.make_scale("x")
+        y.make_scale("y")
+        d = f.create_dataset("data", data=np.arange(12.0).reshape(4, 3), chunks=(2, 3),
+                             compression="gzip", fillvalue=-1.0)
+        d.dims[0].attach_scale(x)
+        d.dims[1].attach_scale(y)
+        d.attrs["units"] = "m"
+        d.attrs["valid"] = np.array([0.0, 100.0])
+        f.create_dataset("sparse", shape=(10,), chunks=(2,), dtype="i2", fillvalue=5)[0:2] = 1
+    return path
+
+
 def make_all(folder: Path) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,8 @@ def test_regex_order_and_cli(monthly, expected, tmp_path):
     outs = sorted(refsdir.glob("*.json"))
     assert len(outs) == 24
     for f, o in zip(monthly, outs):
-        assert chunkview.load(str(o)).to_dict() == chunkview.scan(f).to_dict()
+        assert chunkview.load(str(o)).to_dict(consolidated=True) == \
+            chunkview.scan(f).to_dict(consolidated=True)
     out = tmp_path / "c.json"
     assert main(["combine", *map(str, outs[::-1]), "-o", str(out), "--regex",
                  r"_(\d{6})\.nc"]) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -53,13 +54,16 @@ def _check_all(path, refs=None, expect_unsupported=()):
                 with pytest.raises(UnsupportedError):
                     g[name][...]
                 continue
+            if corpus.netcdf_dimension_only(f[name]):
+                assert name not in g, name  # netCDF's dimension without a variable
+                continue
             os.chdir(Path(path).parent)
             try:
-                want = f[name][()]
+                shown = corpus.shown_name(name)
+                got = g[shown if shown in g else name][...]
+                assert corpus.same(got, f[name][()]) or corpus.same_variable(got, f[name]), name
             finally:
                 os.chdir(here)
-            got = g[name][...]
-            assert corpus.same(got, want), name
             seen += 1
     return refs, seen
 
@@ -122,8 +126,9 @@ def test_types(files):
     refs, seen = _check_all(files["types"])
     assert seen == len(_datasets(files["types"]))
     attrs = json.loads(refs["i4le/.zattrs"])
-    assert attrs["int"] == -5 and attrs["float"] == 2.5 and attrs["nan"] == "NaN"
-    assert attrs["inf"] == "-Infinity" and attrs["text"] == "héllo" and attrs["bytes"] == "raw"
+    # NaN and infinities as zarr writes attributes: JSON's NaN / -Infinity tokens
+    assert attrs["int"] == -5 and attrs["float"] == 2.5 and math.isnan(attrs["nan"])
+    assert attrs["inf"] == -math.inf and attrs["text"] == "héllo" and attrs["bytes"] == "raw"
     assert attrs["array"] == [0, 1, 2, 3] and attrs["strings"] == ["a", "bc"]
     assert attrs["vlen_strings"] == ["x", "yz"] and attrs["bool"] is True
     assert attrs["complex"] == [1.0, 2.0] and attrs["compound"] == [1, 2.0]

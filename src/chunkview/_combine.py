@@ -335,7 +335,8 @@ def _chunk_key(path: str, sep: str, coords) -> str:
 
 
 def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    # NaN/Infinity tokens only ever come from attributes (zarr writes them so there)
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _k(path, name):

@@ -360,12 +360,12 @@ class CodecPipeline(BatchedCodecPipeline):
             dtype = array_metadata.dtype.to_native_dtype()
             if not dtype.hasobject:
                 pipe = pipeline_from_zarray(cfg)
-                if pipe.fast:
-                    object.__setattr__(base, "_cv_store", store)
-                    object.__setattr__(base, "_cv_steps", pipe.steps)
-                    object.__setattr__(base, "_cv_sep",
-                                       array_metadata.dimension_separator or ".")
-                    object.__setattr__(base, "_cv_ndim", len(array_metadata.shape))
+                # pipelines the C path does not decode still come here when the array has
+                # per-chunk filter masks: decode_chunks applies them by key (read())
+                object.__setattr__(base, "_cv_store", store)
+                object.__setattr__(base, "_cv_steps", pipe.steps)
+                object.__setattr__(base, "_cv_sep", array_metadata.dimension_separator or ".")
+                object.__setattr__(base, "_cv_ndim", len(array_metadata.shape))
         return base
 
     def evolve_from_array_spec(self, array_spec):
@@ -379,6 +379,8 @@ class CodecPipeline(BatchedCodecPipeline):
         if store is None:
             return await super().read(batch_info, out, drop_axes)
         batch_info = list(batch_info)
+        if self._cv_steps is None and not self._masked(batch_info):
+            return await super().read(batch_info, out, drop_axes)
         plan = self._plan(batch_info, out, drop_axes)
         if plan is None:
             return await super().read(batch_info, out, drop_axes)
@@ -386,6 +388,17 @@ class CodecPipeline(BatchedCodecPipeline):
             self._run(plan)
         else:
             await asyncio.to_thread(self._run, plan)
+
+    def _array_path(self, key: str) -> str:
+        cut = self._cv_ndim if self._cv_sep == "/" else 1
+        return "/".join(key.split("/")[:-cut])
+
+    def _masked(self, batch_info) -> bool:
+        """Whether the array read has per-chunk filter masks (``.cvmask``)."""
+        if not batch_info:
+            return False
+        layout = self._cv_store.layout(self._array_path(batch_info[0][0].path))
+        return layout is not None and bool(layout.masks)
 
     def _plan(self, batch_info, out, drop_axes):
         """The C batch for this read, or None when some part is not covered."""
@@ -449,9 +462,7 @@ class CodecPipeline(BatchedCodecPipeline):
     def _run(self, plan):
         keys, full, sel, out_offsets = plan
         store = self._cv_store
-        parts = keys[0].split("/")
-        cut = self._cv_ndim if self._cv_sep == "/" else 1
-        array_path = "/".join(parts[:-cut])
+        array_path = self._array_path(keys[0])
         info = store.virtual_info(array_path)
         if info is not None:  # zarr sees virtual chunks of whole stored chunks
             coords = [tuple(int(x) for x in k.rpartition("/")[2].split(".")) for k in keys]

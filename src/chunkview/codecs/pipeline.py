@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chunkview import _decode
+from chunkview.codecs.masked import unwrap
 from chunkview.errors import DecodeError
 
 _INFLATE = {"zlib": "zlib", "gzip": "gzip"}
@@ -82,6 +83,9 @@ def pipeline_from_zarray(meta: dict) -> Pipeline:
     configs = [dict(f) for f in (meta.get("filters") or [])]
     if meta.get("compressor") is not None:
         configs.append(dict(meta["compressor"]))
+    # chunkview reads per-chunk masks by key from .cvmask: the wrapper other readers need
+    # (hdf5_masked, which finds masks from the chunks' bytes) is not one of its steps
+    configs = unwrap(configs)
     steps = []
     for bit in range(len(configs) - 1, -1, -1):  # decode order
         cfg = configs[bit]

@@ -14,6 +14,7 @@ and the scanner's filter mapping name).  Each codec decodes the bytes one HDF5 f
 ``hdf5_bzip2``        (307)   the bzip2 filter (one bzip2 stream), via the standard library
 ``hdf5_scaleoffset``    (6)   H5Zscaleoffset.c (integer and float D-scale), numpy
 ``hdf5_nbit``           (5)   H5Znbit.c (integer, float, array and compound types), numpy
+``hdf5_masked``         (-)   any of these pipelines with per-chunk filter masks (``.masked``)
 ============================  ===================================================================
 
 Decoding returns the chunk's bytes in the dataset's dtype and byte order.  Corrupt or
@@ -35,6 +36,7 @@ from chunkview.codecs.common import dtype_from_json, dtype_to_json
 from chunkview.codecs.fletcher32 import HDF5Fletcher32
 from chunkview.codecs.lz4 import HDF5LZ4
 from chunkview.codecs.lzf import HDF5LZF
+from chunkview.codecs.masked import HDF5Masked
 from chunkview.codecs.nbit import HDF5NBit
 from chunkview.codecs.scaleoffset import HDF5ScaleOffset
 from chunkview.codecs.shuffle import HDF5Shuffle
@@ -55,6 +57,7 @@ __all__ = [
     "HDF5Shuffle",
     "HDF5Fletcher32",
     "HDF5StrPad",
+    "HDF5Masked",
     "dtype_to_json",
     "dtype_from_json",
 ]

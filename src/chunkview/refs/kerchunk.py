@@ -15,6 +15,7 @@ import numpy as np
 
 from chunkview._index import ChunkIndex
 from chunkview.errors import ReferenceFormatError
+from chunkview.keys import ZMETADATA_KEY, is_reserved
 from chunkview.refs import templates as _templates
 
 
@@ -42,7 +43,85 @@ def index_from_dict(refs: Mapping, template_overrides: dict | None = None,
         set_value(index, key, value, source)
     _templates.render_index_urls(index, templates, source=source)
     _templates.expand_gen(index, gens, templates, source=source)
+    lift_reserved(index, source)
     return index, templates
+
+
+_ZARR_META = (".zarray", ".zattrs", ".zgroup")
+
+
+def consolidate(refs: dict) -> dict:
+    """A kerchunk ``refs`` body made readable as consolidated zarr: ``.zmetadata`` holds every
+    ``.zarray``/``.zattrs``/``.zgroup`` parsed (what zarr and xarray read with
+    ``consolidated=True``), and chunkview's own keys (``.cv*``) move into its ``"chunkview"``
+    object, where zarr does not look (zarr reads ``.zmetadata``'s ``"metadata"`` as
+    ``<path>/.<kind>`` and lists other keys as nodes).  :func:`lift_reserved` moves them back
+    on load.  The body is returned unchanged when some metadata is not inline JSON."""
+    meta, extra = {}, {}
+    for key, value in refs.items():
+        last = key.rsplit("/", 1)[-1]
+        if last in _ZARR_META or is_reserved(last):
+            if not isinstance(value, str) or value.startswith("base64:"):
+                return refs
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return refs
+            if last in _ZARR_META:
+                meta[key] = parsed
+            else:  # kept as its text: loading gives back the same bytes
+                extra[key] = value
+    if not meta:
+        return refs
+    for key in [k for k in meta if k.endswith(".zarray") and not zarr_reads(meta[k])]:
+        # an array zarr-python has no data type for would make it refuse the whole group:
+        # left out, it is still listed and fails alone, as without consolidated metadata
+        del meta[key]
+        meta.pop(key[:-len(".zarray")] + ".zattrs", None)
+    out = {k: v for k, v in refs.items() if k not in extra and k != ZMETADATA_KEY}
+    doc: dict = {"zarr_consolidated_format": 1, "metadata": meta}
+    if extra:
+        doc["chunkview"] = extra
+    out[ZMETADATA_KEY] = json.dumps(doc, separators=(",", ":"))
+    return out
+
+
+def zarr_reads(zarray) -> bool:
+    """Whether zarr-python accepts this ``.zarray`` (it has no data type for records with
+    nested records or sub-arrays, for one)."""
+    try:
+        from zarr.core.metadata.v2 import ArrayV2Metadata
+    except ImportError:  # pragma: no cover - another zarr: nothing to check against
+        return True
+    try:
+        ArrayV2Metadata.from_dict(dict(zarray))
+    except Exception:  # noqa: BLE001 - whatever zarr refuses
+        return False
+    return True
+
+
+def lift_reserved(index: ChunkIndex, source=None) -> None:
+    """chunkview's own keys kept in ``.zmetadata``'s ``"chunkview"`` object (see
+    :func:`consolidate`) made keys again; keys already present win."""
+    if ZMETADATA_KEY not in index:
+        return
+    try:
+        raw = index.inline(ZMETADATA_KEY)
+    except (KeyError, ValueError, TypeError):
+        return  # a reference to a file, not inline JSON: nothing of chunkview's there
+    if raw is None or b'"chunkview"' not in raw:
+        return
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return  # not chunkview's: zarr reports bad consolidated metadata itself
+    extra = doc.get("chunkview") if isinstance(doc, dict) else None
+    if not isinstance(extra, dict):
+        return
+    for key, value in extra.items():
+        if isinstance(key, str) and is_reserved(key.rsplit("/", 1)[-1]) and key not in index:
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            index.set_inline(key, text.encode())
 
 
 def index_from_json(data: bytes, template_overrides: dict | None = None,
@@ -64,6 +143,7 @@ def index_from_json(data: bytes, template_overrides: dict | None = None,
         index.set_inline(key, _dumps_like_fsspec(json.loads(raw_value)))
     _templates.render_index_urls(index, templates, source=source)
     _templates.expand_gen(index, gens, templates, source=source)
+    lift_reserved(index, source)
     return index, templates
 
 

@@ -15,7 +15,13 @@ from chunkview._index import INLINE, MISSING, WHOLE, ChunkIndex
 from chunkview.errors import ReferenceFormatError
 from chunkview.refs import templates as _templates
 from chunkview.refs.formats import guess_format
-from chunkview.refs.kerchunk import index_from_dict, index_from_json, inline_text, set_value
+from chunkview.refs.kerchunk import (
+    consolidate,
+    index_from_dict,
+    index_from_json,
+    inline_text,
+    set_value,
+)
 from chunkview.refs.parquet.write import write_parquet
 from chunkview.refs.protocol import ItemsViewOf, same_references, sources_of
 
@@ -173,9 +179,11 @@ class References(Mapping):
 
     # ----------------------------------------------------------------- output
 
-    def to_dict(self, *, templates: bool = True) -> dict:
+    def to_dict(self, *, templates: bool = True, consolidated: bool = False) -> dict:
         """The kerchunk spec v1 dict.  URLs starting with a template's value are written with
-        the template (``{{u}}...``) when ``templates`` is true."""
+        the template (``{{u}}...``) when ``templates`` is true.  ``consolidated``: with zarr's
+        consolidated metadata in ``.zmetadata`` and chunkview's own keys moved inside it
+        (:func:`chunkview.refs.kerchunk.consolidate`), as :meth:`save` writes JSON."""
         subs = _templates.reverse_table(self.templates) if templates else []
         url_text = [_templates.apply_reverse(u, subs) for u in self.urls]
         keys, ids, offs, lens = self._index.to_arrays()
@@ -194,7 +202,7 @@ class References(Mapping):
         used = {name for name, _ in subs if any(("{{%s}}" % name) in u for u in url_text)}
         if used:
             out["templates"] = {k: v for k, v in self.templates.items() if k in used}
-        out["refs"] = refs
+        out["refs"] = consolidate(refs) if consolidated else refs
         return out
 
     def save(self, path, format: str | None = None, *, storage_options: dict | None = None,
@@ -206,6 +214,7 @@ class References(Mapping):
 
         fmt = format or guess_format(str(path))
         if fmt == "json":
+            kwargs.setdefault("consolidated", True)
             text = json.dumps(self.to_dict(**kwargs), separators=(",", ":")).encode()
             with fsspec.open(str(path), "wb", **(storage_options or {})) as f:
                 f.write(text)

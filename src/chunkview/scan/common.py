@@ -9,34 +9,37 @@ import math
 import numpy as np
 
 
-def json_value(v):
+def json_value(v, text_floats: bool = True):
     """An attribute or fill value as JSON-safe Python (NaN/inf as zarr v2's strings, bytes as
-    text, arrays as lists, compound as lists of fields)."""
+    text, arrays as lists, compound as lists of fields).  ``text_floats=False`` keeps NaN and
+    infinities as floats, as zarr writes them in attributes (JSON's NaN/Infinity tokens)."""
     if isinstance(v, np.ndarray):
         if v.dtype.kind in "fcOSUV" or v.dtype.fields is not None:
-            return [json_value(x) for x in v.tolist()] if v.ndim else json_value(v[()])
+            return [json_value(x, text_floats) for x in v.tolist()] if v.ndim else json_value(v[()], text_floats)
         return v.tolist()
     if isinstance(v, np.void):
         if v.dtype.fields is not None:
-            return [json_value(v[n]) for n in v.dtype.names]
+            return [json_value(v[n], text_floats) for n in v.dtype.names]
         return "base64:" + base64.b64encode(v.tobytes()).decode()
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float):
+        if not text_floats:
+            return v
         if math.isnan(v):
             return "NaN"
         if math.isinf(v):
             return "Infinity" if v > 0 else "-Infinity"
         return v
     if isinstance(v, complex):
-        return [json_value(v.real), json_value(v.imag)]
+        return [json_value(v.real, text_floats), json_value(v.imag, text_floats)]
     if isinstance(v, bytes):
         try:
             return v.decode("utf-8")
         except UnicodeDecodeError:
             return "base64:" + base64.b64encode(v).decode()
     if isinstance(v, (list, tuple)):
-        return [json_value(x) for x in v]
+        return [json_value(x, text_floats) for x in v]
     if isinstance(v, (bool, int, str)) or v is None:
         return v
     if type(v).__name__ == "Empty":  # h5py.Empty: an attribute with a null dataspace

@@ -84,6 +84,11 @@ def _dumps(obj) -> str:
     return json.dumps(obj, allow_nan=False)
 
 
+def _dumps_attrs(obj) -> str:
+    """Attributes as zarr writes them: NaN and infinities as JSON's NaN/Infinity tokens."""
+    return json.dumps(obj)
+
+
 class _Var:
     __slots__ = ("name", "dimids", "attrs", "nc_type", "vsize", "begin", "offset",
                  "shape", "dims", "is_record", "rowbytes", "vlen", "dtype")
@@ -217,7 +222,7 @@ def _attr_json(t: int, values: np.ndarray):
     if t == 2:
         return values.tobytes().decode("utf-8", "replace").replace("\x00", "")
     if values.dtype.kind == "f":
-        out = [json_value(x) for x in values.tolist()]
+        out = [json_value(x, text_floats=False) for x in values.tolist()]
     else:
         out = [int(x) for x in values.tolist()]
     return out[0] if len(out) == 1 else out
@@ -405,7 +410,7 @@ def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <<
     # ---------------------------------------------------------------- references
     refs: dict = {
         ".zgroup": _dumps({"zarr_format": 2}),
-        ".zattrs": _dumps({k: _attr_json(t, a) for k, (t, a) in gattrs.items()}),
+        ".zattrs": _dumps_attrs({k: _attr_json(t, a) for k, (t, a) in gattrs.items()}),
     }
     _attr_types(refs, "", gattrs)
     for v in variables:
@@ -437,7 +442,7 @@ def scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <<
         attrs = {k: _attr_json(t, a) for k, (t, a) in v.attrs.items()}
         attrs[DIMENSION_KEY] = v.dims
         refs[f"{v.name}/.zarray"] = _dumps(zarray)
-        refs[f"{v.name}/.zattrs"] = _dumps(attrs)
+        refs[f"{v.name}/.zattrs"] = _dumps_attrs(attrs)
         _attr_types(refs, v.name + "/", v.attrs)
         if total == 0:
             continue

@@ -98,9 +98,13 @@ class LazyParquetReferences(Mapping):
         extra = met.get("chunkview")  # top-level chunkview keys (zarr reads no others there)
         if isinstance(extra, dict):
             for k, v in extra.items():
-                if isinstance(k, str) and is_reserved(k) and "/" not in k:
-                    self._meta[k] = json.dumps(v).encode()
-        self._fields = _fields_of(metadata, rs, path)
+                if isinstance(k, str) and (is_reserved(k.rsplit("/", 1)[-1]) or
+                                           k.rsplit("/", 1)[-1] in (".zarray", ".zattrs")):
+                    self._meta[k] = (v if isinstance(v, str) else json.dumps(v)).encode()
+        # arrays zarr-python cannot parse are kept beside "metadata" (see write_parquet)
+        arrays = {k: v for k, v in (extra or {}).items() if isinstance(k, str)
+                  and k.endswith(".zarray")} if isinstance(extra, dict) else {}
+        self._fields = _fields_of({**metadata, **arrays}, rs, path)
         # metadata keys that look like chunk keys win over the chunk (as in fsspec)
         self._shadow = {k for k in metadata if self._locate(k) is not None}
 

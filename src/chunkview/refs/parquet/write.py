@@ -12,7 +12,7 @@ import numpy as np
 from chunkview._index import INLINE
 from chunkview.errors import ReferenceFormatError
 from chunkview.keys import RESERVED_PREFIX, is_reserved
-from chunkview.refs.kerchunk import index_from_dict
+from chunkview.refs.kerchunk import index_from_dict, zarr_reads
 from chunkview.refs.parquet.layout import (
     _I64_MAX,
     _PANDAS_META,
@@ -152,9 +152,16 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
                                   lambda j, _p=pos[s:e]: inline_of(keys[_p[j]]), url_array)
             with fs.open(_record_path(path, name, rec), "wb") as fh:
                 pq.write_table(table, fh, **opts)
-    # top-level chunkview keys (".cvsources") cannot sit in zarr's consolidated metadata,
-    # which zarr parses as "<path>/.<kind>": they get a field of their own
-    extra = {k: metadata.pop(k) for k in list(metadata) if is_reserved(k)}
+    # chunkview's own keys (".cvsources", "<array>/.cvmask", ".cvnetcdf"...) cannot sit in
+    # zarr's consolidated metadata, which zarr parses as "<path>/.<kind>": they get a field of
+    # their own, which fsspec and zarr do not read
+    extra = {k: metadata.pop(k) for k in list(metadata) if is_reserved(k.rsplit("/", 1)[-1])}
+    # so do arrays zarr-python has no data type for: it would refuse the whole group
+    for key in [k for k in metadata if k.endswith(".zarray") and not zarr_reads(metadata[k])]:
+        extra[key] = metadata.pop(key)
+        attrs = key[:-len(".zarray")] + ".zattrs"
+        if attrs in metadata:
+            extra[attrs] = metadata.pop(attrs)
     met = {"metadata": metadata, "record_size": record_size, "zarr_consolidated_format": 1}
     if extra:
         met["chunkview"] = extra

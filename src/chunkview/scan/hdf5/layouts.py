@@ -24,6 +24,7 @@ from chunkview.scan.hdf5.meta import (
     _coord_key,
     _hard_address,
     _json,
+    _json_attrs,
     _k,
     _key0,
     _shift_key,
@@ -159,7 +160,7 @@ class LayoutsMixin:
         if arr.size:
             self.out.inline[_k(path, _key0(len(shape)))] = arr.tobytes()
         self.out.inline[_k(path, ".zarray")] = _json(meta)
-        self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+        self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
 
     def _contiguous(self, fmt, url, path, address, size, full_shape, item):
         nbytes = int(np.prod(full_shape, dtype=np.int64)) * item

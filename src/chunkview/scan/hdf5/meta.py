@@ -20,6 +20,11 @@ def _json(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
+def _json_attrs(obj) -> str:
+    """Attributes as zarr writes them: NaN and infinities as JSON's NaN/Infinity tokens."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
 # ---------------------------------------------------------------------- JSON values
 
 

@@ -21,10 +21,12 @@ from chunkview.errors import ChunkviewError, ScanError, UnsupportedError, missin
 from chunkview.keys import DIMENSION_KEY, ERROR_KEY, NETCDF_KEY
 from chunkview.scan.common import contiguous_chunking, json_value
 from chunkview.scan.hdf5 import format as H
+from chunkview.scan.hdf5.finish import NetCDFDims, finish_masks, is_netcdf4
 from chunkview.scan.hdf5.layouts import LayoutsMixin
 from chunkview.scan.hdf5.meta import (
     _hard_address,
     _json,
+    _json_attrs,
     _k,
     _key0,
     _string_regions,
@@ -37,6 +39,7 @@ from chunkview.scan.output import ScanOutput
 # when the zarr fill_value is only HDF5's fill value (no _FillValue attribute),
 # {"dimension_only": true} for a netCDF dimension that is not a variable
 _DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
+_NON_COORD = "_nc4_non_coord_"
 
 # attributes netCDF-4 and the dimension-scale API keep for themselves
 _HIDDEN_ATTRS = {"_Netcdf4Dimid", "_Netcdf4Coordinates", "_NCProperties", "_nc3_strict",
@@ -61,6 +64,9 @@ class HDF5Scanner(LayoutsMixin):
         self._linked = {}  # resolved path or URL -> h5py file, for external links and VDS
         self._fileobjs = []  # the file objects libhdf5 reads through (see _h5_through)
         self._dimnames = {}  # (group path, length) -> phony dimension name
+        self.netcdf = False  # a netCDF-4 file: its variables follow netCDF-C's rules
+        self.nc = NetCDFDims()  # netCDF dimensions and implicit fills, for finish()
+        self._dims_only = set()  # (file, name) of netCDF dimension scales, not variables
         self.out = ScanOutput()
 
     def _open_h5(self):
@@ -151,8 +157,13 @@ class HDF5Scanner(LayoutsMixin):
         try:
             self._root_name = f.file.filename
             self._files[f.file.filename] = (self.fmt, self.url)
+            self.netcdf = is_netcdf4(f)
             try:
                 self._group(f, "", set())
+                readers = {url: fmt.reader for fmt, url in self._files.values()}
+                if self.netcdf:
+                    self.nc.finish(self.out)
+                finish_masks(self.out, readers)
             except ChunkviewError:
                 self._raise_refused()
                 raise
@@ -181,15 +192,27 @@ class HDF5Scanner(LayoutsMixin):
         active = active | {ident}
         self.out.inline[_k(path, ".zgroup")] = _json({"zarr_format": 2})
         attrs, types = self._attrs(g, path)
-        self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+        self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
         self._netcdf_facts(g, path, types, dataset=False)
         try:
             names = list(g)
         except Exception as e:  # the HDF5 library cannot list this group: a corrupt file
             raise ScanError(f"cannot list group {path or '/'!r}: {type(e).__name__}: {e}",
                             url=self.url, path=path or "/") from None
+        # a dataset named like a variable stored as "_nc4_non_coord_<name>" is that
+        # dimension's scale, not a variable
+        shadowed = {n[len(_NON_COORD):] for n in names if n.startswith(_NON_COORD)} \
+            if self.netcdf else set()
         for name in names:
-            child = posixpath.join(path, name) if path else name
+            if name in shadowed:
+                self._dims_only.add((g.file.filename, g.name.rstrip("/") + "/" + name))
+            shown = name
+            if self.netcdf and name.startswith(_NON_COORD):
+                # netCDF-C's name for a variable named like a dimension it is not the
+                # coordinate of; netCDF readers show the real name (the dimension itself is
+                # not an array here)
+                shown = name[len(_NON_COORD):]
+            child = posixpath.join(path, shown) if path else shown
             try:
                 addr = _hard_address(g, name, path)
             except UnsupportedError as e:
@@ -254,7 +277,9 @@ class HDF5Scanner(LayoutsMixin):
             if name == "NAME" and obj.attrs.get("CLASS") in (b"DIMENSION_SCALE",
                                                             "DIMENSION_SCALE"):
                 continue
-            out[name] = json_value(v)
+            if self.netcdf:
+                v = _as_netcdf(v)
+            out[name] = json_value(v, text_floats=False)
             dt = getattr(v, "dtype", None)
             if dt is not None and dt.kind in "iuf" and dt.fields is None:
                 types[name] = dt.str
@@ -275,20 +300,25 @@ class HDF5Scanner(LayoutsMixin):
             hit = self._files[fn] = (H.H5File(r, checksums=self.checksums), r.url)
         return hit
 
-    def _dims(self, d, path, shape):
+    def _dims(self, d, path, shape, array=True):
         names = []
         is_scale = d.attrs.get("CLASS") in (b"DIMENSION_SCALE", "DIMENSION_SCALE")
+        ids = []  # the dimension scale of each axis, for netCDF's unlimited dimensions
         for i, n in enumerate(shape):
             name = None
+            ident = None
             if is_scale and i == 0:
                 name = posixpath.basename(path)
+                ident = (d.file.filename, d.name)
             else:
                 try:
                     scales = d.dims[i]
                     if len(scales):
                         name = posixpath.basename(scales[0].name)
+                        ident = (scales[0].file.filename, scales[0].name)
                 except Exception:
                     name = None
+            ids.append(ident)
             if name is None:
                 key = (posixpath.dirname(path), n)
                 name = self._dimnames.get(key)
@@ -296,6 +326,9 @@ class HDF5Scanner(LayoutsMixin):
                     k = sum(1 for g, _ in self._dimnames if g == key[0])
                     name = self._dimnames[key] = f"phony_dim_{k}"
             names.append(name)
+        if self.netcdf:
+            maxshape = d.maxshape or shape
+            self.nc.axes(path, ids, shape, [m is None for m in maxshape], array=array)
         return names
 
     def _dataset(self, d, path, addr):
@@ -306,7 +339,13 @@ class HDF5Scanner(LayoutsMixin):
         if d.shape is None:  # a null dataspace: no elements at all
             raise UnsupportedError("dataset with a null dataspace holds no data")
         attrs, types = self._attrs(d, path)
-        attrs[DIMENSION_KEY] = self._dims(d, path, shape)
+        dimension_only = self.netcdf and (_dimension_only(d) or
+                                          (d.file.filename, d.name) in self._dims_only)
+        attrs[DIMENSION_KEY] = self._dims(d, path, shape, array=not dimension_only)
+        if dimension_only:
+            # a netCDF dimension without a variable: not an array (netCDF-C and kerchunk
+            # show none); its length counts towards an unlimited dimension's (finish())
+            return
         self._netcdf_facts(d, path, types)
         sinfo = h5py.check_string_dtype(dt)
         if sinfo is not None and sinfo.length is None:
@@ -331,6 +370,20 @@ class HDF5Scanner(LayoutsMixin):
                           base)
         except Exception:
             fill = None
+        if self.netcdf:
+            # zarr's fill_value is what readers mask (xarray reads it as _FillValue): only a
+            # _FillValue the file defines; HDF5's implicit fill (netCDF's default fill value)
+            # is what never-written chunks hold, and finish() writes those chunks out
+            defined = d.attrs.get("_FillValue") if "_FillValue" in d.attrs else None
+            if defined is None:
+                if fill is not None and fill != 0 and extra == ():
+                    self.nc.implicit_fill(path, fill)
+                fill = None
+            elif extra == ():
+                try:
+                    fill = fill_json(np.asarray(defined).reshape(-1)[0], base)
+                except Exception:  # noqa: BLE001 - a _FillValue of another type: HDF5's
+                    pass
         meta = {"zarr_format": 2, "shape": list(shape) + list(extra), "dtype": spec,
                 "order": "C", "compressor": None, "filters": None, "fill_value": fill,
                 "dimension_separator": "."}
@@ -342,7 +395,7 @@ class HDF5Scanner(LayoutsMixin):
                 raise UnsupportedError("virtual dataset of an array type")
             self._virtual(d, path, shape, meta)
             self.out.inline[_k(path, ".zarray")] = _json(meta)
-            self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+            self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
             return
         nexternal = dcpl.get_external_count() if lay.cls == H.CONTIGUOUS else 0
         regions = _string_regions(d.id.get_type())
@@ -377,9 +430,9 @@ class HDF5Scanner(LayoutsMixin):
                 size = lay.size * (itemsize if lay.params.get("v1_elements") else 1)
                 self._contiguous(fmt, url, path, lay.address, size, full, item)
         self.out.inline[_k(path, ".zarray")] = _json(meta)
-        self.out.inline[_k(path, ".zattrs")] = _json(attrs)
+        self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
 
-    def _netcdf_facts(self, obj, path, types, dataset=True):
+    def _netcdf_facts(self, obj, path, types, dataset=True):  # noqa: C901
         """What netCDF readers see that zarr metadata cannot say, under NETCDF_KEY."""
         facts = {}
         if types:
@@ -398,6 +451,32 @@ class HDF5Scanner(LayoutsMixin):
                 pass
         if facts:
             self.out.inline[_k(path, NETCDF_KEY)] = _json(facts)
+
+
+def _as_netcdf(v):
+    """An attribute value as netCDF4-python reports it: a one-element array as a scalar, text
+    decoded as UTF-8 with replacement characters, an empty text attribute as ''."""
+    if isinstance(v, np.ndarray) and v.shape == (1,):
+        v = v[0]
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode("utf-8", "replace")
+    if type(v).__name__ == "Empty" and getattr(v, "dtype", None) is not None and \
+            v.dtype.kind in "SUO":
+        return ""
+    return v
+
+
+def _dimension_only(d) -> bool:
+    """Whether dataset ``d`` is netCDF-4's stand-in for a dimension without a variable."""
+    try:
+        if d.attrs.get("CLASS") not in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
+            return False
+        name = d.attrs.get("NAME")
+    except Exception:  # noqa: BLE001 - unreadable attributes are reported by _attrs
+        return False
+    if isinstance(name, str):
+        name = name.encode()
+    return isinstance(name, bytes) and name.startswith(_DIM_ONLY)
 
 
 def scan(reader, *, inline_threshold: int = 0, chunk_bytes: int = 4 << 20,
