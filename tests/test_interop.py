@@ -448,3 +448,35 @@ def test_corpus_netcdf_through_zarr_engine(tmp_path):
     print(counts)
     assert not bad, "\n".join(bad)
     assert counts["equal"] > 0
+
+
+def test_combined_masks_reach_other_readers(tmp_path):
+    """Combining files whose chunks skip filters in different places gives one hdf5_masked
+    wrapper for the result: fsspec + zarr-python read the combined set as h5py reads each
+    file (an input without masks and inputs with them mix)."""
+    import zlib
+
+    import h5py
+
+    def make(name, raw):
+        p = tmp_path / name
+        with h5py.File(p, "w", libver="latest") as f:
+            d = f.create_dataset("v", shape=(40,), chunks=(10,), dtype="<i4",
+                                 compression="gzip")
+            for i in range(4):
+                block = np.arange(i * 10, i * 10 + 10, dtype="<i4") + len(name)
+                if i in raw:
+                    d.id.write_direct_chunk((i * 10,), block.tobytes(), filter_mask=1)
+                else:
+                    d.id.write_direct_chunk((i * 10,), zlib.compress(block.tobytes()))
+        return str(p)
+
+    files = [make("a.h5", {1}), make("bb.h5", set()), make("ccc.h5", {0, 3})]
+    refs = chunkview.combine(files, concat_dim="f")
+    (wrapper,) = json.loads(refs["v/.zarray"])["filters"]
+    assert wrapper["id"] == "hdf5_masked" and wrapper["lengths"] == {"40": 1}
+    refs.save(str(tmp_path / "c.json"))
+    g = zarr.open_group(_mapper(str(tmp_path / "c.json")), mode="r", zarr_format=2)
+    want = np.stack([h5py.File(f)["v"][:] for f in files])
+    np.testing.assert_array_equal(g["v"][:], want)
+    np.testing.assert_array_equal(chunkview.open(refs)["v"][:], want)

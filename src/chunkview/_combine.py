@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,9 @@ from chunkview._combine_coords import (
     _regex_labels,
 )
 from chunkview._index import INLINE
+from chunkview.codecs.masked import CODEC_ID as MASKED_ID
+from chunkview.codecs.masked import table as mask_table
+from chunkview.codecs.masked import unwrap
 from chunkview.errors import CombineError, ReferenceFormatError
 from chunkview.keys import (
     DIMENSION_KEY,
@@ -280,6 +284,57 @@ class _Out:
         self.inline: dict[str, bytes] = {}
         self.grids: dict[str, list] = {}  # array path -> [(_Part, sep, shift, lead)]
         self.masks: dict[str, dict] = {}
+        self.digests: dict[str, dict] = {}  # array path -> the inputs' hdf5_masked digests
+
+    def note_codecs(self, path: str, meta: dict) -> None:
+        """Keep the digests an input's ``hdf5_masked`` wrapper of array ``path`` knows."""
+        for f in meta.get("filters") or []:
+            if isinstance(f, dict) and f.get("id") == MASKED_ID:
+                table = self.digests.setdefault(path, {})
+                for n, d in (f.get("digests") or {}).items():
+                    table.setdefault(str(n), {}).update(d)
+
+    def _rewrap(self, path: str) -> None:
+        """Array ``path``'s codecs wrapped in ``hdf5_masked`` for the combined chunks' masks
+        (other readers find masks from the chunks' stored lengths), or unwrapped if none."""
+        zkey = _k(path, ".zarray")
+        raw = self.inline.get(zkey)
+        if raw is None:
+            return
+        meta = json.loads(raw)
+        had = any(isinstance(f, dict) and f.get("id") == MASKED_ID
+                  for f in meta.get("filters") or [])
+        masks = self.masks.get(path)
+        if not masks and not had:
+            return
+        chain = _chain(meta)
+        meta["filters"], meta["compressor"] = chain or None, None
+        if masks:
+            sizes = {}
+            for part, sep, shift, lead in self.grids.get(path, []):
+                coords = _move(part.coords(), shift, lead)
+                for c, n in zip(coords.tolist(), part.lengths.tolist()):
+                    sizes[_chunk_key("", sep, c)] = int(n)
+            pre = path + "/" if path else ""
+            for k, v in self.inline.items():
+                if k.startswith(pre) and "/" not in k[len(pre):] and \
+                        not k[len(pre):].startswith("."):
+                    sizes[k[len(pre):]] = len(v)
+            lengths, digests, _ = mask_table(masks, sizes)
+            known = self.digests.get(path, {})
+            missing = [n for n in digests if not known.get(n)]
+            if missing:
+                warnings.warn(f"array {path!r}: combined chunks of stored length(s) {missing} "
+                              "have different HDF5 filter masks; readers other than "
+                              "chunkview cannot tell them apart", stacklevel=3)
+            wrapper = {"id": MASKED_ID, "codecs": chain}
+            if lengths:
+                wrapper["lengths"] = lengths
+            found = {n: known[n] for n in digests if known.get(n)}
+            if found:
+                wrapper["digests"] = found
+            meta["filters"] = [wrapper]
+        self.inline[zkey] = _dumps(meta)
 
     def place(self, path: str, sep: str, part: _Part, shift=None, lead=None):
         """Add ``part`` to array ``path``, its chunk coordinates moved by ``shift`` (per
@@ -298,6 +353,9 @@ class _Out:
 
     def references(self, sources: dict) -> References:
         from chunkview._index import ChunkIndex
+
+        for path in set(self.masks) | set(self.digests):
+            self._rewrap(path)
 
         index = ChunkIndex()
         total = sum(len(p[0].ids) for parts in self.grids.values() for p in parts)
@@ -339,6 +397,14 @@ def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def _chain(meta: dict) -> list:
+    """An array's codecs in writing order, an ``hdf5_masked`` wrapper unwrapped."""
+    configs = list(meta.get("filters") or [])
+    if meta.get("compressor"):
+        configs.append(meta["compressor"])
+    return unwrap(configs)
+
+
 def _k(path, name):
     return f"{path}/{name}" if path else name
 
@@ -352,6 +418,10 @@ def _check_meta(var: _Var, first: _Var, name: str, first_name: str, skip_axis=No
         a, b = var.meta.get(f), first.meta.get(f)
         if f == "dimension_separator":
             a, b = a or ".", b or "."
+        elif f == "filters":  # the codecs, whatever masks each input's hdf5_masked knows
+            a, b = _chain(var.meta), _chain(first.meta)
+        elif f == "compressor":
+            continue
         if a != b:
             raise CombineError(f"{var.path!r}: {f} {a!r} in {name} differs from {b!r} in "
                                f"{first_name}")
@@ -517,6 +587,7 @@ def combine(inputs: Sequence, concat_dim: str | None = "time", *, order_by: str 
         parts, lengths, cvals = {}, {}, None
         for path, (how, axis) in plan.items():
             var, fv = inp.vars[path], first.vars[path]
+            out.note_codecs(path, var.meta)
             if how == "same":
                 if n == 0:
                     parts[path] = _extract(inp, var)
@@ -660,6 +731,7 @@ def merge(inputs: Sequence, *, check_data: bool = True, storage_options: dict | 
                 owner[path] = (inp.name, var)
                 part = _extract(inp, var)
                 out.place(path, var.sep, part)
+                out.note_codecs(path, var.meta)
                 if agree.first(inp, var, part):
                     keep = True
                 out.inline[_k(path, ".zarray")] = _dumps(var.meta)
