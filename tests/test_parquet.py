@@ -216,8 +216,10 @@ def test_read_fsspec_written_parquet(data, tmp_path, record_size):
                 assert key not in rfs_pq.references
                 with pytest.raises(FileNotFoundError):
                     rfs_pq.cat_file(key)
-    assert len(lazy) == len(bulk) == len(refs["refs"])
-    assert set(lazy) == set(bulk) == set(refs["refs"])
+    # a parquet set serves its .zmetadata file as a key, as fsspec's LazyReferenceMapper does
+    assert ".zmetadata" in lazy and ".zmetadata" in bulk
+    assert len(lazy) == len(bulk) == len(refs["refs"]) + 1
+    assert set(lazy) == set(bulk) == set(refs["refs"]) | {".zmetadata"}
     assert dict(iter(lazy.items())) == dict(iter(bulk.items()))
     assert lazy == bulk and bulk == lazy
     assert lazy.templates == {} and lazy.source == url
@@ -273,7 +275,7 @@ def test_written_parquet_read_by_fsspec(data, tmp_path, engine, record_size):
             np.testing.assert_array_equal(got, want, err_msg=name)
     # and by chunkview itself, lazily and in bulk
     lazy = LazyParquetReferences(url)
-    assert set(lazy) == set(refs["refs"])
+    assert set(lazy) == set(refs["refs"]) | {".zmetadata"}
     for key, want in refs["refs"].items():
         assert same_value(lazy[key], want, key), key
     assert lazy.to_references() == lazy
@@ -348,7 +350,8 @@ def test_listing_matches_references(data, tmp_path):
     assert set(a) == set(b)
     for d in b:
         assert a[d]["dirs"] == b[d]["dirs"], d
-        assert sorted(a[d]["files"]) == sorted(b[d]["files"]), d
+        extra = [".zmetadata"] if d == "" else []  # the parquet set's own file, a key
+        assert sorted(a[d]["files"]) == sorted(b[d]["files"] + extra), d
     assert a.get("nope") is None
 
 
@@ -361,7 +364,7 @@ def test_round_trip_identical(data, tmp_path):
     write_parquet(r1, str(tmp_path / "p1"), record_size=6)
     r2 = LazyParquetReferences(str(tmp_path / "p1")).to_references()
     # metadata comes back as json.dumps of the parsed JSON: equal as JSON, every other key equal
-    assert set(r1) == set(r2)
+    assert set(r1) | {".zmetadata"} == set(r2)
     for k in r1:
         if is_meta(k):
             assert json.loads(r1[k]) == json.loads(r2[k]), k
@@ -382,7 +385,14 @@ def test_round_trip_identical(data, tmp_path):
     # lazy -> parquet over its own root: loaded first, so nothing is lost
     lazy = LazyParquetReferences(str(tmp_path / "p2"))
     write_parquet(lazy, str(tmp_path / "p2"), record_size=1000)
-    assert LazyParquetReferences(str(tmp_path / "p2")) == r3
+    again = LazyParquetReferences(str(tmp_path / "p2"))
+    assert json.loads(again[".zmetadata"])["record_size"] == 1000  # the layout's own index
+    assert _items(again) == _items(r3)
+
+
+def _items(refs) -> dict:
+    """A reference set's items but the parquet layout's own index (.zmetadata)."""
+    return {k: v for k, v in refs.items() if k != ".zmetadata"}
 
 
 def test_save_and_load(data, tmp_path):
@@ -395,7 +405,7 @@ def test_save_and_load(data, tmp_path):
     lazy = chunkview.load(path, lazy=True, cache_size=3)
     assert isinstance(lazy, LazyParquetReferences) and lazy.cache_size == 3
     assert lazy == loaded
-    write_parquet(refs, str(tmp_path / "from_dict"))  # a kerchunk dict works too
+    write_parquet(refs, str(tmp_path / "from_dict"), record_size=10)  # a kerchunk dict too
     assert LazyParquetReferences(str(tmp_path / "from_dict")) == loaded
 
 
@@ -452,7 +462,7 @@ def test_lookup_many_mixed(data, tmp_path):
         "chunked/6.0", "chunked/0.4", "cube/3.0.0", "sparse/10",  # off the grid
         "chunked/00.0", "chunked/+1.0", "chunked/ 1.0", "chunked/1", "chunked/1.2.3",
         "chunked/-1.0", "chunked/1.", "chunked/", "chunked/1_0.0", "chunked/\u0661.0",
-        "scalar/1", "scalar/00", "nope/0", "grp/0", "", "/", "chunked", ".zmetadata",
+        "scalar/1", "scalar/00", "nope/0", "grp/0", "", "/", "chunked", "x/.zmetadata",
         "chunked/0.0",  # repeated
         "chunked/99999999999999999999999.0",
     ]
@@ -713,7 +723,7 @@ def test_missing_record_file_is_absent(good_store, data):
     assert "chunked/1.1" not in lazy and "chunked/2.1" not in lazy  # chunks 5 to 9
     assert lazy["chunked/1.0"] == refs["refs"]["chunked/1.0"]
     assert lazy["chunked/2.2"] == refs["refs"]["chunked/2.2"]
-    assert len(lazy) == len(refs["refs"]) - 5
+    assert len(lazy) == len(refs["refs"]) - 5 + 1  # and .zmetadata
 
 
 ZA = json.dumps({"shape": [4, 4], "chunks": [2, 2], "dtype": "<i2", "compressor": None,
@@ -724,7 +734,6 @@ ZA = json.dumps({"shape": [4, 4], "chunks": [2, 2], "dtype": "<i2", "compressor"
     ({".zattrs": "not json"}, ".zattrs", "not valid JSON"),
     ({"x/.zarray": ZA, "x/.zattrs": b"\xff"}, "x/.zattrs", "not valid JSON"),
     ({".zattrs": ["file.json"]}, ".zattrs", "inline JSON"),
-    ({".zmetadata": "{}"}, ".zmetadata", "own index"),
     ({"foo": "bar"}, "foo", "top-level key"),
     ({"x/.zarray": ZA, "y/0.0": ["f", 0, 1]}, "y/0.0", "not an array"),
     ({"x/.zarray": ZA, "x/0.2": ["f", 0, 1]}, "x/0.2", "not a chunk key on the grid"),
@@ -744,6 +753,15 @@ def test_write_refuses_what_the_layout_cannot_hold(tmp_path, refs, key, match):
     assert (out / "keep").read_text() == "old"  # nothing touched before the error
 
 
+def test_write_replaces_a_zmetadata_key(tmp_path):
+    """A .zmetadata key (what a loaded parquet set serves) is the layout's own index: the
+    writer makes it anew from the set's metadata rather than storing it."""
+    refs = {".zmetadata": json.dumps({"metadata": {"stale/.zarray": {}}}), ".zgroup": "{}"}
+    write_parquet(refs, str(tmp_path / "z"))
+    met = json.loads((tmp_path / "z" / ".zmetadata").read_text())
+    assert met["metadata"] == {".zgroup": {}}
+
+
 def test_write_arguments(data, tmp_path):
     _, refs, _ = data
     with pytest.raises(ValueError, match="record_size"):
@@ -753,7 +771,7 @@ def test_write_arguments(data, tmp_path):
     write_parquet(refs, str(tmp_path / "x"), compression="snappy", row_group_size=2)
     assert pq.ParquetFile(tmp_path / "x" / "chunked" / "refs.0.parq").metadata.row_group(
         0).column(0).compression == "SNAPPY"
-    assert set(LazyParquetReferences(str(tmp_path / "x"))) == set(refs["refs"])
+    assert set(LazyParquetReferences(str(tmp_path / "x"))) == set(refs["refs"]) | {".zmetadata"}
 
 
 def test_pyarrow_missing_is_a_clear_error(monkeypatch, tmp_path):
@@ -788,7 +806,7 @@ def test_metadata_shadowing_a_chunk_key(tmp_path):
     (tmp_path / "p" / ".zmetadata").write_text(json.dumps(met))
     lazy = LazyParquetReferences(str(tmp_path / "p"))
     assert lazy["x/1"] == b'{"odd": true}' and lazy["x/0"] == ["f", 1, 2]
-    assert sorted(lazy) == ["x/.zarray", "x/0", "x/1"] and len(lazy) == 3
+    assert sorted(lazy) == [".zmetadata", "x/.zarray", "x/0", "x/1"] and len(lazy) == 4
     ids, _, lens = lazy.lookup_many(["x/1", "x/0"])
     assert ids[0] == INLINE and lens[0] == len(b'{"odd": true}') and ids[1] >= 0
     assert lazy.to_references() == lazy

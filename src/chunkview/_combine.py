@@ -115,8 +115,8 @@ class _Input:
             if k != ZMETADATA_KEY and (zmeta is None or k not in zmeta):
                 meta_keys.append(k)
 
-        def get(k):
-            if zmeta is not None and k in zmeta:
+        def get(k):  # the key itself wins over consolidated metadata
+            if zmeta is not None and k in zmeta and k not in refs:
                 return zmeta[k]
             return json_of(refs, k, src)
 

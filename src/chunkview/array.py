@@ -138,10 +138,11 @@ class Group(Mapping):
         return f"{self.path}/{name}" if self.path else name
 
     def _meta(self, key: str):
-        if self._zmeta is not None and key in self._zmeta:
-            return self._zmeta[key]
+        # the key itself wins over consolidated metadata, which may predate a change
         if key in self._refs:
             return json_of(self._refs, key, self._refs.source)
+        if self._zmeta is not None and key in self._zmeta:
+            return self._zmeta[key]
         return None
 
     def __getitem__(self, name: str):

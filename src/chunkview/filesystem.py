@@ -17,6 +17,7 @@ import weakref
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.reference import ReferenceNotReachable
 from fsspec.spec import AbstractBufferedFile
 
 from chunkview._index import INLINE, MISSING, WHOLE
@@ -29,6 +30,32 @@ from chunkview.options import ReadOptions
 from chunkview.refs.load import load
 
 _MAGIC = re.compile(r"[*?\[]")
+
+
+class ReferenceNotReachableError(FetchError, ReferenceNotReachable):
+    """A reference's bytes could not be read through :class:`ChunkviewFileSystem`: both
+    chunkview's :class:`~chunkview.errors.FetchError` (an ``OSError``) and fsspec's
+    ``ReferenceNotReachable``, naming the key, the URL and the byte range; ``__cause__`` is
+    what the target filesystem raised."""
+
+    def __init__(self, key, url, start=None, end=None, cause=None):
+        FetchError.__init__(self, key, url, start, end, cause)
+        rng = "whole file" if start is None and end is None else f"bytes {start}-{end}"
+        why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        self.args = (f'Reference "{key}" failed to fetch target {url!r} ({rng}){why}',)
+
+    def __str__(self):
+        return self.args[0]
+
+
+def _reachable(res):
+    """A FetchError as :class:`ReferenceNotReachableError` (other results unchanged)."""
+    if isinstance(res, FetchError) and not isinstance(res, ReferenceNotReachableError):
+        cause = res.__cause__ if res.__cause__ is not None else res
+        new = ReferenceNotReachableError(res.key, res.url, res.start, res.end, cause=cause)
+        new.__cause__ = cause
+        return new
+    return res
 _LIVE_REFS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _token_counter = itertools.count()
 
@@ -154,6 +181,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
         if item[0] == "missing":
             raise FileNotFoundError(item[1])
         (res,) = await self.source.read_ranges([item])
+        res = _reachable(res)
         if isinstance(res, Exception):
             raise res
         return res
@@ -167,7 +195,8 @@ class ChunkviewFileSystem(AsyncFileSystem):
         if len(starts) != len(paths) or len(ends) != len(paths):
             raise ValueError("paths, starts and ends must have the same length")
         resolved = self._resolve(paths, starts, ends)
-        results = await self.source.read_ranges(resolved, max_gap=max_gap)
+        results = [_reachable(r) for r in await self.source.read_ranges(resolved,
+                                                                         max_gap=max_gap)]
         if on_error == "raise":
             for r in results:
                 if isinstance(r, Exception):
@@ -185,7 +214,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
             paths = await self._expand_path(path, recursive=recursive)
             paths = [p for p in paths if p in self.references]
         resolved = self._resolve(paths)
-        results = await self.source.read_ranges(resolved)
+        results = [_reachable(r) for r in await self.source.read_ranges(resolved)]
         out = {}
         for item, res in zip(resolved, results):
             key = item[1]
@@ -200,6 +229,14 @@ class ChunkviewFileSystem(AsyncFileSystem):
                 raise FileNotFoundError(path)
             return out[resolved[0][1]]
         return out
+
+    def cat(self, path, recursive=False, on_error="raise", **kwargs):
+        # fsspec's sync() raises a returned exception: box the result (one path with
+        # on_error="return" returns its error)
+        async def boxed():
+            return (await self._cat(path, recursive=recursive, on_error=on_error, **kwargs),)
+
+        return fsspec.asyn.sync(self.loop, boxed)[0]
 
     def cat_file(self, path, start=None, end=None, **kwargs):
         return fsspec.asyn.sync(self.loop, self._cat_file, path, start=start, end=end)
@@ -301,7 +338,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
                 else:
                     info["size"] = await self._call_target(fs, "size", url)
             except Exception as e:  # noqa: BLE001
-                raise FetchError(path, url, cause=e) from e
+                raise ReferenceNotReachableError(path, url, cause=e) from e
         return info
 
     def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
@@ -323,11 +360,6 @@ class ChunkviewFileSystem(AsyncFileSystem):
             return await super()._find(path, maxdepth=maxdepth, withdirs=withdirs, **kwargs)
         return self.find(path, maxdepth=maxdepth, withdirs=withdirs, **kwargs)
 
-    async def _walk(self, path, maxdepth=None, on_error="omit", **kwargs):
-        # AsyncFileSystem._walk uses _ls; delegate to the sync walk over the listing
-        for item in self.walk(path, maxdepth=maxdepth, on_error=on_error, **kwargs):
-            yield item
-
     # ----------------------------------------------------------------- writing (in memory)
 
     async def _pipe_file(self, path, data, mode="overwrite", **kwargs):
@@ -335,6 +367,20 @@ class ChunkviewFileSystem(AsyncFileSystem):
         if mode == "create" and self.exists(path):
             raise FileExistsError(path)
         self.references[path] = data
+
+    async def _put_file(self, lpath, rpath, mode="overwrite", **kwargs):
+        """Store a local file's bytes as the inline value of key ``rpath``."""
+        rpath = self._strip_protocol(rpath)
+        if mode == "create" and self.exists(rpath):
+            raise FileExistsError(rpath)
+        data = await asyncio.to_thread(_read_local, lpath)
+        self.references[rpath] = data
+
+    async def _makedirs(self, path, exist_ok=False):
+        pass  # directories are implied by keys
+
+    async def _mkdir(self, path, create_parents=True, **kwargs):
+        pass
 
     async def _rm(self, path, recursive=False, batch_size=None, maxdepth=None, **kwargs):
         paths = path if isinstance(path, list) else [path]
@@ -351,6 +397,11 @@ class ChunkviewFileSystem(AsyncFileSystem):
             del self.references[self._strip_protocol(path)]
         except (KeyError, ReferenceNotFound):
             pass
+
+
+def _read_local(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class ChunkviewFile(AbstractBufferedFile):

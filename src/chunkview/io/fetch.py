@@ -180,7 +180,7 @@ class Source:
                 sel = present_idx[ids[present_idx] == uid] if len(uids) > 1 else present_idx
                 k0 = keys[int(sel[0])]
                 url = self.resolver.url(k0, url_names[uid])
-                check_allowed(k0, url, self.opts, self.remote_origin)
+                check_allowed(k0, url, self.opts, self.remote_origin, self.resolver)
                 seg.url_text[uid] = url
                 seg.starts[sel] = offs_i[sel]
                 try:
@@ -247,7 +247,7 @@ class Source:
         from the end), with the remote policy: allowed protocols, source check, retries,
         large ranges split; every failure becomes a chunkview error naming key, URL, range."""
         try:
-            check_allowed(key, url, self.opts, self.remote_origin)
+            check_allowed(key, url, self.opts, self.remote_origin, self.resolver)
             fs = self.resolver.fs_for(url)
             path = local_path(url) if fs is None else None
             await self.checker.check(key, fs, url, path)
@@ -274,8 +274,8 @@ class Source:
                 results[i] = FileNotFoundError(item[1])
             elif kind == "data":
                 results[i] = item[2]
-            elif item[5]:  # whole file
-                jobs.append(((i,), item[1], item[2], item[3], item[4]))
+            elif item[5]:  # whole file: [start, end) as given (None, or from the end)
+                jobs.append(((i,), item[1], item[2], item[3], item[4], True))
             else:
                 by_url[item[2]].append(i)
         for url, idxs in by_url.items():
@@ -283,12 +283,13 @@ class Source:
                     [resolved[i][3] for i in idxs], [resolved[i][4] for i in idxs],
                     max_gap, max_block):
                 members = [idxs[j] for j in members]
-                jobs.append((tuple(members), resolved[members[0]][1], url, bstart, bend))
+                jobs.append((tuple(members), resolved[members[0]][1], url, bstart, bend,
+                             False))
 
         async def run(job):
-            members, key, url, ms, me = job
+            members, key, url, ms, me, whole = job
             try:
-                if ms is not None and me is not None and me <= ms:
+                if ms is not None and me is not None and 0 <= me <= ms:
                     data = b""
                 else:  # read_range checks the length of every bounded range
                     data = await self.read_range(key, url, ms, me)
@@ -310,7 +311,7 @@ class Source:
                 data = bytes(data)
             for i in members:
                 s, e = resolved[i][3], resolved[i][4]
-                if ms is None and me is None:
+                if whole or ms is None and me is None:
                     results[i] = data
                 else:
                     results[i] = data[s - ms:e - ms]

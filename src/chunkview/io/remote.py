@@ -41,9 +41,12 @@ def protocol_of(url: str) -> str | None:
     return split_protocol(url)[0]
 
 
-def check_allowed(key: str, url: str, opts: ReadOptions, remote_origin: bool) -> None:
-    """Raise ForbiddenSourceError unless ``url`` may be read for these references."""
-    protocol = protocol_of(url)
+def check_allowed(key: str, url: str, opts: ReadOptions, remote_origin: bool,
+                  resolver=None) -> None:
+    """Raise ForbiddenSourceError unless ``url`` may be read for these references;
+    ``resolver`` (a :class:`chunkview.io.resolve.Resolver`) says which protocol a URL without
+    one is read with (``remote_protocol``, or the filesystem handed in as ``fs``)."""
+    protocol = protocol_of(url) if resolver is None else resolver.read_protocol(url)
     local = protocol in LOCAL_PROTOCOLS
     allowed = opts.allowed_protocols
     if allowed is not None:

@@ -111,6 +111,16 @@ class Resolver:
             return self.remote_protocol
         return protocol
 
+    def read_protocol(self, url: str) -> str | None:
+        """The protocol ``url`` is actually read with: :meth:`protocol_of`, or for a local
+        name, the protocol of a non-local filesystem handed in for it (``fs=``)."""
+        protocol = self.protocol_of(url)
+        if protocol in LOCAL_PROTOCOLS:
+            fs = self.fss.get(None) or self.fss.get("file")
+            if fs is not None and not is_local_fs(fs):
+                return protocol_name(fs)
+        return protocol
+
     def fs_for(self, url: str):
         """The fsspec filesystem reading ``url``, or None for a local file read in place."""
         protocol = self.protocol_of(url)

@@ -41,13 +41,19 @@ def load(fo, *, target_protocol: str | None = None, target_options: dict | None 
     if not isinstance(fo, str):
         raise TypeError(f"cannot load references from {type(fo).__name__}")
 
-    fs, path = url_to_fs(fo, target_protocol, target_options)
-    refs = _load_from(fs, path, fo, format, template_overrides, lazy, cache_size)
+    options = dict(target_options or {})
+    compression = options.pop("compression", None)  # of fo itself, as fsspec opens it
+    fs, path = url_to_fs(fo, target_protocol, options)
+    if compression == "infer":
+        from fsspec.utils import infer_compression
+
+        compression = infer_compression(path)
+    refs = _load_from(fs, path, fo, format, template_overrides, lazy, cache_size, compression)
     refs.remote_origin = not is_local_fs(fs) and protocol_name(fs) != "memory"
     return refs
 
 
-def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size):
+def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size, compression=None):
     fmt = format
     if fmt is None:
         if path.rstrip("/").endswith(PARQUET_SUFFIXES) or (
@@ -61,10 +67,14 @@ def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size):
     if fmt == "parquet":
         lazy_refs = LazyParquetReferences(path, fs=fs, cache_size=cache_size, source=fo)
         return lazy_refs if lazy else lazy_refs.to_references()
-    if fmt == "native" and is_local_fs(fs):
+    if fmt == "native" and is_local_fs(fs) and not compression:
         return _open_native_mmap(path, fo)
     try:
-        data = fs.cat_file(path)
+        if compression:
+            with fs.open(path, "rb", compression=compression) as f:
+                data = f.read()
+        else:
+            data = fs.cat_file(path)
     except FileNotFoundError:
         raise
     except Exception as e:

@@ -413,6 +413,8 @@ def _take(items: list, where: np.ndarray):
     """``[items[i] for i in where]`` without a Python loop."""
     if len(where) == len(items):
         return items  # where is every position, in order (from _groups)
+    if len(where) == 0:
+        return []
     if len(where) == 1:
         return [items[int(where[0])]]
     return itemgetter(*where.tolist())(items)

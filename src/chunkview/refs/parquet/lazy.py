@@ -95,6 +95,7 @@ class LazyParquetReferences(Mapping):
         self.record_size = rs
         self.metadata = metadata
         self._meta = {k: json.dumps(v).encode() for k, v in metadata.items()}
+        self._meta[ZMETADATA] = bytes(data)  # served as fsspec serves it: the file's bytes
         extra = met.get("chunkview")  # top-level chunkview keys (zarr reads no others there)
         if isinstance(extra, dict):
             for k, v in extra.items():

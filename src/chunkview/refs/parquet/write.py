@@ -73,10 +73,8 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
     metadata: dict = {}
     for i in np.flatnonzero(is_meta).tolist():
         key = keys[i]
-        if key == ZMETADATA:
-            raise ReferenceFormatError(
-                "'.zmetadata' is the parquet layout's own index and cannot hold a reference "
-                "(remove it: the layout stores every .z* key itself)", key=key, source=source)
+        if key == ZMETADATA:  # the layout's own index, written anew below
+            continue
         if ids[i] != INLINE:
             raise ReferenceFormatError("a metadata key must hold inline JSON, not a reference "
                                        "to a file (the parquet layout keeps metadata parsed)",
