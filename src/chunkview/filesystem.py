@@ -17,6 +17,7 @@ import weakref
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
+from fsspec.core import split_protocol
 from fsspec.implementations.reference import ReferenceNotReachable
 from fsspec.spec import AbstractBufferedFile
 
@@ -24,7 +25,7 @@ from chunkview._index import INLINE, MISSING, WHOLE
 from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
 from chunkview.io.fetch import Source
 from chunkview.io.remote import call
-from chunkview.io.resolve import Resolver, local_path
+from chunkview.io.resolve import LOCAL_PROTOCOLS, Resolver, local_path
 from chunkview.keys import LIVE_REFERENCES_TOKEN
 from chunkview.options import ReadOptions
 from chunkview.refs.load import load
@@ -126,6 +127,23 @@ class ChunkviewFileSystem(AsyncFileSystem):
                                                    else os.fspath(fo)))
         d.update(enc.make_serializable(opts))
         return d
+
+    @property
+    def fss(self) -> dict:
+        """``{protocol: filesystem}`` for the protocols the references use, and ``None``:
+        the filesystem names without a protocol are read with (as ``ReferenceFileSystem``
+        has it)."""
+        r = self.resolver
+        out = {}
+        protocols = {split_protocol(u)[0] for u in self.references.urls if isinstance(u, str)}
+        for p in protocols | {r.remote_protocol}:
+            if p not in LOCAL_PROTOCOLS:
+                out[p] = r.fs_for(p + "://")
+        out.update(r.fss)
+        if None not in out:
+            out[None] = out.get(r.remote_protocol) if r.remote_protocol not in LOCAL_PROTOCOLS \
+                else fsspec.filesystem("file")
+        return out
 
     # ----------------------------------------------------------------- targets
 
@@ -267,10 +285,14 @@ class ChunkviewFileSystem(AsyncFileSystem):
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         path = fsspec.utils.stringify_path(path)
-        if path.startswith("chunkview://"):
-            path = path[len("chunkview://"):]
-        elif path.startswith("chunkview::"):
-            path = path[len("chunkview::"):]
+        # "reference://" too: a drop-in registered as fsspec's "reference" protocol
+        for proto in ("chunkview", "reference"):
+            if path.startswith(proto + "://"):
+                path = path[len(proto) + 3:]
+                break
+            if path.startswith(proto + "::"):
+                path = path[len(proto) + 2:]
+                break
         return path.strip("/")
 
     def _file_info(self, key, value=None):
@@ -367,6 +389,10 @@ class ChunkviewFileSystem(AsyncFileSystem):
         if mode == "create" and self.exists(path):
             raise FileExistsError(path)
         self.references[path] = data
+
+    def save_json(self, url, **storage_options):
+        """Write the references (as changed through this filesystem) as kerchunk JSON."""
+        self.references.save(url, format="json", storage_options=storage_options or None)
 
     async def _put_file(self, lpath, rpath, mode="overwrite", **kwargs):
         """Store a local file's bytes as the inline value of key ``rpath``."""

@@ -99,6 +99,10 @@ class Source:
     def __init__(self, refs, resolver: Resolver | None = None, opts: ReadOptions | None = None):
         self.refs = refs
         self.resolver = resolver or Resolver()
+        try:
+            self.resolver.adopt(refs.urls)
+        except AttributeError:  # a mapping without a URL table
+            pass
         self.opts = opts or ReadOptions()
         self.remote_origin = bool(getattr(refs, "remote_origin", False))
         self.checker = SourceChecker(refs, self.opts)

@@ -89,10 +89,24 @@ class Resolver:
     def __init__(self, *, remote_protocol=None, remote_options=None, fs=None, target=None,
                  asynchronous: bool = False):
         self.fss, self.remote_protocol = filesystems(fs, remote_protocol)
-        self.remote_options = dict(remote_options or {})
+        # checked when a filesystem is made from them, as fsspec does (not before)
+        self.remote_options = dict(remote_options) if isinstance(remote_options, dict) else \
+            (remote_options or {})
         self.target = target
         self.asynchronous = asynchronous
         self._lock = threading.Lock()
+
+    def adopt(self, urls) -> None:
+        """With neither ``remote_protocol`` nor ``fs`` given, names without a protocol are
+        read with the first protocol the references use, as fsspec's ``ReferenceFileSystem``
+        does (``{"a": ["memory://x"], "b": ["y"]}`` reads ``b`` from memory)."""
+        if self.remote_protocol is not None or self.fss:
+            return
+        for u in urls:
+            protocol = split_protocol(u)[0] if isinstance(u, str) else None
+            if protocol not in LOCAL_PROTOCOLS:
+                self.remote_protocol = protocol
+                return
 
     def url(self, key: str, url: str) -> str:
         """The URL to read for ``key``'s reference ``url`` (``target`` when it has none)."""
@@ -131,6 +145,8 @@ class Resolver:
         with self._lock:
             if protocol not in self.fss:
                 opts = self.remote_options if self.remote_protocol in (None, protocol) else {}
+                if not isinstance(opts, dict):
+                    raise TypeError(f"remote_options must be a dict, not {type(opts).__name__}")
                 if self.asynchronous and getattr(fsspec.get_filesystem_class(protocol),
                                                  "async_impl", False):
                     opts = {**opts, "asynchronous": True}

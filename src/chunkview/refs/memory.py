@@ -41,6 +41,7 @@ class References(Mapping):
         self.source = source
         self.unsupported: dict = {}  # path -> why, for datasets a scan could not map
         self.remote_origin = False  # loaded from a remote location: no local files by default
+        self.parquet: tuple | None = None  # (URL, storage options, record size) it came from
         self._dirs = None
 
     # ----------------------------------------------------------------- constructors
@@ -226,6 +227,23 @@ class References(Mapping):
             write_parquet(self, str(path), storage_options=storage_options, **kwargs)
         else:
             raise ValueError(f"unknown reference format {fmt!r} (json, parquet, native)")
+
+
+    def flush(self, base_url=None, storage_options: dict | None = None) -> None:
+        """Write the references back to the parquet reference set they were loaded from (or
+        to ``base_url``), as fsspec's ``LazyReferenceMapper.flush`` does: how kerchunk and
+        zarr write parquet references through a reference filesystem."""
+        if base_url is None:
+            if self.parquet is None:
+                raise ValueError("these references were not loaded from a parquet reference "
+                                 "set: give base_url, or use save()")
+            base_url, opts, record_size = self.parquet
+            storage_options = opts if storage_options is None else storage_options
+        else:
+            record_size = self.parquet[2] if self.parquet else 100_000
+        write_parquet(self, str(base_url), storage_options=storage_options,
+                      record_size=record_size)
+        self.parquet = (str(base_url), dict(storage_options or {}), record_size)
 
 
 def _rebuild(data, templates, source, remote_origin=False):

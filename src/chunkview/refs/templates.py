@@ -30,19 +30,50 @@ def check_templates(templates, overrides=None, *, source=None) -> dict:
         if not isinstance(v, str):
             raise ReferenceFormatError(f"template {k!r} must be a string, not {type(v).__name__}",
                                        source=source)
-    # a template may itself use other templates (no loops: one level of substitution)
-    return {k: render(v, out, source=source, _depth=1) for k, v in out.items()}
+    # a template may itself use other templates (no loops: one level of substitution); one
+    # naming parameters that are not templates ("{{c}}") is called as {{f(c='text')}}
+    done = {}
+    for k, v in out.items():
+        names = {m.group(1) for m in _VAR.finditer(v)}
+        done[k] = v if names - set(out) else render(v, out, source=source, _depth=1)
+    return done
+
+
+def _call(expr: str, templates: dict):
+    """``(template name, {parameter: text})`` for ``f(c='text', n=1)``, else None."""
+    try:
+        node = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        return None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in templates and not node.args):
+        return None
+    params = {}
+    for kw in node.keywords:
+        if kw.arg is None or not isinstance(kw.value, ast.Constant) or \
+                not isinstance(kw.value.value, (str, int)) or isinstance(kw.value.value, bool):
+            return None
+        params[kw.arg] = str(kw.value.value)
+    return node.func.id, params
 
 
 def render(text: str, templates: dict, *, source=None, _depth=0) -> str:
-    """Replace ``{{name}}`` by the template's text."""
+    """Replace ``{{name}}`` by the template's text, and ``{{f(c='text')}}`` by template ``f``
+    with its parameter ``{{c}}`` replaced by ``text`` (literal arguments only: nothing is
+    evaluated)."""
     if "{{" not in text:
         return text
 
     def sub(m):
         name = m.group(1)
         if name not in templates:
-            raise ReferenceFormatError(f"unknown template {name!r} in {text!r}", source=source)
+            call = _call(name, templates) if "(" in name else None
+            if call is None:
+                raise ReferenceFormatError(f"unknown template {name!r} in {text!r} (templates "
+                                           "are names, or calls with literal arguments)",
+                                           source=source)
+            func, params = call
+            return render(templates[func], {**templates, **params}, source=source, _depth=1)
         value = templates[name]
         if "{{" in value and _depth > 0:
             raise ReferenceFormatError(f"template {name!r} refers to another template",
@@ -98,6 +129,9 @@ def _eval(node, env):
         return -v if isinstance(node.op, ast.USub) else v
     if isinstance(node, ast.BinOp):
         left, right = _eval(node.left, env), _eval(node.right, env)
+        if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and \
+                np.any(np.asarray(right) == 0):
+            raise ReferenceFormatError("division by zero")
         if isinstance(node.op, ast.Div):
             # jinja's / is true division; references need integers, so it must divide exactly
             q, r = np.divmod(left, right)
@@ -111,8 +145,6 @@ def _eval(node, env):
             if isinstance(node.op, ast.Add) and isinstance(left, str) and isinstance(right, str):
                 return left + right
             raise ReferenceFormatError("arithmetic on text in a gen expression")
-        if isinstance(node.op, (ast.FloorDiv, ast.Mod)) and np.any(np.asarray(right) == 0):
-            raise ReferenceFormatError("division by zero in a gen expression")
         return op(left, right)
     raise UnsupportedError(
         f"gen expressions may only use integers, names and + - * / // %; got {ast.dump(node)}"

@@ -361,7 +361,11 @@ class LazyParquetReferences(Mapping):
                     for k, row in zip(keys, inl, strict=True):
                         if k not in shadow:
                             index.set_inline(k, r.raw[row])
-        return References(index, templates={}, source=self.source)
+        refs = References(index, templates={}, source=self.source)
+        opts = dict(getattr(self.fs, "storage_options", None) or {})
+        refs.parquet = (self.source if "://" in str(self.source) else self.root, opts,
+                        self.record_size)
+        return refs
 
 
 class _Listing(Mapping):
