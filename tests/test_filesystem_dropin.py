@@ -205,3 +205,15 @@ def test_fss(mem):
     assert fs.fss["memory"] is mem and fs.fss[None].protocol == ("file", "local")
     fs = _fs(ChunkviewFileSystem, fo={"key": ["memory://a"], "blah": ["path"]})
     assert fs.fss[None] == fs.fss["memory"]
+
+
+def test_zarr_buffers_as_values():
+    """kerchunk's MultiZarrToZarr(...).out holds zarr Buffers where zarr wrote data."""
+    pytest.importorskip("zarr")
+    from zarr.core.buffer import default_buffer_prototype
+
+    buf = default_buffer_prototype().buffer.from_bytes(b'{"zarr_format":2}')
+    for cls in BOTH:
+        fs = _fs(cls, fo={".zgroup": buf, "x": b"raw"})
+        assert fs.cat(".zgroup") == b'{"zarr_format":2}'
+    assert chunkview.load({".zgroup": buf})[".zgroup"] == b'{"zarr_format":2}'

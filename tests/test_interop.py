@@ -480,3 +480,20 @@ def test_combined_masks_reach_other_readers(tmp_path):
     want = np.stack([h5py.File(f)["v"][:] for f in files])
     np.testing.assert_array_equal(g["v"][:], want)
     np.testing.assert_array_equal(chunkview.open(refs)["v"][:], want)
+
+
+def test_netcdf3_char_fill_masks_like_netcdf4(tmp_path):
+    """A NetCDF3 char variable's _FillValue is bytes in the chunkview engine, as in netCDF4,
+    so it masks the same characters (scipy's example_3_maskedvals.nc has one)."""
+    import netCDF4
+
+    p = tmp_path / "chars.nc"
+    with netCDF4.Dataset(p, "w", format="NETCDF3_CLASSIC") as d:
+        d.createDimension("x", 4)
+        c = d.createVariable("c", "S1", ("x",), fill_value=b"X")
+        c[:] = np.array([b"a", b"X", b"b", b"c"])
+    for concat in (True, False):
+        want = xr.open_dataset(p, engine="netcdf4", concat_characters=concat).load()
+        got = xr.open_dataset(p, engine="chunkview", concat_characters=concat).load()
+        assert differences(got, want) == []
+        assert got["c"].encoding["_FillValue"] == want["c"].encoding["_FillValue"] == b"X"

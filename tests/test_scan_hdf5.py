@@ -517,3 +517,73 @@ def test_compound_fill_with_gaps_is_reproducible(tmp_path):
     assert raw[2:8] == bytes(6) and raw[16:] == bytes(8)  # the gaps
     assert np.frombuffer(raw, dt)[0].tolist() == (7, 2.5)
     _check_all(p)
+
+
+def test_inline_threshold_covers_contiguous_data(tmp_path):
+    """Small contiguous datasets are inlined like small chunks (kerchunk does the same)."""
+    p = tmp_path / "c.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("small", data=np.arange(10, dtype="<i4"))
+        f.create_dataset("big", data=np.arange(5000, dtype="<f8"))
+    refs = chunkview.scan(str(p), inline_threshold=100)
+    assert isinstance(refs["small/0"], bytes) and isinstance(refs["big/0"], list)
+    assert refs["small/0"] == np.arange(10, dtype="<i4").tobytes()
+    _check_all(p, refs)
+    assert isinstance(chunkview.scan(str(p))["small/0"], list)
+
+
+def test_compound_with_string_members_and_vlen_arrays(tmp_path):
+    """A compound type with variable-length string members is read (its strings stored as
+    fixed-width bytes, as VirtualiZarr reads kerchunk's vlen2.h5); a member that is an array
+    of variable-length data is one unsupported dataset saying so."""
+    p = tmp_path / "records.h5"
+    s = h5py.string_dtype()
+    with h5py.File(p, "w") as f:
+        dt = np.dtype([("n", "<i4"), ("name", s), ("x", "<f8")])
+        f.create_dataset("people", data=np.array([(1, "ann", 0.5), (2, "bé", 1.5),
+                                                  (3, "", 2.5)], dt))
+        va = np.dtype([("n", "<i4"), ("v", h5py.vlen_dtype("i4"), (2,))])
+        f.create_dataset("vlen_array_member", shape=(2,), dtype=va)
+    for isolate in (False, True):
+        refs = chunkview.scan(str(p), isolate=isolate)
+        assert set(refs.unsupported) == {"vlen_array_member"}
+        assert "array of variable-length" in refs.unsupported["vlen_array_member"]
+        got = chunkview.open(refs)["people"][...]
+        assert got["name"].tolist() == [b"ann", "bé".encode(), b""]
+        assert got["n"].tolist() == [1, 2, 3] and got["x"].tolist() == [0.5, 1.5, 2.5]
+        _check_all(p, refs, expect_unsupported=("vlen_array_member",))
+
+
+def test_reference_attributes_are_not_read(tmp_path):
+    """Attributes holding HDF5 references have no JSON form (and reading some damages
+    libhdf5's heap): they are left out, the rest of the attributes kept."""
+    p = tmp_path / "refattrs.h5"
+    with h5py.File(p, "w") as f:
+        d = f.create_dataset("d", data=np.arange(3))
+        d.attrs["ref"] = f.ref
+        d.attrs["refs"] = np.array([f.ref, d.ref], dtype=h5py.ref_dtype)
+        d.attrs["kept"] = 7
+    refs = chunkview.scan(str(p))
+    assert json.loads(refs["d/.zattrs"]) == {"kept": 7, "_ARRAY_DIMENSIONS": ["phony_dim_0"]}
+
+
+def test_a_helper_is_not_reused_after_a_failed_scan(tmp_path):
+    """A scan libhdf5 failed on kills its helper process: the next scan gets a fresh one."""
+    from chunkview.scan import isolate
+
+    good = tmp_path / "good.h5"
+    with h5py.File(good, "w") as f:
+        f.create_dataset("x", data=np.arange(4))
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(good.read_bytes()[:900])  # truncated
+    chunkview.scan(str(good))
+    with isolate._lock:
+        before = {id(h) for h in isolate._idle}
+    assert before
+    with pytest.raises(chunkview.ChunkviewError):
+        chunkview.scan(str(bad))
+    with isolate._lock:
+        after = {id(h) for h in isolate._idle}
+    assert not (after - before)  # the failed helper was not put back
+    assert len(after) < len(before) or after != before
+    chunkview.scan(str(good))  # and scanning goes on

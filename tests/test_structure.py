@@ -242,6 +242,8 @@ def test_reference_sets_follow_one_protocol(tmp_path):
     mem = References.from_dict(d)
     write_parquet(mem, str(tmp_path / "r.parq"), record_size=1)
     lazy = LazyParquetReferences(str(tmp_path / "r.parq"))
+    # a parquet set also serves its own .zmetadata file as a key (as fsspec's does)
+    mem[".zmetadata"] = (tmp_path / "r.parq" / ".zmetadata").read_bytes()
     for refs in (mem, lazy):
         assert isinstance(refs, ReferenceSet)
         assert isinstance(refs.items(), ItemsViewOf)

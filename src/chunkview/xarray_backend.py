@@ -218,6 +218,9 @@ class ChunkviewDataStore(AbstractDataStore):
         if len(dims) != len(shape):
             raise ReferenceFormatError(f"array {path!r}: {DIMENSION_KEY} {dims} does not "
                                        f"match its shape {shape}", key=path + "/.zattrs")
+        if dtype.kind == "S" and isinstance(attrs.get("_FillValue"), str):
+            # a char variable's fill is bytes, as netCDF4 gives it (JSON holds it as text)
+            attrs["_FillValue"] = np.bytes_(attrs["_FillValue"].encode("utf-8"))
         if "_FillValue" not in attrs and facts.get("_FillValue", True):
             fv = _fill_value(meta.get("fill_value"), dtype)
             if fv is not None:

@@ -220,6 +220,9 @@ def set_value(index: ChunkIndex, key, value, source, raw_bytes=False) -> None:
             raise ReferenceFormatError(
                 f"a reference list must be [url] or [url, offset, length], got {len(value)} items",
                 key=key, source=source)
+    elif callable(getattr(value, "to_bytes", None)) and not isinstance(value, int):
+        # a zarr Buffer (what kerchunk's MultiZarrToZarr(...).out holds after zarr wrote it)
+        index.set_inline(key, bytes(value.to_bytes()))
     else:
         raise ReferenceFormatError(f"invalid reference value of type {type(value).__name__}",
                                    key=key, source=source)

@@ -24,6 +24,7 @@ import time
 
 from chunkview.errors import ChunkviewError, ScanError
 from chunkview.scan.dispatch import scan_file
+from chunkview.scan.hdf5.scanner import LIBRARY_FAILED
 
 _lock = threading.Lock()
 _idle: list = []  # helpers waiting for work
@@ -133,8 +134,13 @@ class _Helper:
             raise ScanError(f"the HDF5 library crashed reading this file ({why}): the file is "
                             "corrupt or not one the library can read", url=str(source))
         if answer[0] == "err":
+            # libhdf5 failed on this file: its heap may be damaged, so the helper is not
+            # trusted with another file (one scan then passes, the next fails, or worse)
+            self.kill()
             raise answer[1]
         refs, unsupported = answer[1], answer[2]
+        if any(why.startswith(LIBRARY_FAILED) for why in unsupported.values()):
+            self.kill()  # libhdf5 raised inside the scan: the same caution
         refs.unsupported = unsupported
         return refs
 

@@ -162,6 +162,42 @@ class LayoutsMixin:
         self.out.inline[_k(path, ".zarray")] = _json(meta)
         self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
 
+    def _vlen_string_records(self, d, path, shape, attrs):
+        """A compound dataset with variable-length string members: read now (the strings live
+        in the global heap), the strings stored as fixed-width UTF-8 bytes, inline."""
+        from chunkview.scan.hdf5.meta import _check_fields, _descr, vlen_string_members
+
+        dt = d.dtype
+        names = set(vlen_string_members(dt))
+        rest = np.dtype([(n, dt.fields[n][0]) for n in dt.names if n not in names]) \
+            if len(names) < len(dt.names) else None
+        if rest is not None:
+            _check_fields(rest)  # anything else variable-length is still refused
+        data = np.asarray(d[()])
+        cols, formats = {}, []
+        for n in dt.names:
+            if n in names:
+                flat = [b"" if v is None else (v.encode("utf-8") if isinstance(v, str)
+                                               else bytes(v))
+                        for v in np.asarray(data[n], dtype=object).reshape(-1)]
+                width = max([len(b) for b in flat] + [1])
+                cols[n] = np.array(flat, dtype=f"S{width}").reshape(shape)
+                formats.append((n, f"S{width}"))
+            else:
+                cols[n] = data[n]
+                formats.append((n, dt.fields[n][0]))
+        fixed = np.dtype(formats)
+        arr = np.zeros(shape, fixed)
+        for n in dt.names:
+            arr[n] = cols[n]
+        meta = {"zarr_format": 2, "shape": list(shape), "chunks": [max(1, s) for s in shape],
+                "dtype": _descr(fixed), "order": "C", "compressor": None, "filters": None,
+                "fill_value": None, "dimension_separator": "."}
+        if arr.size:
+            self.out.inline[_k(path, _key0(len(shape)))] = arr.tobytes()
+        self.out.inline[_k(path, ".zarray")] = _json(meta)
+        self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
+
     def _contiguous(self, fmt, url, path, address, size, full_shape, item):
         nbytes = int(np.prod(full_shape, dtype=np.int64)) * item
         if address in (H.UNDEF, fmt._undef) or nbytes == 0:
@@ -182,8 +218,12 @@ class LayoutsMixin:
         chunks, d, step = contiguous_chunking(full_shape, item, self.chunk_bytes)
         clen = int(np.prod(chunks, dtype=np.int64)) * item
         coords, offs = [], []
+        small = 0 < clen <= self.inline_threshold  # inlined, as chunked data is (and kerchunk)
         for idx, off, n in contiguous_chunks(full_shape, chunks, d, step):
-            if n < clen and start + off + clen > reader.size:
+            if small:
+                data = bytes(reader.read(start + off, min(n, clen))).ljust(clen, b"\0")
+                self.out.inline[_k(path, _coord_key(idx, len(idx)))] = data
+            elif n < clen and start + off + clen > reader.size:
                 tail = bytes(reader.read(start + off, n)).ljust(clen, b"\0")
                 self.out.inline[_k(path, _coord_key(idx, len(idx)))] = tail
             else:

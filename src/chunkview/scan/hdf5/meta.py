@@ -78,11 +78,32 @@ def _check_fields(dt):
 
     for name in dt.names:
         sub = dt.fields[name][0]
+        array = sub.subdtype is not None
+        if array:  # an array member: what its elements are
+            sub = sub.subdtype[0]
         if h5py.check_vlen_dtype(sub) is not None or h5py.check_ref_dtype(sub) is not None or \
                 sub.kind == "O":
-            raise UnsupportedError(f"compound member {name!r} is variable-length or a reference")
+            what = "an array of variable-length data or references" if array else \
+                "variable-length or a reference"
+            raise UnsupportedError(f"compound member {name!r} is {what}")
         if sub.fields is not None:
             _check_fields(sub)
+
+
+def vlen_string_members(dt) -> list:
+    """The top-level members of compound ``dt`` that are variable-length strings (read at scan
+    time and stored as fixed-width bytes, as variable-length string datasets are)."""
+    import h5py
+
+    if dt.fields is None:
+        return []
+    out = []
+    for name in dt.names:
+        sub = dt.fields[name][0]
+        info = h5py.check_string_dtype(sub)
+        if info is not None and info.length is None:
+            out.append(name)
+    return out
 
 
 def _descr(dt: np.dtype):

@@ -32,6 +32,7 @@ from chunkview.scan.hdf5.meta import (
     _string_regions,
     _zarr_dtype,
     fill_json,
+    vlen_string_members,
 )
 from chunkview.scan.output import ScanOutput
 
@@ -40,6 +41,8 @@ from chunkview.scan.output import ScanOutput
 # {"dimension_only": true} for a netCDF dimension that is not a variable
 _DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 _NON_COORD = "_nc4_non_coord_"
+#: how an unsupported dataset's reason starts when libhdf5 itself failed on it
+LIBRARY_FAILED = "the HDF5 library cannot describe this dataset"
 
 # attributes netCDF-4 and the dimension-scale API keep for themselves
 _HIDDEN_ATTRS = {"_Netcdf4Dimid", "_Netcdf4Coordinates", "_NCProperties", "_nc3_strict",
@@ -245,8 +248,7 @@ class HDF5Scanner(LayoutsMixin):
                 except ScanError:
                     raise
                 except Exception as e:  # the HDF5 library cannot describe it (bad type...)
-                    self._unsupported(child, f"the HDF5 library cannot describe this dataset: "
-                                             f"{type(e).__name__}: {e}")
+                    self._unsupported(child, f"{LIBRARY_FAILED}: {type(e).__name__}: {e}")
             # named datatypes are not arrays: skipped
 
     def _unsupported(self, path, why):
@@ -265,7 +267,9 @@ class HDF5Scanner(LayoutsMixin):
                             path=path or "/") from None
         types = {}  # numeric attributes' dtypes, which JSON loses (see NETCDF_KEY)
         for name in names:
-            if name in _HIDDEN_ATTRS:
+            if name in _HIDDEN_ATTRS or _holds_references(obj, name):
+                # references have no JSON form, and reading some makes libhdf5 damage its
+                # heap (the next scan in the process then fails): not read at all
                 continue
             try:
                 v = obj.attrs[name]
@@ -350,6 +354,8 @@ class HDF5Scanner(LayoutsMixin):
         sinfo = h5py.check_string_dtype(dt)
         if sinfo is not None and sinfo.length is None:
             return self._vlen_strings(d, path, shape, attrs, sinfo)
+        if vlen_string_members(dt):
+            return self._vlen_string_records(d, path, shape, attrs)
         spec, extra = _zarr_dtype(dt)
         dcpl = d.id.get_create_plist()
         filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
@@ -451,6 +457,35 @@ class HDF5Scanner(LayoutsMixin):
                 pass
         if facts:
             self.out.inline[_k(path, NETCDF_KEY)] = _json(facts)
+
+
+def _holds_references(obj, name) -> bool:
+    """Whether attribute ``name`` of ``obj`` holds HDF5 references (anywhere in its type),
+    asked of its datatype without reading its values."""
+    import h5py
+
+    try:
+        aid = h5py.h5a.open(obj.id, name.encode() if isinstance(name, str) else name)
+        return _type_has_references(aid.get_type())
+    except Exception:  # noqa: BLE001 - unreadable: _attrs reports it
+        return False
+
+
+def _type_has_references(tid, depth=0) -> bool:
+    import h5py
+
+    h5t = h5py.h5t
+    cls = tid.get_class()
+    if cls == h5t.REFERENCE:
+        return True
+    if depth > 16:
+        return False
+    if cls == h5t.COMPOUND:
+        return any(_type_has_references(tid.get_member_type(i), depth + 1)
+                   for i in range(tid.get_nmembers()))
+    if cls in (h5t.ARRAY, h5t.VLEN):
+        return _type_has_references(tid.get_super(), depth + 1)
+    return False
 
 
 def _as_netcdf(v):
