@@ -85,6 +85,50 @@ def make_layouts(path: Path, libver: str) -> Path:
     return path
 
 
+def _libhdf5():
+    """The HDF5 library h5py is linked with (for calls h5py does not wrap)."""
+    import ctypes
+    import glob
+    import os
+
+    import h5py
+
+    here = os.path.dirname(h5py.__file__)
+    libs = sorted(glob.glob(os.path.join(here, "..", "h5py.libs", "libhdf5-*")) +
+                  glob.glob(os.path.join(here, ".dylibs", "libhdf5.*")) +
+                  glob.glob(os.path.join(here, "..", "h5py.libs", "libhdf5.*")))
+    libs = [p for p in libs if "hl" not in os.path.basename(p)]
+    return ctypes.CDLL(libs[0]) if libs else ctypes.CDLL(None)
+
+
+def make_cache_image(path: Path) -> Path:
+    """A file closed with a metadata cache image (``H5Pset_mdc_image_config``): libhdf5 keeps
+    object headers and other metadata in the image instead of at their addresses."""
+    import ctypes
+
+    import h5py
+
+    class Config(ctypes.Structure):  # H5AC_cache_image_config_t
+        _fields_ = [("version", ctypes.c_int), ("generate_image", ctypes.c_bool),
+                    ("save_resize_status", ctypes.c_bool), ("entry_ageout", ctypes.c_int)]
+
+    fn = _libhdf5().H5Pset_mdc_image_config
+    fn.argtypes = [ctypes.c_int64, ctypes.POINTER(Config)]
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if fn(fapl.id, ctypes.byref(Config(1, True, False, -1))) < 0:
+        raise RuntimeError("H5Pset_mdc_image_config failed")
+    fid = h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fapl=fapl)
+    with h5py.File(fid) as f:
+        f.create_dataset("x", data=np.arange(10.0))
+        f.create_dataset("y", data=np.arange(100).reshape(10, 10), chunks=(5, 5),
+                         compression="gzip")
+        g = f.create_group("g")
+        g.attrs["a"] = 1
+        g.create_dataset("z", data=np.arange(5, dtype="i2"))
+    return path
+
+
 def _dont_filter_partial(dcpl):
     """``H5Pset_chunk_opts(dcpl, H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS)``: h5py does not wrap
     it, so call the HDF5 library h5py is linked with."""

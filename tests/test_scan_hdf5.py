@@ -587,3 +587,16 @@ def test_a_helper_is_not_reused_after_a_failed_scan(tmp_path):
     assert not (after - before)  # the failed helper was not put back
     assert len(after) < len(before) or after != before
     chunkview.scan(str(good))  # and scanning goes on
+
+
+def test_metadata_cache_image(tmp_path):
+    """A file closed with a metadata cache image keeps object headers in the image, not at
+    their addresses: the scanner reads them from it, as libhdf5 does."""
+    import make_scandata
+
+    p = make_scandata.make_cache_image(tmp_path / "image.h5")
+    assert b"MDCI" in p.read_bytes()
+    for isolate in (False, True):
+        refs, seen = _check_all(p, chunkview.scan(str(p), isolate=isolate))
+        assert seen == 3 and refs.unsupported == {}
+        assert json.loads(refs["g/.zattrs"]) == {"a": 1}

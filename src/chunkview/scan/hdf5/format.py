@@ -74,6 +74,44 @@ def read_superblock(reader, off: int) -> Superblock:
     return Superblock(off, version, so, sl, base)
 
 
+def parse_cache_image(buf: bytes, O: int, L: int, url=None, at: int = 0) -> dict:
+    """``{address: bytes}`` of the entries of a metadata cache image ("MDCI": version, flags,
+    image length, entry count, then per entry its type, flags, ring, age, three dependency
+    counts, LRU rank, address, length, parent addresses and serialized bytes; a checksum
+    last).  Every length is checked against the image before it is used."""
+    def bad(why):
+        return ScanError(f"metadata cache image: {why}", url=url, offset=at)
+
+    if len(buf) < 18 + L or buf[:4] != b"MDCI":
+        raise bad("no image signature")
+    if buf[4] != 0:
+        raise bad(f"unknown version {buf[4]}")
+    pos = 6
+    length = int.from_bytes(buf[pos:pos + L], "little")
+    pos += L
+    if length != len(buf):
+        raise bad(f"image length {length}, the superblock extension says {len(buf)}")
+    count = int.from_bytes(buf[pos:pos + 4], "little")
+    pos += 4
+    out = {}
+    fixed = 14 + O + L
+    for _ in range(count):
+        if pos + fixed > len(buf) - 4:
+            raise bad("entries run past the image")
+        nparents = int.from_bytes(buf[pos + 8:pos + 10], "little")
+        q = pos + 14
+        addr = int.from_bytes(buf[q:q + O], "little")
+        size = int.from_bytes(buf[q + O:q + O + L], "little")
+        q += O + L + nparents * O
+        if q + size > len(buf) - 4:
+            raise bad(f"entry at address {addr} ({size} bytes) runs past the image")
+        out[addr] = buf[q:q + size]
+        pos = q + size
+    if pos != len(buf) - 4:
+        raise bad(f"{len(buf) - 4 - pos} bytes after the last entry")
+    return out
+
+
 GCOL = b"GCOL"
 
 
@@ -184,6 +222,40 @@ class H5File:
         self.base = self.sb.base
         self._undef = (1 << (8 * self.O)) - 1
         self._msgs = {}  # object header address -> its messages, parsed once
+        self._image = {}  # address -> bytes of the metadata held in a cache image
+        if self.sb.version >= 2:
+            self._read_cache_image(reader, off)
+
+    def _read_cache_image(self, reader, off):
+        """A file closed with a metadata cache image (``H5Pset_mdc_image_config``) keeps
+        metadata entries (object headers, B-tree nodes...) in the image rather than at their
+        addresses: they are read from it, as libhdf5 loads the image when it opens the file.
+        The image is named by a message of the superblock extension."""
+        head = bytes(reader.read_upto(off, 12 + 2 * self.O))
+        if len(head) < 12 + 2 * self.O:
+            return
+        ext = int.from_bytes(head[12 + self.O:12 + 2 * self.O], "little")
+        if ext == self._undef:
+            return
+        try:
+            msgs = self.messages(ext, path="superblock extension")
+        except ScanError:  # as before this was read: a damaged extension shows elsewhere
+            self._msgs.clear()
+            return
+        for _mtype, _flags, data in msgs:
+            # the cache image message: version, the image's address and length
+            if len(data) != 1 + self.O + self.L:
+                continue
+            addr = int.from_bytes(data[1:1 + self.O], "little")
+            size = int.from_bytes(data[1 + self.O:], "little")
+            if addr == self._undef or self.base + addr + 4 > reader.size:
+                continue
+            if bytes(reader.read(self.base + addr, 4)) != b"MDCI":
+                continue
+            self._image = parse_cache_image(bytes(self.read(addr, size, "metadata cache image")),
+                                            self.O, self.L, self.url, self.abs(addr))
+            self._msgs.clear()  # the extension itself may be in the image
+            return
 
     def err(self, msg, offset=None, path=None):
         return ScanError(msg, url=self.url, offset=offset, path=path)
@@ -193,11 +265,30 @@ class H5File:
 
     def read(self, addr, n, what="structure", path=None):
         """``n`` bytes at file address ``addr`` (relative to the base address)."""
+        if self._image:
+            hit = self._from_image(addr, n)
+            if hit is not None:
+                return hit
         a = self.base + addr
         if addr == self._undef or a + n > self.reader.size or n < 0:
             raise self.err(f"{what} at address {addr} (+{n} bytes) lies outside the file "
                            f"({self.reader.size} bytes): truncated or corrupt file", a, path)
         return self.reader.read(a, n)
+
+    def _from_image(self, addr, n):
+        """Bytes [addr, addr + n) from the cache image entry holding them, if one does."""
+        import bisect
+
+        if not hasattr(self, "_image_starts"):
+            self._image_starts = sorted(self._image)
+        i = bisect.bisect_right(self._image_starts, addr) - 1
+        if i < 0:
+            return None
+        start = self._image_starts[i]
+        data = self._image[start]
+        if addr + n <= start + len(data):
+            return memoryview(data)[addr - start:addr - start + n]
+        return None
 
     # ------------------------------------------------------------------ object headers
 
