@@ -217,3 +217,10 @@ def test_zarr_buffers_as_values():
         fs = _fs(cls, fo={".zgroup": buf, "x": b"raw"})
         assert fs.cat(".zgroup") == b'{"zarr_format":2}'
     assert chunkview.load({".zgroup": buf})[".zgroup"] == b'{"zarr_format":2}'
+
+
+def test_fss_shows_a_synchronous_filesystem_wrapped(mem):
+    fs = _fs(ChunkviewFileSystem, fo={}, fs=mem)
+    assert fs.fss[None].sync_fs is mem  # as ReferenceFileSystem shows it
+    fs = _fs(ChunkviewFileSystem, fo={}, fs={None: mem})
+    assert fs.fss[None] is mem

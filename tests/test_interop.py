@@ -497,3 +497,14 @@ def test_netcdf3_char_fill_masks_like_netcdf4(tmp_path):
         got = xr.open_dataset(p, engine="chunkview", concat_characters=concat).load()
         assert differences(got, want) == []
         assert got["c"].encoding["_FillValue"] == want["c"].encoding["_FillValue"] == b"X"
+
+
+def test_scans_are_reproducible(suite, tmp_path):
+    """Every scan of a file writes the same bytes: in this process, in a helper, again."""
+    for name, path in sorted(suite.items()):
+        texts = set()
+        for i, isolate in enumerate((False, True, True)):
+            out = tmp_path / f"{name}-{i}.json"
+            chunkview.scan(str(path), isolate=isolate).save(str(out))
+            texts.add(out.read_bytes())
+        assert len(texts) == 1, name

@@ -141,8 +141,14 @@ class ChunkviewFileSystem(AsyncFileSystem):
                 out[p] = r.fs_for(p + "://")
         out.update(r.fss)
         if None not in out:
-            out[None] = out.get(r.remote_protocol) if r.remote_protocol not in LOCAL_PROTOCOLS \
+            default = out.get(r.remote_protocol) if r.remote_protocol not in LOCAL_PROTOCOLS \
                 else fsspec.filesystem("file")
+            if self.storage_options.get("fs") is default and not default.async_impl:
+                # as ReferenceFileSystem shows a synchronous filesystem handed in as fs=
+                from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+                default = AsyncFileSystemWrapper(default)
+            out[None] = default
         return out
 
     # ----------------------------------------------------------------- targets
