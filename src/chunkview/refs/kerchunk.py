@@ -50,15 +50,18 @@ def index_from_dict(refs: Mapping, template_overrides: dict | None = None,
 _ZARR_META = (".zarray", ".zattrs", ".zgroup")
 
 
-def consolidate(refs: dict) -> dict:
+def consolidate(refs: dict, meta_keys=None) -> dict:
     """A kerchunk ``refs`` body made readable as consolidated zarr: ``.zmetadata`` holds every
     ``.zarray``/``.zattrs``/``.zgroup`` parsed (what zarr and xarray read with
     ``consolidated=True``), and chunkview's own keys (``.cv*``) move into its ``"chunkview"``
     object, where zarr does not look (zarr reads ``.zmetadata``'s ``"metadata"`` as
     ``<path>/.<kind>`` and lists other keys as nodes).  :func:`lift_reserved` moves them back
-    on load.  The body is returned unchanged when some metadata is not inline JSON."""
+    on load.  The body is returned unchanged when some metadata is not inline JSON.
+    ``meta_keys``: the keys whose last part starts with "." (the C index lists them without
+    a pass over every chunk key)."""
     meta, extra = {}, {}
-    for key, value in refs.items():
+    for key in (refs if meta_keys is None else meta_keys):
+        value = refs.get(key)
         last = key.rsplit("/", 1)[-1]
         if last in _ZARR_META or is_reserved(last):
             if not isinstance(value, str) or value.startswith("base64:"):

@@ -203,7 +203,7 @@ class References(Mapping):
         used = {name for name, _ in subs if any(("{{%s}}" % name) in u for u in url_text)}
         if used:
             out["templates"] = {k: v for k, v in self.templates.items() if k in used}
-        out["refs"] = consolidate(refs) if consolidated else refs
+        out["refs"] = consolidate(refs, self._index.meta_keys()) if consolidated else refs
         return out
 
     def save(self, path, format: str | None = None, *, storage_options: dict | None = None,
