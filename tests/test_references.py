@@ -252,3 +252,25 @@ def test_gen_expansion_is_bounded(dims):
         tracemalloc.stop()
     assert time.perf_counter() - t0 < 5
     assert peak < 16 << 20, peak
+
+
+def test_save_replaces_a_local_file_whole(kc_refs, tmp_path):
+    """Re-saving over a native index another reader has memory-mapped leaves that reader on
+    the old bytes (it would fault on a file truncated under it); no temporary file stays."""
+    refs = chunkview.load(kc_refs)
+    p = tmp_path / "r.cvref"
+    refs.save(p)
+    opened = chunkview.load(str(p))  # memory-mapped
+    before = dict(opened.items())
+    del refs[next(iter(refs))]
+    refs.save(p)
+    assert dict(opened.items()) == before  # still readable, still the old set
+    assert len(chunkview.load(str(p))) == len(before) - 1
+    refs.save(tmp_path / "r.json")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["r.cvref", "r.json"]
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode) == 0o666 & ~umask

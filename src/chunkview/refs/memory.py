@@ -210,19 +210,15 @@ class References(Mapping):
              **kwargs) -> None:
         """Write to ``path`` as JSON v1 (``.json``), parquet (``.parq``/``.parquet`` or
         ``format="parquet"``: fsspec's ``LazyReferenceMapper`` layout) or the native format
-        (``.cvref`` or ``format="native"``)."""
-        import fsspec
-
+        (``.cvref`` or ``format="native"``).  Local JSON and native files are replaced
+        whole (written beside, then renamed), so readers holding the old file keep working."""
         fmt = format or guess_format(str(path))
         if fmt == "json":
             kwargs.setdefault("consolidated", True)
             text = json.dumps(self.to_dict(**kwargs), separators=(",", ":")).encode()
-            with fsspec.open(str(path), "wb", **(storage_options or {})) as f:
-                f.write(text)
+            _write_whole(path, text, storage_options)
         elif fmt == "native":
-            data = self._index.tobytes()
-            with fsspec.open(str(path), "wb", **(storage_options or {})) as f:
-                f.write(data)
+            _write_whole(path, self._index.tobytes(), storage_options)
         elif fmt == "parquet":
             write_parquet(self, str(path), storage_options=storage_options, **kwargs)
         else:
@@ -244,6 +240,53 @@ class References(Mapping):
         write_parquet(self, str(base_url), storage_options=storage_options,
                       record_size=record_size)
         self.parquet = (str(base_url), dict(storage_options or {}), record_size)
+
+
+def _write_whole(path, data: bytes, storage_options) -> None:
+    """Write ``data`` as the file ``path``.  A local file is written beside it and renamed
+    over it: a reader that has the old file open or memory-mapped keeps reading the old
+    bytes instead of faulting on a file truncated under it."""
+    import os
+    import tempfile
+
+    import fsspec
+
+    from chunkview.io.resolve import is_local_fs
+
+    fs, fpath = fsspec.core.url_to_fs(str(path), **(storage_options or {}))
+    if not is_local_fs(fs):
+        with fs.open(fpath, "wb") as f:  # object stores replace an object whole anyway
+            f.write(data)
+        return
+    folder = os.path.dirname(os.path.abspath(fpath)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".chunkview-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:  # the mode the file had, else what open() would give it (mkstemp makes 0600)
+            mode = os.stat(fpath).st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, fpath)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+
+    try:
+        with open("/proc/self/status") as f:  # Linux: read without changing it
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def _rebuild(data, templates, source, remote_origin=False):
