@@ -508,3 +508,63 @@ def test_scans_are_reproducible(suite, tmp_path):
             chunkview.scan(str(path), isolate=isolate).save(str(out))
             texts.add(out.read_bytes())
         assert len(texts) == 1, name
+
+
+def test_masked_codec_bounds_a_decompression_bomb(tmp_path):
+    """hdf5_masked decodes through chunkview's bounded slow path: a zlib chunk that would
+    inflate to 512 MiB stops at the chunk's size (nbytes) with a DecodeError, quickly and
+    without the memory; measured in a child process."""
+    import subprocess
+    import sys
+    import zlib
+
+    comp = zlib.compressobj(9)
+    block = bytes(16 << 20)
+    bomb = b"".join(comp.compress(block) for _ in range(32)) + comp.flush()
+    (tmp_path / "bomb").write_bytes(bomb)
+    code = """
+import resource, sys, time
+import numcodecs
+from chunkview.errors import DecodeError
+codec = numcodecs.get_codec({"id": "hdf5_masked", "codecs": [{"id": "zlib", "level": 1}],
+                              "lengths": {"7": 1}, "nbytes": 4000})
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+try:
+    codec.decode(data)
+except DecodeError as e:
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print("refused", grew, time.perf_counter() - t0, e)
+"""
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bomb")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    words = r.stdout.split()
+    assert words[0] == "refused", r.stdout
+    assert int(words[1]) < 64 << 10  # KiB: the 512 MiB were never made
+    assert float(words[2]) < 5
+
+
+def test_damaged_cache_image_is_a_clear_error(tmp_path):
+    """Every length in a metadata cache image is checked before it is used: a damaged count,
+    length or address gives a ScanError (naming the image where the image itself is
+    inconsistent), never a crash, a read past it or wrong data."""
+    p = make_scandata.make_cache_image(tmp_path / "image.h5")
+    data = bytearray(p.read_bytes())
+    at = data.find(b"MDCI")
+    for offset, value in ((6, 0xFFFF), (14, 0xFFFFFF), (14 + 4 + 14 + 16, 0xFFFFFFF)):
+        bad = bytearray(data)
+        bad[at + offset:at + offset + 4] = value.to_bytes(4, "little")
+        q = tmp_path / f"bad{offset}.h5"
+        q.write_bytes(bytes(bad))
+        for isolate in (False, True):
+            try:
+                refs = chunkview.scan(str(q), isolate=isolate)
+            except chunkview.ChunkviewError as e:  # the image's, or what it left wrong
+                assert isinstance(e, chunkview.ScanError) and str(e), e
+            else:  # libhdf5 may still read it: then chunkview reads it right
+                import h5py
+
+                with h5py.File(q) as f:
+                    assert corpus.same(chunkview.open(refs)["y"][...], f["y"][()])

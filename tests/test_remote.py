@@ -571,3 +571,25 @@ def test_scan_refuses_a_shifted_range(served):
     assert ei.value.url == url
     served.faults.clear()
     assert bytes(fresh.read(8192, 100)) == want
+
+
+@pytest.mark.parametrize("fault", ["shift", "short", "ignore-range", "truncate"])
+def test_whole_file_ranges_from_a_lying_server(served, fault):
+    """Ranges of a whole-file reference (open-ended and from the end, which fsspec allows)
+    through the chunkview filesystem: a lying server never gives wrong bytes as the answer,
+    and the read gives up quickly."""
+    url = served.url("small.h5")
+    truth = (served.root / "small.h5").read_bytes()
+    fs = fsspec.filesystem("chunkview", fo={"w": [url]}, skip_instance_cache=True,
+                           remote_options=_fresh_http(), retries=1, backoff=0.01,
+                           check_source="off")
+    for start, end in ((1, -5), (-5, None), (10, None), (100, 200)):
+        served.fail(*[fault] * 4, path="small.h5")
+        t0 = time.perf_counter()
+        try:
+            got = fs.cat_file("w", start=start, end=end)
+        except FetchError as e:
+            assert e.key == "w" and e.url == url
+        else:
+            assert got == truth[start:end], (fault, start, end)
+        assert time.perf_counter() - t0 < 10

@@ -32,8 +32,10 @@ from chunkview._combine_coords import (
 )
 from chunkview._index import INLINE
 from chunkview.codecs.masked import CODEC_ID as MASKED_ID
+from chunkview.codecs.masked import chunk_nbytes
 from chunkview.codecs.masked import table as mask_table
-from chunkview.codecs.masked import unwrap
+from chunkview.codecs.masked import wrapper as mask_wrapper
+from chunkview.codecs.pipeline import unwrap
 from chunkview.errors import CombineError, ReferenceFormatError
 from chunkview.keys import (
     DIMENSION_KEY,
@@ -327,13 +329,8 @@ class _Out:
                 warnings.warn(f"array {path!r}: combined chunks of stored length(s) {missing} "
                               "have different HDF5 filter masks; readers other than "
                               "chunkview cannot tell them apart", stacklevel=3)
-            wrapper = {"id": MASKED_ID, "codecs": chain}
-            if lengths:
-                wrapper["lengths"] = lengths
             found = {n: known[n] for n in digests if known.get(n)}
-            if found:
-                wrapper["digests"] = found
-            meta["filters"] = [wrapper]
+            meta["filters"] = [mask_wrapper(chain, lengths, found, chunk_nbytes(meta))]
         self.inline[zkey] = _dumps(meta)
 
     def place(self, path: str, sep: str, part: _Part, shift=None, lead=None):

@@ -51,14 +51,19 @@ class ReferenceNotFound(ChunkviewError, KeyError):
         return f"no reference for key {self.args[0]!r}" if self.args else "no reference"
 
 
+def fetch_detail(start, end, cause) -> str:
+    """``(bytes s-e): Cause: message`` for a failed read of a byte range (or whole file)."""
+    rng = "whole file" if start is None and end is None else f"bytes {start}-{end}"
+    why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+    return f"({rng}){why}"
+
+
 class FetchError(ChunkviewError, OSError):
     """Reading the bytes of a reference failed.  Names the key, URL and byte range."""
 
     def __init__(self, key, url, start=None, end=None, cause=None):
         self.key, self.url, self.start, self.end = key, url, start, end
-        rng = "whole file" if start is None and end is None else f"bytes {start}-{end}"
-        why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
-        super().__init__(f"cannot read key {key!r} from {url!r} ({rng}){why}")
+        super().__init__(f"cannot read key {key!r} from {url!r} {fetch_detail(start, end, cause)}")
 
     def __reduce__(self):
         return (type(self), (self.key, self.url, self.start, self.end))

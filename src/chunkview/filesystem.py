@@ -22,10 +22,9 @@ from fsspec.implementations.reference import ReferenceNotReachable
 from fsspec.spec import AbstractBufferedFile
 
 from chunkview._index import INLINE, MISSING, WHOLE
-from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound
+from chunkview.errors import ChunkviewError, FetchError, ReferenceNotFound, fetch_detail
 from chunkview.io.fetch import Source
-from chunkview.io.remote import call
-from chunkview.io.resolve import LOCAL_PROTOCOLS, Resolver, local_path
+from chunkview.io.resolve import LOCAL_PROTOCOLS, Resolver
 from chunkview.keys import LIVE_REFERENCES_TOKEN
 from chunkview.options import ReadOptions
 from chunkview.refs.load import load
@@ -41,9 +40,8 @@ class ReferenceNotReachableError(FetchError, ReferenceNotReachable):
 
     def __init__(self, key, url, start=None, end=None, cause=None):
         FetchError.__init__(self, key, url, start, end, cause)
-        rng = "whole file" if start is None and end is None else f"bytes {start}-{end}"
-        why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
-        self.args = (f'Reference "{key}" failed to fetch target {url!r} ({rng}){why}',)
+        self.args = (f'Reference "{key}" failed to fetch target {url!r} '
+                     f'{fetch_detail(start, end, cause)}',)
 
     def __str__(self):
         return self.args[0]
@@ -151,11 +149,6 @@ class ChunkviewFileSystem(AsyncFileSystem):
             out[None] = default
         return out
 
-    # ----------------------------------------------------------------- targets
-
-    async def _call_target(self, fs, method: str, *args, **kwargs):
-        return await call(fs, method, *args, **kwargs)
-
     # ----------------------------------------------------------------- resolving keys
 
     def _resolve(self, keys, starts=None, ends=None):
@@ -199,13 +192,17 @@ class ChunkviewFileSystem(AsyncFileSystem):
 
     # ----------------------------------------------------------------- reading
 
+    async def _read(self, resolved, **kwargs) -> list:
+        """The shared fetch (``Source.read_ranges``), failures as
+        :class:`ReferenceNotReachableError`."""
+        return [_reachable(r) for r in await self.source.read_ranges(resolved, **kwargs)]
+
     async def _cat_file(self, path, start=None, end=None, **kwargs):
         (item,) = self._resolve([path], None if start is None else [start],
                                 None if end is None else [end])
         if item[0] == "missing":
             raise FileNotFoundError(item[1])
-        (res,) = await self.source.read_ranges([item])
-        res = _reachable(res)
+        (res,) = await self._read([item])
         if isinstance(res, Exception):
             raise res
         return res
@@ -219,8 +216,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
         if len(starts) != len(paths) or len(ends) != len(paths):
             raise ValueError("paths, starts and ends must have the same length")
         resolved = self._resolve(paths, starts, ends)
-        results = [_reachable(r) for r in await self.source.read_ranges(resolved,
-                                                                         max_gap=max_gap)]
+        results = await self._read(resolved, max_gap=max_gap)
         if on_error == "raise":
             for r in results:
                 if isinstance(r, Exception):
@@ -238,7 +234,7 @@ class ChunkviewFileSystem(AsyncFileSystem):
             paths = await self._expand_path(path, recursive=recursive)
             paths = [p for p in paths if p in self.references]
         resolved = self._resolve(paths)
-        results = [_reachable(r) for r in await self.source.read_ranges(resolved)]
+        results = await self._read(resolved)
         out = {}
         for item, res in zip(resolved, results):
             key = item[1]
@@ -358,15 +354,10 @@ class ChunkviewFileSystem(AsyncFileSystem):
             raise FileNotFoundError(path)
         info = self._file_info(path, value)
         if info["size"] is None:  # a whole file: its size comes from the target
-            url = self.resolver.url(path, value[0])
             try:
-                fs = self.resolver.fs_for(url)
-                if fs is None:
-                    info["size"] = await asyncio.to_thread(os.path.getsize, local_path(url))
-                else:
-                    info["size"] = await self._call_target(fs, "size", url)
-            except Exception as e:  # noqa: BLE001
-                raise ReferenceNotReachableError(path, url, cause=e) from e
+                info["size"] = await self.source.size(path, self.resolver.url(path, value[0]))
+            except FetchError as e:
+                raise _reachable(e) from e.__cause__
         return info
 
     def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):

@@ -12,7 +12,8 @@ therefore describes the masked chunks by what a codec can see, their stored leng
   chunks are told apart by a digest of their bytes, read once at scan time.
 
 ``codecs`` is the full pipeline in writing order (zarr v2's ``filters + [compressor]``); bit
-``i`` of a mask skips ``codecs[i]``.  chunkview's own readers use the exact per-key masks in
+``i`` of a mask skips ``codecs[i]``; ``nbytes``, the decoded chunk's size, bounds every
+decoding step (a decompression bomb stops there).  chunkview's own readers use the exact per-key masks in
 ``<array>/.cvmask`` and unwrap this codec (:func:`chunkview.codecs.pipeline.pipeline_from_zarray`);
 this codec is what lets other readers (zarr-python over fsspec's ``ReferenceFileSystem``) read
 the same chunks right, with chunkview installed.
@@ -25,9 +26,10 @@ import hashlib
 from numcodecs.abc import Codec
 
 from chunkview.codecs.common import _as_bytes
+from chunkview.codecs.pipeline import MASKED_ID, Pipeline
 from chunkview.errors import DecodeError
 
-CODEC_ID = "hdf5_masked"
+CODEC_ID = MASKED_ID
 
 
 def digest(data) -> str:
@@ -38,25 +40,20 @@ def digest(data) -> str:
 class HDF5Masked(Codec):
     """The codecs ``codecs`` (writing order), each chunk skipping those its mask names; the
     mask is found from the chunk's stored length (``lengths``) or, where lengths are shared
-    by chunks of different masks, from a digest of its bytes (``digests``)."""
+    by chunks of different masks, from a digest of its bytes (``digests``).  ``nbytes`` (the
+    decoded chunk's size) bounds every step, as chunkview's own slow path does."""
 
     codec_id = CODEC_ID
 
-    def __init__(self, codecs=(), lengths=None, digests=None):
+    def __init__(self, codecs=(), lengths=None, digests=None, nbytes=None):
         self.codecs = [dict(c) for c in codecs]
         if any(c.get("id") == CODEC_ID for c in self.codecs):
             raise ValueError("hdf5_masked codecs cannot nest")
         self.lengths = {str(int(k)): int(v) for k, v in (lengths or {}).items()}
         self.digests = {str(int(k)): {str(h): int(m) for h, m in v.items()}
                         for k, v in (digests or {}).items()}
-        self._codecs = None
-
-    def _chain(self):
-        if self._codecs is None:
-            import numcodecs
-
-            self._codecs = [numcodecs.get_codec(dict(c)) for c in self.codecs]
-        return self._codecs
+        self.nbytes = None if nbytes is None else int(nbytes)
+        self._pipeline = None
 
     def mask_of(self, data) -> int:
         """The filter mask of the chunk whose stored bytes are ``data``."""
@@ -70,51 +67,63 @@ class HDF5Masked(Codec):
         return 0
 
     def encode(self, buf):
+        import numcodecs
+
         out = buf
-        for codec in self._chain():
-            out = codec.encode(out)
+        for cfg in self.codecs:
+            out = numcodecs.get_codec(dict(cfg)).encode(out)
         return out
 
     def decode(self, buf, out=None):
+        if self._pipeline is None:  # the same bounded per-chunk decode chunkview's reads use
+            self._pipeline = Pipeline(tuple(self.codecs), None)
         data = _as_bytes(buf)
-        mask = self.mask_of(data)
-        res = data
-        chain = self._chain()
-        for bit in range(len(chain) - 1, -1, -1):
-            if mask >> bit & 1:
-                continue
-            try:
-                res = chain[bit].decode(res)
-            except DecodeError:
-                raise
-            except Exception as e:  # noqa: BLE001 - the codec's own error, said as ours
-                raise DecodeError(f"{self.codecs[bit].get('id')}: {type(e).__name__}: {e}") \
-                    from e
+        try:
+            res = self._pipeline.decode_chunk(data, self.mask_of(data), self.nbytes)
+        except DecodeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a codec's own error, said as ours
+            raise DecodeError(f"{CODEC_ID}: {type(e).__name__}: {e}") from e
         if out is not None:
-            view = _as_bytes(out)
             src = _as_bytes(res)
-            view[:len(src)] = src
+            _as_bytes(out)[:len(src)] = src
             return out
         return res
 
     def get_config(self):
-        cfg = {"id": self.codec_id, "codecs": self.codecs}
-        if self.lengths:
-            cfg["lengths"] = self.lengths
-        if self.digests:
-            cfg["digests"] = self.digests
-        return cfg
+        return wrapper(self.codecs, self.lengths, self.digests, self.nbytes)
 
     def __repr__(self):
         return (f"HDF5Masked(codecs={[c.get('id') for c in self.codecs]}, "
                 f"{len(self.lengths)} lengths, {sum(map(len, self.digests.values()))} digests)")
 
 
-def unwrap(configs: list) -> list:
-    """A zarr v2 codec list with an ``hdf5_masked`` wrapper replaced by the codecs it wraps."""
-    if len(configs) == 1 and configs[0].get("id") == CODEC_ID:
-        return [dict(c) for c in configs[0].get("codecs") or []]
-    return configs
+def wrapper(codecs, lengths=None, digests=None, nbytes=None) -> dict:
+    """The ``hdf5_masked`` config (empty tables left out)."""
+    cfg = {"id": CODEC_ID, "codecs": [dict(c) for c in codecs]}
+    if lengths:
+        cfg["lengths"] = dict(lengths)
+    digests = {n: t for n, t in (digests or {}).items() if t}
+    if digests:
+        cfg["digests"] = digests
+    if nbytes is not None:
+        cfg["nbytes"] = int(nbytes)
+    return cfg
+
+
+def chunk_nbytes(meta: dict) -> int | None:
+    """The decoded size of one chunk of the array with ``.zarray`` ``meta`` (None if its
+    dtype cannot be read)."""
+    from chunkview.read.meta import dtype_of
+
+    try:
+        itemsize = dtype_of(meta["dtype"]).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    n = itemsize
+    for c in meta.get("chunks") or []:
+        n *= int(c)
+    return n
 
 
 def table(masks: dict, sizes: dict) -> tuple[dict, dict, list]:
@@ -137,4 +146,4 @@ def table(masks: dict, sizes: dict) -> tuple[dict, dict, list]:
     return lengths, {str(n): {} for n in shared}, keys
 
 
-__all__ = ["HDF5Masked", "CODEC_ID", "digest", "unwrap", "table"]
+__all__ = ["HDF5Masked", "CODEC_ID", "digest", "table", "wrapper", "chunk_nbytes"]

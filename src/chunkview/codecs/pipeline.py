@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from chunkview import _decode
-from chunkview.codecs.masked import unwrap
 from chunkview.errors import DecodeError
 
 _INFLATE = {"zlib": "zlib", "gzip": "gzip"}
@@ -76,6 +75,17 @@ def _inflate_bounded(data, limit: int, gzip: bool = False) -> bytes:
     if not d.eof:
         raise DecodeError("truncated deflate stream")
     return out
+
+
+#: the codec id of :class:`chunkview.codecs.masked.HDF5Masked`
+MASKED_ID = "hdf5_masked"
+
+
+def unwrap(configs: list) -> list:
+    """A zarr v2 codec list with an ``hdf5_masked`` wrapper replaced by the codecs it wraps."""
+    if len(configs) == 1 and configs[0].get("id") == MASKED_ID:
+        return [dict(c) for c in configs[0].get("codecs") or []]
+    return configs
 
 
 def pipeline_from_zarray(meta: dict) -> Pipeline:

@@ -30,6 +30,7 @@ from chunkview.errors import ChunkviewError, FetchError
 from chunkview.io.remote import (
     MAX_RANGES,
     SourceChecker,
+    call,
     check_allowed,
     multi_range_ok,
     read_block,
@@ -99,10 +100,7 @@ class Source:
     def __init__(self, refs, resolver: Resolver | None = None, opts: ReadOptions | None = None):
         self.refs = refs
         self.resolver = resolver or Resolver()
-        try:
-            self.resolver.adopt(refs.urls)
-        except AttributeError:  # a mapping without a URL table
-            pass
+        self.resolver.adopt(getattr(refs, "urls", ()))
         self.opts = opts or ReadOptions()
         self.remote_origin = bool(getattr(refs, "remote_origin", False))
         self.checker = SourceChecker(refs, self.opts)
@@ -255,15 +253,37 @@ class Source:
             fs = self.resolver.fs_for(url)
             path = local_path(url) if fs is None else None
             await self.checker.check(key, fs, url, path)
-            if start is not None and end is not None and start >= 0 and end >= 0:
-                return await read_block(fs, url, start, end, self.opts, path)
-            # open-ended or from-the-end: one request, retried; no length to check it against
-            return await with_retries(lambda: request(fs, url, start, end, path), self.opts,
-                                      local=fs is None)
+            if start is None and end is None:  # the whole file: one request, retried
+                return await with_retries(lambda: request(fs, url, None, None, path),
+                                          self.opts, local=fs is None)
+            if start is None or end is None or start < 0 or end < 0:
+                # open-ended or from the end: made absolute from the file's size, so the
+                # answer is checked as every bounded range is (position and length)
+                start, end, _ = slice(start, end).indices(await self._size(fs, url, path))
+                if end <= start:
+                    return b""
+            return await read_block(fs, url, start, end, self.opts, path)
         except ChunkviewError:
             raise
         except Exception as e:  # noqa: BLE001 - converted to one error naming key/url/range
             raise FetchError(key, url, start, end, cause=e) from e
+
+    async def _size(self, fs, url, path) -> int:
+        if fs is None:
+            return await asyncio.to_thread(os.path.getsize, path)
+        return int(await with_retries(lambda: call(fs, "size", url), self.opts))
+
+    async def size(self, key: str, url: str) -> int:
+        """The size of the file ``url`` (a whole-file reference's), with the remote policy;
+        a failure is a :class:`FetchError` naming key and URL."""
+        try:
+            check_allowed(key, url, self.opts, self.remote_origin, self.resolver)
+            fs = self.resolver.fs_for(url)
+            return await self._size(fs, url, local_path(url) if fs is None else None)
+        except ChunkviewError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise FetchError(key, url, cause=e) from e
 
     async def read_ranges(self, resolved, max_gap=None, max_block=None):
         """Fetch every resolved item; returns a list of bytes or exceptions (one per item)."""

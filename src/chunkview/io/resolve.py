@@ -130,7 +130,7 @@ class Resolver:
         name, the protocol of a non-local filesystem handed in for it (``fs=``)."""
         protocol = self.protocol_of(url)
         if protocol in LOCAL_PROTOCOLS:
-            fs = self.fss.get(None) or self.fss.get("file")
+            fs = self.fs_for(url)
             if fs is not None and not is_local_fs(fs):
                 return protocol_name(fs)
         return protocol

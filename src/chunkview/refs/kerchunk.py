@@ -43,7 +43,7 @@ def index_from_dict(refs: Mapping, template_overrides: dict | None = None,
         set_value(index, key, value, source)
     _templates.render_index_urls(index, templates, source=source)
     _templates.expand_gen(index, gens, templates, source=source)
-    lift_reserved(index, source)
+    lift_reserved(index)
     return index, templates
 
 
@@ -76,16 +76,26 @@ def consolidate(refs: dict, meta_keys=None) -> dict:
                 extra[key] = value
     if not meta:
         return refs
-    for key in [k for k in meta if k.endswith(".zarray") and not zarr_reads(meta[k])]:
-        # an array zarr-python has no data type for would make it refuse the whole group:
-        # left out, it is still listed and fails alone, as without consolidated metadata
-        del meta[key]
-        meta.pop(key[:-len(".zarray")] + ".zattrs", None)
+    # an array zarr-python has no data type for would make it refuse the whole group: left
+    # out, it is still a key and fails alone, as without consolidated metadata
+    set_aside_unreadable(meta)
     out = {k: v for k, v in refs.items() if k not in extra and k != ZMETADATA_KEY}
     doc: dict = {"zarr_consolidated_format": 1, "metadata": meta}
     if extra:
         doc["chunkview"] = extra
     out[ZMETADATA_KEY] = json.dumps(doc, separators=(",", ":"))
+    return out
+
+
+def set_aside_unreadable(meta: dict) -> dict:
+    """Remove from consolidated ``meta`` the arrays zarr-python cannot parse (their
+    ``.zarray`` and ``.zattrs``), which would make zarr refuse the whole group; return them."""
+    out = {}
+    for key in [k for k in meta if k.endswith(".zarray") and not zarr_reads(meta[k])]:
+        out[key] = meta.pop(key)
+        attrs = key[:-len(".zarray")] + ".zattrs"
+        if attrs in meta:
+            out[attrs] = meta.pop(attrs)
     return out
 
 
@@ -103,7 +113,7 @@ def zarr_reads(zarray) -> bool:
     return True
 
 
-def lift_reserved(index: ChunkIndex, source=None) -> None:
+def lift_reserved(index: ChunkIndex) -> None:
     """chunkview's own keys kept in ``.zmetadata``'s ``"chunkview"`` object (see
     :func:`consolidate`) made keys again; keys already present win."""
     if ZMETADATA_KEY not in index:
@@ -146,7 +156,7 @@ def index_from_json(data: bytes, template_overrides: dict | None = None,
         index.set_inline(key, _dumps_like_fsspec(json.loads(raw_value)))
     _templates.render_index_urls(index, templates, source=source)
     _templates.expand_gen(index, gens, templates, source=source)
-    lift_reserved(index, source)
+    lift_reserved(index)
     return index, templates
 
 

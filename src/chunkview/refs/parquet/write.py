@@ -12,7 +12,7 @@ import numpy as np
 from chunkview._index import INLINE
 from chunkview.errors import ReferenceFormatError
 from chunkview.keys import RESERVED_PREFIX, is_reserved
-from chunkview.refs.kerchunk import index_from_dict, zarr_reads
+from chunkview.refs.kerchunk import index_from_dict, set_aside_unreadable
 from chunkview.refs.parquet.layout import (
     _I64_MAX,
     _PANDAS_META,
@@ -155,11 +155,7 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
     # their own, which fsspec and zarr do not read
     extra = {k: metadata.pop(k) for k in list(metadata) if is_reserved(k.rsplit("/", 1)[-1])}
     # so do arrays zarr-python has no data type for: it would refuse the whole group
-    for key in [k for k in metadata if k.endswith(".zarray") and not zarr_reads(metadata[k])]:
-        extra[key] = metadata.pop(key)
-        attrs = key[:-len(".zarray")] + ".zattrs"
-        if attrs in metadata:
-            extra[attrs] = metadata.pop(attrs)
+    extra.update(set_aside_unreadable(metadata))
     met = {"metadata": metadata, "record_size": record_size, "zarr_consolidated_format": 1}
     if extra:
         met["chunkview"] = extra

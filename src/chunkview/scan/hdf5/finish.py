@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from chunkview.codecs.masked import CODEC_ID, digest, table
+from chunkview.codecs.masked import CODEC_ID, chunk_nbytes, digest, table, wrapper
 from chunkview.keys import ERROR_KEY, MASK_KEY
 from chunkview.scan.hdf5.meta import _json, _k
 
@@ -36,22 +36,37 @@ def is_netcdf4(f) -> bool:
                 continue
             if "_Netcdf4Dimid" in obj.attrs or "_Netcdf4Coordinates" in obj.attrs:
                 return True
-            label = obj.attrs.get("NAME") if "NAME" in obj.attrs else None
-            if isinstance(label, (bytes, str)) and (label.encode() if isinstance(label, str)
-                                                    else label).startswith(DIM_ONLY):
+            if is_dimension_only(obj):
                 return True
     except Exception:  # noqa: BLE001 - unreadable: not netCDF as far as the scan can tell
         return False
     return False
 
 
-def _chunk_keys(out, path: str) -> tuple[list, list]:
-    """``(chunk sets, inline chunk keys)`` of array ``path`` in a scan's output."""
-    sets = [c for c in out.chunks if c.prefix == path]
-    pre = path + "/" if path else ""
-    keys = [k for k in out.inline if k.startswith(pre) and "/" not in k[len(pre):]
-            and not k[len(pre):].startswith(".")]
-    return sets, keys
+def is_dimension_only(obj) -> bool:
+    """Whether h5py object ``obj`` is netCDF-4's stand-in for a dimension without a variable
+    (a dimension scale whose NAME says so)."""
+    try:
+        if obj.attrs.get("CLASS") not in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
+            return False
+        name = obj.attrs.get("NAME")
+    except Exception:  # noqa: BLE001 - unreadable attributes are reported by the scanner
+        return False
+    if isinstance(name, str):
+        name = name.encode()
+    return isinstance(name, bytes) and name.startswith(DIM_ONLY)
+
+
+def chunks_by_array(out) -> dict:
+    """``{array path: (chunk sets, inline chunk keys)}`` of a scan's output, in one pass."""
+    index: dict = {}
+    for c in out.chunks:
+        index.setdefault(c.prefix, ([], []))[0].append(c)
+    for k in out.inline:
+        path, _, last = k.rpartition("/")
+        if path and not last.startswith("."):
+            index.setdefault(path, ([], []))[1].append(k)
+    return index
 
 
 def _key(row) -> str:
@@ -81,7 +96,9 @@ class NetCDFDims:
     def implicit_fill(self, path, fill) -> None:
         self.fills[path] = fill
 
-    def finish(self, out) -> None:
+    def finish(self, out, index: dict) -> None:
+        """Grow variables along unlimited dimensions and write the never-written chunks of
+        those with an implicit fill; ``index``: :func:`chunks_by_array` of ``out``."""
         for path, (ids, shape, unlimited) in self.arrays.items():
             zkey = _k(path, ".zarray")
             raw = out.inline.get(zkey)
@@ -95,12 +112,12 @@ class NetCDFDims:
                 out.inline[zkey] = _json(meta)
         budget = FILL_CHUNK_BYTES
         for path, fill in self.fills.items():
-            budget -= _write_fill_chunks(out, path, fill, budget)
+            budget -= _write_fill_chunks(out, path, fill, budget, index.get(path, ([], [])))
 
 
-def _write_fill_chunks(out, path: str, fill, budget: int) -> int:
+def _write_fill_chunks(out, path: str, fill, budget: int, present) -> int:
     """Write array ``path``'s missing chunks holding ``fill``, encoded with its codecs, if they
-    fit ``budget`` bytes; the bytes written."""
+    fit ``budget`` bytes; the bytes written.  ``present``: its (chunk sets, inline keys)."""
     import numcodecs
 
     from chunkview.read.meta import dtype_of, fill_bytes
@@ -114,9 +131,9 @@ def _write_fill_chunks(out, path: str, fill, budget: int) -> int:
         shape = chunks = [1]
     grid = [-(-int(s) // int(c)) for s, c in zip(shape, chunks)]
     total = int(np.prod(grid, dtype=np.int64))
-    if total == 0 or total > FILL_GRID_CHUNKS:
-        return 0
-    sets, keys = _chunk_keys(out, path)
+    if total == 0 or total > FILL_GRID_CHUNKS or (chunk_nbytes(meta) or 0) > FILL_CHUNK_BYTES:
+        return 0  # (one decoded chunk is built to encode it)
+    sets, keys = present
     have = np.zeros(grid, bool)
     for c in sets:
         have[tuple(c.coords.T)] = True
@@ -124,8 +141,8 @@ def _write_fill_chunks(out, path: str, fill, budget: int) -> int:
     for k in keys:
         idx = tuple(int(x) for x in k[pre:].split("."))
         have[idx if meta["shape"] else (0,)] = True
-    missing = np.argwhere(~have)
-    if not len(missing):
+    n_missing = total - int(np.count_nonzero(have))
+    if not n_missing:
         return 0
     try:
         dtype = dtype_of(meta["dtype"])
@@ -142,24 +159,25 @@ def _write_fill_chunks(out, path: str, fill, budget: int) -> int:
         enc = bytes(memoryview(enc).cast("B")) if not isinstance(enc, bytes) else enc
     except Exception:  # noqa: BLE001 - a codec without an encoder: the chunks stay missing
         return 0
-    if len(enc) * len(missing) > budget:
+    if len(enc) * n_missing > budget:  # checked before the missing keys are listed
         return 0
     base = path + "/" if path else ""
-    for row in missing:
+    for row in np.argwhere(~have):
         out.inline[base + (_key(row) if meta["shape"] else "0")] = enc
-    return len(enc) * len(missing)
+    return len(enc) * n_missing
 
 
-def finish_masks(out, readers: dict) -> None:
+def finish_masks(out, readers: dict, index: dict) -> None:
     """For each array with per-chunk filter masks (``.cvmask``), wrap its codecs in
     ``hdf5_masked`` (:mod:`chunkview.codecs.masked`), telling masked chunks apart by stored
     length, or by a digest of the bytes (read through ``readers``: url -> reader) where
     chunks with different masks share a length."""
     for mkey in [k for k in out.inline if k == MASK_KEY or k.endswith("/" + MASK_KEY)]:
-        _wrap_masks(out, mkey[:-len(MASK_KEY)].rstrip("/"), mkey, readers)
+        path = mkey[:-len(MASK_KEY)].rstrip("/")
+        _wrap_masks(out, path, mkey, readers, index.get(path, ([], [])))
 
 
-def _wrap_masks(out, path: str, mkey: str, readers: dict) -> None:
+def _wrap_masks(out, path: str, mkey: str, readers: dict, chunks) -> None:
     zkey = _k(path, ".zarray")
     if zkey not in out.inline:
         return
@@ -170,7 +188,7 @@ def _wrap_masks(out, path: str, mkey: str, readers: dict) -> None:
         configs.append(meta["compressor"])
     if not configs or any(c.get("id") == CODEC_ID for c in configs):
         return
-    sets, keys = _chunk_keys(out, path)
+    sets, keys = chunks
     sizes, where = {}, {}
     pre = len(path) + 1 if path else 0
     for c in sets:
@@ -201,15 +219,10 @@ def _wrap_masks(out, path: str, mkey: str, readers: dict) -> None:
             return
         if m:
             digests[str(len(data))][h] = m
-    wrapper = {"id": CODEC_ID, "codecs": configs}
-    if lengths:
-        wrapper["lengths"] = lengths
-    digests = {n: t for n, t in digests.items() if t}
-    if digests:
-        wrapper["digests"] = digests
-    meta["filters"] = [wrapper]
+    meta["filters"] = [wrapper(configs, lengths, digests, chunk_nbytes(meta))]
     meta["compressor"] = None
     out.inline[zkey] = _json(meta)
 
 
-__all__ = ["FILL_CHUNK_BYTES", "NetCDFDims", "finish_masks", "is_netcdf4"]
+__all__ = ["FILL_CHUNK_BYTES", "NetCDFDims", "chunks_by_array", "finish_masks",
+           "is_dimension_only", "is_netcdf4"]

@@ -16,10 +16,6 @@ from chunkview.scan.common import contiguous_chunking, contiguous_chunks
 from chunkview.scan.hdf5 import format as H
 from chunkview.scan.hdf5.chunkindex import chunk_index
 from chunkview.scan.hdf5.chunks import Chunks
-
-# under NETCDF_KEY: {"attrs": {name: dtype}} for numeric attributes, {"_FillValue": false}
-# when the zarr fill_value is only HDF5's fill value (no _FillValue attribute),
-# {"dimension_only": true} for a netCDF dimension that is not a variable
 from chunkview.scan.hdf5.meta import (
     _coord_key,
     _hard_address,

@@ -12,9 +12,6 @@ import numpy as np
 from chunkview.errors import ScanError, UnsupportedError
 from chunkview.scan.common import json_value
 
-# under NETCDF_KEY: {"attrs": {name: dtype}} for numeric attributes, {"_FillValue": false}
-# when the zarr fill_value is only HDF5's fill value (no _FillValue attribute),
-# {"dimension_only": true} for a netCDF dimension that is not a variable
 
 def _json(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)

@@ -21,7 +21,13 @@ from chunkview.errors import ChunkviewError, ScanError, UnsupportedError, missin
 from chunkview.keys import DIMENSION_KEY, ERROR_KEY, NETCDF_KEY
 from chunkview.scan.common import contiguous_chunking, json_value
 from chunkview.scan.hdf5 import format as H
-from chunkview.scan.hdf5.finish import NetCDFDims, finish_masks, is_netcdf4
+from chunkview.scan.hdf5.finish import (
+    NetCDFDims,
+    chunks_by_array,
+    finish_masks,
+    is_dimension_only,
+    is_netcdf4,
+)
 from chunkview.scan.hdf5.layouts import LayoutsMixin
 from chunkview.scan.hdf5.meta import (
     _hard_address,
@@ -39,7 +45,6 @@ from chunkview.scan.output import ScanOutput
 # under NETCDF_KEY: {"attrs": {name: dtype}} for numeric attributes, {"_FillValue": false}
 # when the zarr fill_value is only HDF5's fill value (no _FillValue attribute),
 # {"dimension_only": true} for a netCDF dimension that is not a variable
-_DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 _NON_COORD = "_nc4_non_coord_"
 #: how an unsupported dataset's reason starts when libhdf5 itself failed on it
 LIBRARY_FAILED = "the HDF5 library cannot describe this dataset"
@@ -164,9 +169,10 @@ class HDF5Scanner(LayoutsMixin):
             try:
                 self._group(f, "", set())
                 readers = {url: fmt.reader for fmt, url in self._files.values()}
+                index = chunks_by_array(self.out)
                 if self.netcdf:
-                    self.nc.finish(self.out)
-                finish_masks(self.out, readers)
+                    self.nc.finish(self.out, index)
+                finish_masks(self.out, readers, index)
             except ChunkviewError:
                 self._raise_refused()
                 raise
@@ -343,7 +349,7 @@ class HDF5Scanner(LayoutsMixin):
         if d.shape is None:  # a null dataspace: no elements at all
             raise UnsupportedError("dataset with a null dataspace holds no data")
         attrs, types = self._attrs(d, path)
-        dimension_only = self.netcdf and (_dimension_only(d) or
+        dimension_only = self.netcdf and (is_dimension_only(d) or
                                           (d.file.filename, d.name) in self._dims_only)
         attrs[DIMENSION_KEY] = self._dims(d, path, shape, array=not dimension_only)
         if dimension_only:
@@ -438,7 +444,7 @@ class HDF5Scanner(LayoutsMixin):
         self.out.inline[_k(path, ".zarray")] = _json(meta)
         self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
 
-    def _netcdf_facts(self, obj, path, types, dataset=True):  # noqa: C901
+    def _netcdf_facts(self, obj, path, types, dataset=True):
         """What netCDF readers see that zarr metadata cannot say, under NETCDF_KEY."""
         facts = {}
         if types:
@@ -447,12 +453,8 @@ class HDF5Scanner(LayoutsMixin):
             try:
                 if "_FillValue" not in obj.attrs:
                     facts["_FillValue"] = False
-                if obj.attrs.get("CLASS") in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
-                    name = obj.attrs.get("NAME")
-                    if isinstance(name, str):
-                        name = name.encode()
-                    if isinstance(name, bytes) and name.startswith(_DIM_ONLY):
-                        facts["dimension_only"] = True
+                if is_dimension_only(obj):  # (in netCDF files these are not arrays at all)
+                    facts["dimension_only"] = True
             except Exception:  # noqa: BLE001 - unreadable attributes were reported by _attrs
                 pass
         if facts:
@@ -499,19 +501,6 @@ def _as_netcdf(v):
             v.dtype.kind in "SUO":
         return ""
     return v
-
-
-def _dimension_only(d) -> bool:
-    """Whether dataset ``d`` is netCDF-4's stand-in for a dimension without a variable."""
-    try:
-        if d.attrs.get("CLASS") not in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
-            return False
-        name = d.attrs.get("NAME")
-    except Exception:  # noqa: BLE001 - unreadable attributes are reported by _attrs
-        return False
-    if isinstance(name, str):
-        name = name.encode()
-    return isinstance(name, bytes) and name.startswith(_DIM_ONLY)
 
 
 def scan(reader, *, inline_threshold: int = 0, chunk_bytes: int = 4 << 20,
