@@ -152,6 +152,7 @@ def build_extensions():
         Extension(
             "chunkview._decode",
             sources=["src/chunkview/_decode.pyx", f"{CSRC}/cv_decode.c", f"{CSRC}/cv_batch.c",
+                     f"{CSRC}/cv_guard.c",
                      f"{CSRC}/cv_common.c", alloc],
             libraries=inf_libs,
             library_dirs=inf_libdirs,

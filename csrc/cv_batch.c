@@ -320,8 +320,8 @@ int cv_decode_job(cv_worker *w, const cv_plan *p, cv_job *j) {
     return CV_OK;
 }
 
-size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs, size_t *next,
-                      size_t grain) {
+size_t cv_decode_jobs_with(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs,
+                           size_t *next, size_t grain, cv_job_fn one) {
     size_t failed = 0;
     if (grain == 0) grain = 1;
     for (;;) {
@@ -329,7 +329,12 @@ size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs
         if (i >= njobs) break;
         size_t end = njobs - i < grain ? njobs : i + grain;
         for (; i < end; i++)
-            if (cv_decode_job(w, p, &jobs[i]) != CV_OK) failed++;
+            if (one(w, p, &jobs[i]) != CV_OK) failed++;
     }
     return failed;
+}
+
+size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs, size_t *next,
+                      size_t grain) {
+    return cv_decode_jobs_with(w, p, jobs, njobs, next, grain, cv_decode_job);
 }

@@ -88,6 +88,11 @@ int cv_decode_job(cv_worker *w, const cv_plan *p, cv_job *j);
 size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs, size_t *next,
                       size_t grain);
 
+/* cv_decode_jobs running each job through `one` (cv_decode_job, or a wrapper of it). */
+typedef int (*cv_job_fn)(cv_worker *w, const cv_plan *p, cv_job *j);
+size_t cv_decode_jobs_with(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs,
+                           size_t *next, size_t grain, cv_job_fn one);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,7 @@ const char *cv_strerror(int status) {
     case CV_EUNSUPPORTED: return "unsupported";
     case CV_ECORRUPT: return "corrupt data";
     case CV_ESIZE: return "size mismatch";
+    case CV_ESOURCE: return "the file shrank while it was read";
     default: return "unknown error";
     }
 }

@@ -36,6 +36,7 @@ enum {
     CV_EUNSUPPORTED = -11, /* valid input that this build cannot handle */
     CV_ECORRUPT = -12,   /* decoded data is corrupt */
     CV_ESIZE = -13,      /* decoded size does not match the expected size */
+    CV_ESOURCE = -14,    /* the source bytes vanished while read (a mapped file shrank) */
 };
 
 /* Human-readable text for a status code (static storage, never NULL). */

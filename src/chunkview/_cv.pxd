@@ -18,6 +18,7 @@ cdef extern from "cv_common.h" nogil:
         CV_EUNSUPPORTED
         CV_ECORRUPT
         CV_ESIZE
+        CV_ESOURCE
     const char *cv_strerror(int status)
 
 
@@ -189,3 +190,11 @@ cdef extern from "cv_batch.h" nogil:
     int cv_decode_job(cv_worker *w, const cv_plan *p, cv_job *j)
     size_t cv_decode_jobs(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs,
                           size_t *next, size_t grain)
+
+
+cdef extern from "cv_guard.h" nogil:
+    int cv_guard_install()
+    int cv_guard_active()
+    int cv_guarded_copy(void *dst, const void *src, size_t n)
+    size_t cv_decode_jobs_guarded(cv_worker *w, const cv_plan *p, cv_job *jobs, size_t njobs,
+                                  size_t *next, size_t grain)

@@ -4,6 +4,7 @@
 Marshals buffers and releases the GIL once per batch; errors are worded in chunkview._status,
 batches run on chunkview._pool's threads and libdeflate is loaded by chunkview._libdeflate."""
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
@@ -219,7 +220,7 @@ cdef class _Batch:
         if w == NULL:
             raise MemoryError()
         with nogil:
-            cv_decode_jobs(w, &self.plan, self.jobs, self.njobs, &self.next, self.grain)
+            cv_decode_jobs_guarded(w, &self.plan, self.jobs, self.njobs, &self.next, self.grain)
         cv_worker_free(w)
 
 
@@ -343,6 +344,7 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
         good = None
     cdef size_t nt = max(1, min(threads, b.njobs))
     b.grain = max(1, min(64, b.njobs // (nt * 16)))
+    cv_guard_install()  # a mapped file that shrinks under the batch: CV_ESOURCE, not SIGBUS
     _pool.run(b.run, nt)
     for i in range(b.njobs):
         if b.jobs[i].status != CV_OK:
@@ -352,6 +354,35 @@ def decode_batch(tuple chunk, size_t itemsize, list steps, cnp.ndarray out,
                            b.jobs[i].step, b.jobs[i].detail))
     failed.sort()
     return failed
+
+
+def guarded_copy(buf, Py_ssize_t offset=0, Py_ssize_t length=-1):
+    """``bytes(buf[offset:offset + length])`` (length -1: to the end) for a buffer that may be a
+    memory-mapped file truncated under it: the copy runs under the SIGBUS guard, so vanished
+    pages become a SourceChangedError, not a dead process."""
+    cdef const uint8_t[::1] view = memoryview(buf).cast("B")
+    cdef Py_ssize_t n = view.shape[0]
+    if offset < 0 or offset > n:
+        raise _status.error("copy_range", offset, length, n)
+    if length < 0:
+        length = n - offset
+    if length > n - offset:
+        raise _status.error("copy_range", offset, length, n)
+    out = PyBytes_FromStringAndSize(NULL, length)
+    cdef char *dst = PyBytes_AS_STRING(out)
+    cdef int st = CV_OK
+    if length:
+        cv_guard_install()
+        with nogil:
+            st = cv_guarded_copy(dst, &view[offset], <size_t>length)
+    if st != CV_OK:
+        raise _status.error("source_shrank", offset, offset + length)
+    return out
+
+
+def guard_installed():
+    """Whether chunkview's SIGBUS guard is the current SIGBUS handler."""
+    return bool(cv_guard_active())
 
 
 _libdeflate.install(sys.modules[__name__])

@@ -17,6 +17,7 @@ cimport numpy as cnp
 from chunkview._cv cimport *
 
 import os
+import time as _time
 
 import numpy as np
 
@@ -43,7 +44,7 @@ STATUS_CODES = {"ENOMEM": CV_ENOMEM, "EINVAL": CV_EINVAL, "ENOTFOUND": CV_ENOTFO
                 "ERANGE": CV_ERANGE, "EFORMAT": CV_EFORMAT, "ECHECKSUM": CV_ECHECKSUM,
                 "EVERSION": CV_EVERSION, "ETRUNCATED": CV_ETRUNCATED, "EREADONLY": CV_EREADONLY,
                 "EUTF8": CV_EUTF8, "EUNSUPPORTED": CV_EUNSUPPORTED, "ECORRUPT": CV_ECORRUPT,
-                "ESIZE": CV_ESIZE}
+                "ESIZE": CV_ESIZE, "ESOURCE": CV_ESOURCE}
 
 
 cdef object status_error(int st, str what):
@@ -151,10 +152,42 @@ cdef class ChunkIndex:
 
     cdef cv_index *idx
     cdef object _owner  # buffer the index borrows (mmap or bytes), kept alive here
+    # Readers that released the GIL (batch lookups, grid lookups, check, tobytes) and writers
+    # that did (bulk inserts, shrink) exclude each other; the counters change under the GIL.
+    # A writer waits for readers to leave, a reader for a writer to finish, so a reference set
+    # changed in one thread while another runs lookup_many is safe (issue 21).
+    cdef int _readers
+    cdef bint _writing
 
     def __cinit__(self):
         self.idx = NULL
         self._owner = None
+        self._readers = 0
+        self._writing = False
+
+    cdef int _begin_read(self) except -1:
+        while self._writing:
+            _time.sleep(1e-5)  # releases the GIL: the writer finishes
+        self._readers += 1
+        return 0
+
+    cdef inline void _end_read(self) noexcept:
+        self._readers -= 1
+
+    cdef int _begin_write(self) except -1:
+        while self._writing or self._readers:
+            _time.sleep(1e-5)
+        self._writing = True
+        return 0
+
+    cdef inline void _end_write(self) noexcept:
+        self._writing = False
+
+    cdef inline int _no_writer(self) except -1:
+        """Before a read that keeps the GIL: wait out a writer that released it."""
+        while self._writing:
+            _time.sleep(1e-5)
+        return 0
 
     def __init__(self):
         self.idx = cv_index_new()
@@ -176,7 +209,9 @@ cdef class ChunkIndex:
         self.add_many(keys, url_ids, offsets, lengths, urls)
         return self
 
-    def add_many(self, keys, url_ids, offsets, lengths, urls):
+    def add_many(self, keys, url_ids, offsets, lengths, urls, bint shrink=True):
+        """Bulk insert; ``shrink=False`` leaves the index growable for further inserts (call
+        :meth:`shrink` after the last)."""
         cdef Py_ssize_t n = len(keys), i, kl
         cdef int st
         ids_map = np.array([self.add_url(u) for u in urls], dtype=np.uint32)
@@ -200,6 +235,7 @@ cdef class ChunkIndex:
             free(kp)
             free(kls)
             raise MemoryError()
+        self._begin_write()
         try:
             for i in range(n):
                 kp[i] = key_ptr(keys[i], &kl)
@@ -208,11 +244,12 @@ cdef class ChunkIndex:
                 st = cv_index_put_many(self.idx, <size_t>n, kp, kls,
                                        <const uint32_t *>cids.data,
                                        <const uint64_t *>coff.data, <const uint64_t *>clen.data)
-                if st == CV_OK:
+                if st == CV_OK and shrink:
                     st = cv_index_shrink(self.idx)
             if st != CV_OK:
                 raise status_error(st, "bulk insert")
         finally:
+            self._end_write()
             free(kp)
             free(kls)
 
@@ -244,12 +281,16 @@ cdef class ChunkIndex:
         cdef uint8_t s0 = bsep[0]
         cdef const int64_t *cp = <const int64_t *>cc.data
         cdef int st
-        with nogil:
-            st = cv_index_put_grid(self.idx, pp, pl, s0, <size_t>n, rank, cp,
-                                   <const uint32_t *>cids.data, <const uint64_t *>coff.data,
-                                   <const uint64_t *>clen.data)
-            if st == CV_OK and shrink:
-                st = cv_index_shrink(self.idx)
+        self._begin_write()
+        try:
+            with nogil:
+                st = cv_index_put_grid(self.idx, pp, pl, s0, <size_t>n, rank, cp,
+                                       <const uint32_t *>cids.data, <const uint64_t *>coff.data,
+                                       <const uint64_t *>clen.data)
+                if st == CV_OK and shrink:
+                    st = cv_index_shrink(self.idx)
+        finally:
+            self._end_write()
         if st != CV_OK:
             raise status_error(st, "bulk insert")
 
@@ -259,6 +300,8 @@ cdef class ChunkIndex:
         cdef int st
         if nkeys < 0 or keybytes < 0:
             raise _status.error("negative_reservation")
+        self._begin_write()
+        self._end_write()
         st = cv_index_reserve(self.idx, <size_t>nkeys, <size_t>keybytes)
         if st != CV_OK:
             raise status_error(st, "reserve")
@@ -288,8 +331,12 @@ cdef class ChunkIndex:
         """Compact and freeze the index after a run of inserts (lookups then take one
         memory round trip)."""
         cdef int st
-        with nogil:
-            st = cv_index_shrink(self.idx)
+        self._begin_write()
+        try:
+            with nogil:
+                st = cv_index_shrink(self.idx)
+        finally:
+            self._end_write()
         if st != CV_OK:
             raise status_error(st, "shrink")
 
@@ -353,6 +400,8 @@ cdef class ChunkIndex:
     def add_url(self, url):
         """Intern ``url`` and return its id."""
         cdef bytes b = url.encode() if isinstance(url, str) else bytes(url)
+        self._begin_write()
+        self._end_write()
         cdef int64_t r = cv_index_url_intern(self.idx, <const uint8_t *>PyBytes_AS_STRING(b),
                                              <size_t>PyBytes_GET_SIZE(b))
         if r < 0:
@@ -382,6 +431,8 @@ cdef class ChunkIndex:
             free(ps)
             free(ls)
             raise MemoryError()
+        self._begin_write()
+        self._end_write()
         try:
             for i in range(n):
                 ps[i] = <const uint8_t *>PyBytes_AS_STRING(enc[i])
@@ -400,6 +451,7 @@ cdef class ChunkIndex:
 
     def __contains__(self, key):
         cdef Py_ssize_t kl
+        self._no_writer()
         cdef const uint8_t *kp = key_ptr(key, &kl)
         return cv_index_find(self.idx, kp, <size_t>kl) >= 0
 
@@ -425,6 +477,7 @@ cdef class ChunkIndex:
     def get(self, key, default=None):
         """The reference for ``key`` in fsspec's form: bytes, ``[url]`` or ``[url, offset, length]``."""
         cdef Py_ssize_t kl
+        self._no_writer()
         cdef const uint8_t *kp = key_ptr(key, &kl)
         cdef cv_ref r
         cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
@@ -436,6 +489,7 @@ cdef class ChunkIndex:
 
     def __getitem__(self, key):
         cdef Py_ssize_t kl
+        self._no_writer()
         cdef const uint8_t *kp = key_ptr(key, &kl)
         cdef cv_ref r
         cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
@@ -449,6 +503,7 @@ cdef class ChunkIndex:
         """Raw lookup: ``(url_id, offset, length)``; url_id is INLINE (-1) for inline data and
         length is WHOLE for a whole file.  Raises ReferenceNotFound."""
         cdef Py_ssize_t kl
+        self._no_writer()
         cdef const uint8_t *kp = key_ptr(key, &kl)
         cdef cv_ref r
         cdef int st = cv_index_get(self.idx, kp, <size_t>kl, &r)
@@ -488,6 +543,7 @@ cdef class ChunkIndex:
             free(kp)
             free(kls)
             raise MemoryError()
+        self._begin_read()
         try:
             lo = 0
             while lo < n:
@@ -507,6 +563,7 @@ cdef class ChunkIndex:
                 found += got
                 lo = hi
         finally:
+            self._end_read()
             free(kp)
             free(kls)
         if found < 0:
@@ -531,7 +588,11 @@ cdef class ChunkIndex:
         job.offs = <uint64_t *>cnp.PyArray_DATA(offs)
         job.lens = <uint64_t *>cnp.PyArray_DATA(lens)
         # a worker not started yet is dropped: the others finish the parts it would have claimed
-        _pool.run(job.run, nt, cancel_unstarted=True)
+        self._begin_read()
+        try:
+            _pool.run(job.run, nt, cancel_unstarted=True)
+        finally:
+            self._end_read()
         if job.corrupt:
             raise status_error(CV_ECORRUPT, "batch lookup")
         return ids, offs, lens
@@ -558,10 +619,14 @@ cdef class ChunkIndex:
         cdef size_t pl = len(pre), rank = g.shape[0]
         cdef uint8_t s0 = bsep[0]
         cdef int st
-        with nogil:
-            st = cv_index_get_grid(self.idx, pp, pl, s0, rank, <const int64_t *>g.data,
-                                   <size_t>n, <uint32_t *>ids.data, <uint64_t *>offs.data,
-                                   <uint64_t *>lens.data, <uint8_t *>found.data)
+        self._begin_read()
+        try:
+            with nogil:
+                st = cv_index_get_grid(self.idx, pp, pl, s0, rank, <const int64_t *>g.data,
+                                       <size_t>n, <uint32_t *>ids.data, <uint64_t *>offs.data,
+                                       <uint64_t *>lens.data, <uint8_t *>found.data)
+        finally:
+            self._end_read()
         if st != CV_OK:
             raise status_error(st, f"grid lookup of {prefix!r}")
         out = ids.astype(np.int64)
@@ -603,6 +668,8 @@ cdef class ChunkIndex:
                 raise _status.error("reference_range", key, offset, length)
             o, ln = int(offset), int(length)
         uid = self.add_url(url if url is not None else "")
+        self._begin_write()  # no reader left in C; none starts before the put (GIL held)
+        self._end_write()
         st = cv_index_put(self.idx, kp, <size_t>kl, <uint32_t>uid, o, ln)
         if st != CV_OK:
             raise status_error(st, f"key {key!r}")
@@ -613,6 +680,8 @@ cdef class ChunkIndex:
         cdef const uint8_t[::1] view = memoryview(data).cast("B")
         cdef size_t n = view.shape[0]
         cdef const uint8_t *p = &view[0] if n else <const uint8_t *>b""
+        self._begin_write()
+        self._end_write()
         st = cv_index_put_inline(self.idx, kp, <size_t>kl, p, n)
         if st != CV_OK:
             raise status_error(st, f"key {key!r}")
@@ -620,6 +689,8 @@ cdef class ChunkIndex:
     def __delitem__(self, key):
         cdef Py_ssize_t kl
         cdef const uint8_t *kp = key_ptr(key, &kl)
+        self._begin_write()
+        self._end_write()
         st = cv_index_del(self.idx, kp, <size_t>kl)
         if st == CV_ENOTFOUND:
             raise _status.not_found(key)
@@ -685,8 +756,12 @@ cdef class ChunkIndex:
         """Walk every bucket, record and order entry (an opened file is otherwise checked lazily,
         on each access).  Raises ReferenceFormatError when the structure is inconsistent."""
         cdef int st
-        with nogil:
-            st = cv_index_check(self.idx)
+        self._begin_read()
+        try:
+            with nogil:
+                st = cv_index_check(self.idx)
+        finally:
+            self._end_read()
         if st != CV_OK:
             raise status_error(st, "index structure")
 
@@ -699,6 +774,13 @@ cdef class ChunkIndex:
 
     def tobytes(self):
         """The native format (docs/format.md) as bytes."""
+        self._begin_read()
+        try:
+            return self._tobytes()
+        finally:
+            self._end_read()
+
+    cdef object _tobytes(self):
         cdef int64_t sz = cv_index_serialized_size(self.idx)
         if sz < 0:
             raise status_error(<int>sz, "serialize")

@@ -36,6 +36,7 @@ class Status(IntEnum):
     EUNSUPPORTED = -11
     ECORRUPT = -12
     ESIZE = -13
+    ESOURCE = -14
 
 
 CODES = {s.name: int(s) for s in Status}
@@ -80,6 +81,7 @@ _JOB_TEXT = {
     Status.ECHECKSUM: "checksum mismatch",
     Status.ECORRUPT: "corrupt compressed stream",
     Status.ETRUNCATED: "truncated chunk",
+    Status.ESOURCE: "the file shrank while it was read (changed since it was opened)",
     (Status.EINVAL, "outside_output"): "the selection lies outside the output",
     (Status.ETRUNCATED, "short_fetch"): "fetched bytes are shorter than the reference",
 }
@@ -90,7 +92,7 @@ def job_text(status: int, c_text: str, reason: str | None = None) -> str:
     return _JOB_TEXT.get((status, reason)) or _JOB_TEXT.get(status) or c_text
 
 
-def decode_error(keys, seg, failed, steps) -> errors.DecodeError:
+def decode_error(keys, seg, failed, steps) -> errors.ChunkviewError:
     """The DecodeError of a batch whose jobs ``failed`` (``decode_batch``'s list), naming the
     first failing chunk's key, URL and byte range (``seg``: the batch's segment table)."""
     i, status, text, step, detail = failed[0]
@@ -101,6 +103,11 @@ def decode_error(keys, seg, failed, steps) -> errors.DecodeError:
     extra = f" (found {detail} bytes)" if detail >= 0 else ""
     more = f"; {len(failed) - 1} more chunks failed" if len(failed) > 1 else ""
     rng = f"bytes {start}-{start + length}"
+    if status == Status.ESOURCE:
+        err = errors.SourceChangedError(f"cannot read chunk {keys[i]!r} of {url!r} ({rng}): "
+                                        f"{text}{more}")
+        err.key, err.url, err.start, err.end = keys[i], url, start, start + length
+        return err
     err = errors.DecodeError(f"cannot decode chunk {keys[i]!r} of {url!r} ({rng}){what}: "
                              f"{text}{extra}{more}")
     err.key, err.url, err.start, err.end = keys[i], url, start, start + length
@@ -146,6 +153,10 @@ MESSAGES = {
     "fill_size": (ValueError, "fill value has {0} bytes, items {1}"),
     "plan_unsupported": (errors.UnsupportedError,
                          "cannot decode chunks of shape {0} with filters {1}: {2}"),
+    "copy_range": (ValueError, "bytes {0}+{1} lie outside a buffer of {2} bytes"),
+    "source_shrank": (errors.SourceChangedError,
+                      "bytes {0}-{1} vanished while they were read: the memory-mapped file "
+                      "shrank (changed since it was opened)"),
 }
 
 

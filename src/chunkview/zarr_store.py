@@ -33,8 +33,8 @@ from zarr.core.codec_pipeline import BatchedCodecPipeline
 
 from chunkview._index import INLINE, MISSING
 from chunkview.codecs.pipeline import pipeline_from_zarray
-from chunkview.errors import ChunkviewError, FetchError
-from chunkview.io.fetch import Source
+from chunkview.errors import ChunkviewError, FetchError, ReferenceFormatError
+from chunkview.io.fetch import Source, chunk_view
 from chunkview.keys import ZMETADATA_KEY, is_reserved
 from chunkview.options import ReadOptions
 from chunkview.read.engine import decode_chunks
@@ -60,6 +60,27 @@ def _slice_range(n: int, byte_range: ByteRequest | None) -> tuple[int, int]:
         raise ValueError(f"Unexpected byte_range, got {byte_range!r}")
     s = min(max(s, 0), n)
     return s, min(max(e, s), n)
+
+
+_META_NAMES = (".zarray", ".zattrs", ".zgroup", ZMETADATA_KEY, "zarr.json")
+
+
+def _checked_meta(key: str, buf):
+    """Metadata zarr will parse, refused here if ``json.loads`` cannot (JSON nested deeper
+    than Python's recursion limit): a ReferenceFormatError naming the key, not zarr's
+    RecursionError."""
+    if buf is None or not key.endswith(_META_NAMES):
+        return buf
+    raw = buf.to_bytes()
+    if raw.count(b"[") + raw.count(b"{") < 256:
+        return buf
+    try:
+        json.loads(raw)
+    except RecursionError:
+        raise ReferenceFormatError("invalid JSON metadata: nested too deeply", key=key) from None
+    except ValueError:
+        pass  # zarr says what is wrong with it
+    return buf
 
 
 class ReferenceStore(Store):
@@ -128,12 +149,12 @@ class ReferenceStore(Store):
                   byte_range: ByteRequest | None = None) -> Buffer | None:
         res = await self.get_partial_values(prototype or default_buffer_prototype(),
                                             [(key, byte_range)])
-        return res[0]
+        return _checked_meta(key, res[0])
 
     def get_sync(self, key: str, *, prototype: BufferPrototype | None = None,
                  byte_range: ByteRequest | None = None) -> Buffer | None:
-        return self._get_many_sync(prototype or default_buffer_prototype(),
-                                   [(key, byte_range)])[0]
+        return _checked_meta(key, self._get_many_sync(prototype or default_buffer_prototype(),
+                                                      [(key, byte_range)])[0])
 
     def _get_many_sync(self, prototype, key_ranges) -> list:
         key_ranges = list(key_ranges)
@@ -161,12 +182,11 @@ class ReferenceStore(Store):
                 out.append(None)
                 continue
             o, n = int(seg.offsets[i]), int(seg.lengths[i])
-            buf = seg.bufs[bi]
-            if o + n > len(buf):
+            if o + n > len(seg.bufs[bi]):
                 raise FetchError(key, seg.url_of(i), int(seg.starts[i]), int(seg.starts[i]) + n,
                                  cause=ValueError("the file is shorter than the reference"))
             s, e = _slice_range(n, br)
-            out.append(prototype.buffer.from_bytes(bytes(memoryview(buf)[o + s:o + e])))
+            out.append(prototype.buffer.from_bytes(bytes(chunk_view(seg, i, keys)[s:e])))
         return out
 
     async def get_partial_values(self, prototype: BufferPrototype,

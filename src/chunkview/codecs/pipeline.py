@@ -103,9 +103,10 @@ def pipeline_from_zarray(meta: dict) -> Pipeline:
         if cid in _INFLATE:
             steps.append((_INFLATE[cid], bit, 0))
         elif cid in _SHUFFLE:
-            es = int(cfg.get("elementsize", 4) or 4)
-            if es < 1:
-                raise DecodeError(f"invalid shuffle elementsize {es}")
+            es = cfg.get("elementsize", 4) or 4
+            if not isinstance(es, int) or isinstance(es, bool) or not 1 <= es <= 1 << 20:
+                raise DecodeError(f"invalid shuffle elementsize {es!r:.40} (an integer from 1 "
+                                  "to 2**20)")
             steps.append(("shuffle", bit, es))
         elif cid in _FLETCHER:
             steps.append(("fletcher32", bit, 0))

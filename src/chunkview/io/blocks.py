@@ -16,7 +16,7 @@ from collections import OrderedDict
 import fsspec.asyn
 from fsspec.core import split_protocol
 
-from chunkview.errors import ScanError
+from chunkview.errors import ScanError, SourceChangedError
 from chunkview.io.remote import describe, http_range, is_http
 from chunkview.io.resolve import LOCAL_PROTOCOLS, file_url, local_path, url_to_fs
 
@@ -64,7 +64,16 @@ class LocalReader(Reader):
         self._view = memoryview(self._mm) if self._mm is not None else memoryview(b"")
 
     def _read(self, offset, length):
-        return self._view[offset:offset + length]
+        # a copy made under the SIGBUS guard: a file truncated during the scan is a ScanError
+        from chunkview import _decode
+
+        if self._mm is None:
+            return b""
+        try:
+            return _decode.guarded_copy(self._mm, offset, length)
+        except SourceChangedError as e:
+            raise ScanError(f"the file changed while it was scanned: {e}", url=self.url,
+                            offset=offset) from None
 
     def close(self):
         self._view.release()

@@ -26,7 +26,7 @@ import fsspec.asyn
 import numpy as np
 
 from chunkview._index import INLINE, WHOLE
-from chunkview.errors import ChunkviewError, FetchError
+from chunkview.errors import ChunkviewError, FetchError, SourceChangedError
 from chunkview.io.remote import (
     MAX_RANGES,
     SourceChecker,
@@ -81,6 +81,25 @@ def merge_ranges(starts, ends, max_gap, max_block):
     return [tuple(b) for b in blocks]
 
 
+def chunk_view(seg: Segments, i: int, keys=None):
+    """The stored bytes of chunk ``i`` of ``seg`` for Python code: a view of fetched bytes, or
+    a copy out of a memory-mapped file made under the SIGBUS guard (a file truncated under the
+    reader raises :class:`SourceChangedError` naming key, URL and range, not a crash)."""
+    buf = seg.bufs[int(seg.buf_index[i])]
+    o, n = int(seg.offsets[i]), int(seg.lengths[i])
+    if not isinstance(buf, mmap.mmap):
+        return memoryview(buf)[o:o + n]
+    from chunkview import _decode
+
+    try:
+        return _decode.guarded_copy(buf, o, n)
+    except (SourceChangedError, ValueError) as e:
+        start = int(seg.starts[i])
+        key = keys[i] if keys is not None else None
+        raise SourceChangedError(f"cannot read chunk {key!r} of {seg.url_of(i)!r} (bytes "
+                                 f"{start}-{start + n}): {e}") from None
+
+
 @dataclass
 class _Job:
     fs: object
@@ -104,7 +123,8 @@ class Source:
         self.opts = opts or ReadOptions()
         self.remote_origin = bool(getattr(refs, "remote_origin", False))
         self.checker = SourceChecker(refs, self.opts)
-        self._maps: dict[str, object] = {}
+        self._maps: dict[str, tuple] = {}  # url -> (mmap or b"", (size, mtime_ns, inode))
+        self._retired: list = []  # maps replaced after their file changed (check_source="off")
         self._lock = threading.Lock()
 
     @classmethod
@@ -116,33 +136,55 @@ class Source:
                    ReadOptions(**options))
 
     def _local_map(self, key: str, url: str):
-        """The whole local file at url, memory-mapped (b"" when empty); cached.  The file is
-        checked against the scan's record (``check_source``) when first opened."""
-        m = self._maps.get(url)
-        if m is not None:
-            return m
+        """The whole local file at url, memory-mapped (b"" when empty); cached, and checked
+        against the file on disk at every batch: a file that changed since it was mapped
+        (size; with ``check_source="etag"`` also its modification time) raises
+        :class:`SourceChangedError` (``check_source="off"``: it is mapped afresh).  The scan's
+        record is compared too (``check_source``).  Pages that vanish during a batch (the file
+        truncated while it is read) are caught by the decoder's SIGBUS guard."""
         path = local_path(url)
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+            raise FetchError(key, url, cause=e) from e
+        self.checker.check_local(url, st.st_size, st.st_mtime_ns / 1e9)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = self._maps.get(url)
+        if cached is not None:
+            m, was = cached
+            changed = was[0] != stamp[0] or (self.checker.mode == "etag" and was != stamp)
+            if not changed:
+                return m
+            if self.checker.mode != "off":
+                raise SourceChangedError(
+                    f"{url!r} changed while it was open: size {stamp[0]} bytes, modified "
+                    f"{stamp[1] / 1e9:.6f} (it was {was[0]} bytes, modified {was[1] / 1e9:.6f}) "
+                    f"(key {key!r}, check_source={self.checker.mode!r})")
         try:
             with open(path, "rb") as f:
                 st = os.fstat(f.fileno())
-                self.checker.check_local(url, st.st_size, st.st_mtime_ns / 1e9)
+                stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
                 m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
-        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        except (OSError, ValueError) as e:
             if isinstance(e, ChunkviewError):
                 raise
             raise FetchError(key, url, cause=e) from e
         with self._lock:
-            self._maps.setdefault(url, m)
-        return self._maps[url]
+            old = self._maps.get(url)
+            self._maps[url] = (m, stamp)
+        if old is not None:
+            self._retired.append(old[0])  # a batch may still read it; closed with the source
+        return m
 
     def close(self):
-        for m in self._maps.values():
+        for m in [m for m, _ in self._maps.values()] + self._retired:
             if isinstance(m, mmap.mmap):
                 try:
                     m.close()
                 except BufferError:  # still exported to a live buffer; the GC will close it
                     pass
         self._maps.clear()
+        self._retired.clear()
 
     # ----------------------------------------------------------------- fetching
 

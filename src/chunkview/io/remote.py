@@ -456,8 +456,11 @@ class SourceChecker:
         self._judge(url, now)
 
     def check_local(self, url: str, size: int, mtime: float) -> None:
-        """A local file whose ``os.stat`` the caller already has."""
-        if self._pending(url):
+        """A local file whose ``os.stat`` the caller already has: judged at every call (each
+        batch stats its local files), not once per reader."""
+        if self._done.get(url) is not None:
+            raise self._done[url]
+        if self.mode != "off" and url in self.records:
             self._judge(url, {"size": size, "mtime": mtime})
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from chunkview import _decode, _status
 from chunkview._index import MISSING
 from chunkview.errors import DecodeError
-from chunkview.io.fetch import Segments, Source
+from chunkview.io.fetch import Segments, Source, chunk_view
 from chunkview.read.layout import ChunkLayout
 
 
@@ -62,8 +62,8 @@ def _decode_slow(layout: ChunkLayout, keys, seg: Segments, masks) -> Segments:
     for i, bi in enumerate(seg.buf_index.tolist()):
         if bi < 0:
             continue
-        o, n = int(seg.offsets[i]), int(seg.lengths[i])
-        src = memoryview(seg.bufs[bi])[o:o + n]
+        n = int(seg.lengths[i])
+        src = chunk_view(seg, i, keys)
         where = f"chunk {keys[i]!r} of {seg.url_of(i)!r} (bytes {int(seg.starts[i])}-" \
                 f"{int(seg.starts[i]) + n})"
         try:

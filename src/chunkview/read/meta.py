@@ -25,6 +25,9 @@ def json_of(refs, key: str, source=None):
         return json.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError) as e:
         raise ReferenceFormatError(f"invalid JSON metadata: {e}", key=key, source=source) from None
+    except RecursionError:
+        raise ReferenceFormatError("invalid JSON metadata: nested too deeply", key=key,
+                                   source=source) from None
 
 
 def dtype_of(spec) -> np.dtype:

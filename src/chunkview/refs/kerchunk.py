@@ -68,7 +68,7 @@ def consolidate(refs: dict, meta_keys=None) -> dict:
                 return refs
             try:
                 parsed = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return refs
             if last in _ZARR_META:
                 meta[key] = parsed
@@ -126,7 +126,7 @@ def lift_reserved(index: ChunkIndex) -> None:
         return
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return  # not chunkview's: zarr reports bad consolidated metadata itself
     extra = doc.get("chunkview") if isinstance(doc, dict) else None
     if not isinstance(extra, dict):
@@ -150,10 +150,18 @@ def index_from_json(data: bytes, template_overrides: dict | None = None,
         gens = json.loads(info["gen"]) if info["gen"] else []
     except json.JSONDecodeError as e:  # pragma: no cover - the C parser validated the text
         raise ReferenceFormatError(f"invalid reference JSON: {e}", source=source) from None
+    except RecursionError:
+        raise ReferenceFormatError("invalid reference JSON: 'templates' or 'gen' nests too "
+                                   "deeply", source=source) from None
     templates = _templates.check_templates(templates, template_overrides, source=source)
     for raw_key, raw_value in info["deferred"]:
         key = json.loads(raw_key)
-        index.set_inline(key, _dumps_like_fsspec(json.loads(raw_value)))
+        try:
+            value = _dumps_like_fsspec(json.loads(raw_value))
+        except RecursionError:
+            raise ReferenceFormatError("invalid reference JSON: the value nests too deeply",
+                                       key=key, source=source) from None
+        index.set_inline(key, value)
     _templates.render_index_urls(index, templates, source=source)
     _templates.expand_gen(index, gens, templates, source=source)
     lift_reserved(index)

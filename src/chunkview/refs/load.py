@@ -68,7 +68,7 @@ def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size, compr
         lazy_refs = LazyParquetReferences(path, fs=fs, cache_size=cache_size, source=fo)
         return lazy_refs if lazy else lazy_refs.to_references()
     if fmt == "native" and is_local_fs(fs) and not compression:
-        return _open_native_mmap(path, fo)
+        return _open_native_file(path, fo)
     try:
         if compression:
             with fs.open(path, "rb", compression=compression) as f:
@@ -86,16 +86,19 @@ def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size, compr
     return References.from_json(data, template_overrides=template_overrides, source=fo)
 
 
-def _open_native_mmap(path: str, source: str) -> References:
-    import mmap
-
-    with open(path, "rb") as f:
+def _open_native_file(path: str, source: str) -> References:
+    """A local native index, read into memory (one read; not memory-mapped: a mapped file
+    truncated under its reader would kill the process with SIGBUS at the next lookup)."""
+    with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise ReferenceFormatError("empty native index file", source=source)
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    return References.from_native(mm, source=source)
-
+        buf = bytearray(size)
+        got = f.readinto(buf)
+        if got != size:
+            raise ReferenceFormatError(f"native index file shrank while it was read ({got} of "
+                                       f"{size} bytes)", source=source)
+    return References.from_native(buf, source=source)
 
 
 __all__ = ["load"]

@@ -72,7 +72,7 @@ def sources_of(refs) -> dict:
         return {}
     try:
         d = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ReferenceFormatError("invalid JSON", key=SOURCES_KEY,
                                    source=getattr(refs, "source", None)) from None
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):

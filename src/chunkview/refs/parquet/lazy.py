@@ -82,7 +82,7 @@ class LazyParquetReferences(Mapping):
                                        source=path) from None
         try:
             met = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise ReferenceFormatError(f"invalid JSON in .zmetadata: {e}", source=path) from None
         if not isinstance(met, dict):
             raise ReferenceFormatError(".zmetadata must hold a JSON object", source=path)

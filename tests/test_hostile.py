@@ -1,0 +1,381 @@
+"""Hostile input and failing infrastructure (issue 21), by class: crashes, bypasses of the
+local-file rule, memory bombs, hangs, wrong data returned as success, exceptions that are not
+chunkview's, and messages.
+
+Every case runs in a child process under a time and a memory limit (``tests/hostile.py``), so
+a regression (a segfault, a hang, a blow-up) fails the test instead of the machine.  Servers
+that misbehave run here, on 127.0.0.1; the child reads from them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hostile import run_case
+
+h5py = pytest.importorskip("h5py")
+
+
+def _ok_or_error(out, *classes):
+    """The case finished: a result, or a chunkview error (of ``classes``)."""
+    assert out.kind in ("ok", "error"), str(out)
+    if out.kind == "error":
+        assert out.is_error(*classes), str(out)
+
+
+@pytest.fixture
+def small(tmp_path, h5file):
+    p = tmp_path / "small.h5"
+    shutil.copy(h5file, p)
+    return p
+
+
+@pytest.fixture
+def big(tmp_path):
+    """A few MB of zlib chunks, and the same data uncompressed."""
+    rng = np.random.default_rng(21)
+    data = rng.integers(0, 50, (64, 128, 128), dtype="i4")
+    p = tmp_path / "big.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("z", data=data, chunks=(4, 128, 128), compression="gzip")
+        f.create_dataset("raw", data=data, chunks=(4, 128, 128))
+    return p
+
+
+# ================================================================== 1. crashes
+
+
+def test_data_file_truncated_between_reads(small):
+    """A local file truncated between two reads of one opened group: a clear error, for
+    every check_source mode (off: the file is mapped afresh and the short chunks fail)."""
+    src = """
+    def case(path, mode):
+        import os, chunkview
+        g = chunkview.open(chunkview.scan(path), check_source=mode)
+        z = chunkview.open_zarr(chunkview.scan(path), check_source=mode)
+        g["t2m"][...]
+        z["t2m"][...]
+        os.truncate(path, 4096)
+        errors = []
+        for read in (lambda: g["t2m"][...], lambda: z["t2m"][...]):
+            try:
+                read()
+                errors.append(None)
+            except Exception as e:
+                from chunkview.errors import ChunkviewError
+                assert isinstance(e, ChunkviewError), repr(e)
+                errors.append(type(e).__name__)
+        return errors
+    """
+    for mode in ("size", "etag", "off"):
+        shutil.copy(small, str(small) + mode)
+        out = run_case(src, str(small) + mode, mode, timeout=60)
+        assert out.kind == "ok", str(out)
+        if mode != "off":
+            assert out.value == ["SourceChangedError"] * 2, str(out)
+        else:
+            assert None not in out.value, str(out)
+
+
+def test_data_file_truncated_during_reads(big):
+    """A thread truncates and restores the file while another reads it (check_source off, so
+    only the decoder's SIGBUS guard stands between a vanished page and a crash)."""
+    src = """
+    def case(path):
+        import os, threading, chunkview, numpy as np, h5py
+        want = {n: h5py.File(path)[n][...] for n in ("z", "raw")}
+        orig = open(path, "rb").read()
+        g = chunkview.open(chunkview.scan(path), check_source="off", threads=2)
+        z = chunkview.open_zarr(chunkview.scan(path), check_source="off")
+        stop = threading.Event()
+
+        def churn():
+            while not stop.is_set():
+                os.truncate(path, 8192)
+                with open(path, "r+b") as f:
+                    f.write(orig)
+
+        t = threading.Thread(target=churn)
+        t.start()
+        counts = {"ok": 0, "errors": 0}
+        try:
+            for i in range(60):
+                for name in ("z", "raw"):
+                    try:
+                        got = g[name][...] if i % 2 else z[name][...]
+                    except Exception as e:
+                        from chunkview.errors import ChunkviewError
+                        assert isinstance(e, ChunkviewError), repr(e)
+                        counts["errors"] += 1
+                    else:
+                        counts["ok"] += 1
+        finally:
+            stop.set()
+            t.join()
+        return counts
+    """
+    out = run_case(src, str(big), timeout=120, mem_mb=1500)
+    assert out.kind == "ok", str(out)
+    assert out.value["ok"] + out.value["errors"] == 120
+
+
+def test_native_index_truncated_after_load(small):
+    src = """
+    def case(path):
+        import os, chunkview
+        refs = chunkview.scan(path)
+        refs.save(path + ".cvref")
+        r = chunkview.load(path + ".cvref")
+        os.truncate(path + ".cvref", 64)
+        keys = list(r.keys())
+        assert len(chunkview.open(r)["t2m"][...]) > 0
+        return len(keys)
+    """
+    out = run_case(src, str(small))
+    assert out.kind == "ok" and out.value > 10, str(out)
+
+
+def test_save_over_an_open_native_index(small, tmp_path):
+    """Re-saving the file a reader has loaded leaves that reader working."""
+    src = """
+    def case(path, target):
+        import chunkview
+        refs = chunkview.scan(path)
+        refs.save(target)
+        r = chunkview.load(target)
+        g = chunkview.open(r)
+        for _ in range(3):
+            chunkview.scan(path).save(target)
+            g["t2m"][...]
+        return len(list(r.keys()))
+    """
+    out = run_case(src, str(small), str(tmp_path / "refs.cvref"))
+    assert out.kind == "ok", str(out)
+
+
+def test_mutation_during_lookup_many():
+    """Keys set and deleted in one thread while others run lookup_many (which releases the
+    GIL): no crash, and the keys nobody touched always read right."""
+    src = """
+    def case():
+        import threading, numpy as np, chunkview
+        n = 60000
+        refs = chunkview.load({"version": 1, "refs": {
+            f"a/{i}": ["file:///data.bin", i * 10, 10] for i in range(n)}})
+        keys = [f"a/{i}" for i in range(n)]
+        stop = threading.Event()
+        bad = []
+
+        def look():
+            while not stop.is_set():
+                ids, offs, lens = refs.lookup_many(keys)
+                ok = ids[: n // 2] >= 0
+                if not ok.all() or not (offs[: n // 2] == np.arange(n // 2) * 10).all():
+                    bad.append(1)
+
+        ts = [threading.Thread(target=look) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for r in range(20):
+            for i in range(n // 2, n):
+                refs[f"a/{i}"] = ["file:///other.bin", r, 1]
+            for i in range(n // 2, n, 3):
+                del refs[f"a/{i}"]
+            for i in range(n, n + 5000):
+                refs[f"b/{r}/{i}"] = b"x" * (i % 50)
+        stop.set()
+        for t in ts:
+            t.join()
+        return len(bad)
+    """
+    out = run_case(src, timeout=120, mem_mb=2000)
+    assert out.kind == "ok" and out.value == 0, str(out)
+
+
+# ================================================================== shared: a case per input
+
+_EACH = """
+def case(docs, read):
+    import chunkview
+    from chunkview.errors import ChunkviewError
+    out = {}
+    for name, doc in docs.items():
+        try:
+            refs = chunkview.load(doc)
+            if read:
+                g = chunkview.open(refs)
+                for k in list(refs.keys())[:3]:
+                    pass
+                if read == "all":
+                    for a in g.arrays() if hasattr(g, "arrays") else []:
+                        a[...]
+            out[name] = ["ok", len(refs)]
+        except ChunkviewError as e:
+            out[name] = ["chunkview", type(e).__name__, str(e)[:300]]
+        except BaseException as e:
+            out[name] = ["other", type(e).__name__, str(e)[:300]]
+    return out
+"""
+
+
+def _each(docs, read=False, timeout=60, mem_mb=1024):
+    out = run_case(_EACH, docs, read, timeout=timeout, mem_mb=mem_mb)
+    assert out.kind == "ok", str(out)
+    return out.value
+
+
+def _gen(key="a/{{i}}", url="f.bin", offset="{{i}}", length="10", dims=None, **extra):
+    g = {"key": key, "url": url, "dimensions": dims or {"i": {"stop": 4}}}
+    if offset is not None:
+        g["offset"], g["length"] = offset, length
+    g.update(extra)
+    return {"version": 1, "refs": {".zgroup": '{"zarr_format":2}'}, "gen": [g]}
+
+
+# ================================================================== 3. memory bombs: expansions
+
+
+def test_gen_and_template_expansions_are_bounded():
+    big = "x" * (1 << 20)
+    docs = {
+        # 10^4 x 10^4 under the count limit, far over the text limit
+        "gen_1e8": _gen(key="k/{{i}}.{{j}}", url="s3://bucket/some/long/path/file_{{i}}.nc",
+                        offset="{{j}}", dims={"i": {"stop": 10_000}, "j": {"stop": 10_000}}),
+        "gen_dimension_1e12": _gen(dims={"i": {"stop": 10 ** 12}}),
+        "gen_two_dims_1e12": _gen(key="{{i}}.{{j}}",
+                                  dims={"i": {"stop": 10 ** 6}, "j": {"stop": 10 ** 6}}),
+        # a 1 MB template in the keys of 5,000 references
+        "template_in_gen_keys": {**_gen(key="{{big}}/{{i}}", dims={"i": {"stop": 5000}}),
+                                 "templates": {"big": big}},
+        # one level of substitution: 2 MB into GB
+        "template_doubling": {"version": 1, "templates": {"a": "y" * (2 << 20),
+                                                          "b": "{{a}}" * 1500},
+                              "refs": {"k/0": ["{{b}}", 0, 1]}},
+        "url_of_templates": {"version": 1, "templates": {"a": "y" * (2 << 20)},
+                             "refs": {"k/0": ["{{a}}" * 1500, 0, 1]}},
+    }
+    res = _each(docs, mem_mb=900, timeout=60)
+    for name, r in res.items():
+        assert r[0] == "chunkview" and r[1] == "ReferenceFormatError", (name, r)
+        assert "limit" in r[2] or "exceeds" in r[2] or "more than" in r[2], (name, r)
+
+
+# ================================================================== 5. wrong data: gen arithmetic
+
+
+def test_gen_arithmetic_never_wraps_or_truncates():
+    docs = {
+        "overflow": _gen(offset="{{ 22448 + i*4611686018427387904 }}"),
+        "overflow_products": _gen(offset="{{ i*3037000500*3037000500 }}"),
+        "big_literal": _gen(offset="{{ 99999999999999999999999 }}"),
+        "float_dimension": _gen(dims={"i": [0.5, 1.5]}),
+        "float_stop": _gen(dims={"i": {"stop": 3.7}}),
+        "division_by_zero": _gen(offset="{{ i // 0 }}"),
+        "modulo_zero": _gen(offset="{{ i % (i - i) }}"),
+        "true_division": _gen(offset="{{ i / 0 }}"),
+        "step_zero": _gen(dims={"i": {"stop": 4, "step": 0}}),
+        "text_offset": _gen(offset="{{ i }}abc"),
+        "huge_text_int": _gen(offset="1" * 5000),
+    }
+    res = _each(docs)
+    for name, r in res.items():
+        assert r[0] == "chunkview", (name, r)
+    # and what is right still works
+    ok = _each({"plain": _gen(offset="{{ 22448 + i*1000 }}"),
+                "strings": _gen(key="a/{{i}}", url="s3://b/{{i}}.nc", offset=None,
+                               dims={"i": ["x", "y"]})})
+    assert ok == {"plain": ["ok", 5], "strings": ["ok", 3]}
+
+
+# ================================================================== 6. exceptions not chunkview's
+
+
+def test_deep_json_is_a_reference_format_error():
+    zarray = {"zarr_format": 2, "shape": [4], "chunks": [4], "dtype": "<i4",
+              "compressor": None, "filters": None, "fill_value": 0, "order": "C"}
+    texts = {
+        "gen": '{"version":1,"refs":{},"gen":[{"key":"a","url":"u","dimensions":{},"x":%s}]}',
+        "templates": '{"version":1,"refs":{},"templates":{"t":"u","x":%s}}',
+        "zattrs": '{"version":1,"refs":{".zgroup":"{\\"zarr_format\\":2}","a/.zattrs":%s,'
+                  '"a/.zarray":' + json.dumps(json.dumps(zarray)) + '}}',
+        "zarray": '{"version":1,"refs":{".zgroup":"{\\"zarr_format\\":2}","a/.zarray":%s}}',
+    }
+    src = """
+    def case(texts, depths):
+        import chunkview
+        from chunkview.errors import ChunkviewError
+        out = {}
+        for name, t in texts.items():
+            for d in depths:
+                doc = (t % ("[" * d + "]" * d)).encode()
+                try:
+                    refs = chunkview.load(doc)
+                    chunkview.open(refs)
+                    z = chunkview.open_zarr(refs)
+                    list(z.arrays())
+                    out[f"{name}_{d}"] = "ok"
+                except ChunkviewError as e:
+                    out[f"{name}_{d}"] = "chunkview " + type(e).__name__
+                except BaseException as e:
+                    out[f"{name}_{d}"] = f"other {type(e).__name__}: {str(e)[:200]}"
+        return out
+    """
+    out = run_case(src, texts, [995, 999, 5000])
+    assert out.kind == "ok", str(out)
+    for name, r in out.value.items():
+        assert r == "ok" or r.startswith("chunkview"), (name, r)
+
+
+def test_gen_dimensions_of_every_type():
+    docs = {f"dim_{i}": _gen(dims={"i": d}) for i, d in enumerate([
+        {"stop": 1e400}, {"stop": "abc"}, {"stop": None}, {"stop": [1]}, {"stop": True},
+        {"start": -2 ** 70, "stop": 2}, [1, "a"], [[1]], [None], [True], "str", 5, [2 ** 70],
+        {"stop": 2, "step": 2 ** 64}])}
+    docs["long_expression"] = _gen(offset="{{ " + "+".join(["1"] * 20000) + " }}")
+    docs["nested_expression"] = _gen(offset="{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")
+    docs["unary_chain"] = _gen(offset="{{ " + "-" * 5000 + "1 }}")
+    res = _each(docs)
+    for name, r in res.items():
+        assert r[0] == "chunkview", (name, r)
+
+
+def test_codec_parameters_out_of_range():
+    zarray = {"zarr_format": 2, "shape": [8], "chunks": [8], "dtype": "<i4", "compressor": None,
+              "fill_value": 0, "order": "C"}
+    docs = {}
+    for name, filters in {
+        "shuffle_2_64": [{"id": "shuffle", "elementsize": 2 ** 64}],
+        "shuffle_negative": [{"id": "shuffle", "elementsize": -4}],
+        "shuffle_text": [{"id": "shuffle", "elementsize": "4"}],
+        "zlib_level": [{"id": "zlib", "level": 2 ** 80}],
+    }.items():
+        docs[name] = {"version": 1, "refs": {
+            ".zgroup": '{"zarr_format":2}',
+            "a/.zarray": json.dumps({**zarray, "filters": filters}),
+            "a/0": "base64:" + "AAAA" * 11}}
+    src = """
+    def case(docs):
+        import chunkview
+        from chunkview.errors import ChunkviewError
+        out = {}
+        for name, doc in docs.items():
+            for how in ("open", "zarr"):
+                try:
+                    if how == "open":
+                        chunkview.open(doc)["a"][...]
+                    else:
+                        chunkview.open_zarr(doc)["a"][...]
+                    out[name + how] = "ok"
+                except ChunkviewError as e:
+                    out[name + how] = "chunkview " + type(e).__name__ + " " + str(e)[:200]
+                except BaseException as e:
+                    out[name + how] = f"other {type(e).__name__}: {str(e)[:200]}"
+        return out
+    """
+    out = run_case(src, docs)
+    assert out.kind == "ok", str(out)
+    for name, r in out.value.items():
+        assert r.startswith("chunkview"), (name, r)
