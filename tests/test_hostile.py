@@ -379,3 +379,244 @@ def test_codec_parameters_out_of_range():
     assert out.kind == "ok", str(out)
     for name, r in out.value.items():
         assert r.startswith("chunkview"), (name, r)
+
+
+# ================================================================== 4. hangs
+
+
+def _hard_link_dag(path, depth):
+    """Groups each hard-linking the next one twice: 2**depth paths, depth + 1 groups."""
+    with h5py.File(path, "w") as f:
+        groups = [f.create_group(f"g{k}") for k in range(depth + 1)]
+        groups[-1].create_dataset("x", data=np.arange(10))
+        for k in range(depth):
+            groups[k]["a"] = groups[k + 1]
+            groups[k]["b"] = groups[k + 1]
+    return path
+
+
+def test_hard_link_dag_scans_each_object_once(tmp_path):
+    p = _hard_link_dag(tmp_path / "dag.h5", 18)
+    src = """
+    def case(path):
+        import chunkview
+        refs = chunkview.scan(path, isolate=False)
+        arrays = [k[:-len("/.zarray")] for k in refs.keys() if k.endswith("/.zarray")]
+        groups = [k for k in refs.keys() if k.endswith(".zgroup")]
+        g = chunkview.open(refs)
+        try:
+            g["g18"]
+            again = "presented twice"
+        except Exception as e:
+            again = type(e).__name__ + ": " + str(e)
+        return arrays, len(groups), g[arrays[0]][...].tolist(), again
+    """
+    out = run_case(src, str(p), timeout=60)
+    assert out.kind == "ok", str(out)
+    arrays, ngroups, x, again = out.value
+    # every object once, at its first path (as H5Ovisit visits it): the dataset once, each
+    # group once; another path to a group says where it is presented
+    assert len(arrays) == 1 and arrays[0].endswith("/x") and ngroups == 19 + 1, out.value
+    assert x == list(range(10))
+    assert "UnsupportedError" in again and "hard link" in again, again
+
+
+def test_verify_of_a_huge_array_without_chunks(tmp_path):
+    zarray = {"zarr_format": 2, "shape": [2 ** 50], "chunks": [2 ** 20], "dtype": "<f8",
+              "compressor": None, "filters": None, "fill_value": 0, "order": "C"}
+    doc = {"version": 1, "refs": {".zgroup": '{"zarr_format":2}',
+                                  "a/.zarray": json.dumps(zarray)}}
+    (tmp_path / "huge.json").write_text(json.dumps(doc))
+    src = """
+    def case(path):
+        import subprocess, sys
+        r = subprocess.run([sys.executable, "-m", "chunkview.cli", "verify", path],
+                           capture_output=True, text=True, timeout=50)
+        return r.returncode, r.stdout[-2000:], r.stderr[-2000:]
+    """
+    out = run_case(src, str(tmp_path / "huge.json"), timeout=60, mem_mb=1024)
+    assert out.kind == "ok", str(out)
+    rc, stdout, stderr = out.value
+    assert rc == 0 and "a: ok, 0 chunks" in stdout and "Traceback" not in stderr, out.value
+    # the chunks that are stored are still checked: one far out, too short
+    doc["refs"]["a/1000000"] = "base64:AAAAAAAAAAA="
+    (tmp_path / "huge.json").write_text(json.dumps(doc))
+    out = run_case(src, str(tmp_path / "huge.json"), timeout=60, mem_mb=1024)
+    rc, stdout, stderr = out.value
+    assert rc == 1 and "a: FAILED" in stdout and "a/1000000" in stdout, out.value
+
+
+@pytest.fixture
+def server(tmp_path, h5file):
+    pytest.importorskip("aiohttp")
+    from chunkview.bench.server import RangeServer
+
+    shutil.copy(h5file, tmp_path / "small.h5")
+    with RangeServer(tmp_path) as srv:
+        srv.folder = tmp_path
+        yield srv
+
+
+_STALLED = """
+def case(url, refs_url, what):
+    import time, chunkview
+    from chunkview.io import resolve, blocks
+    # the defaults scaled down 20 times: 20 s without a byte -> 1 s; 60 s in all -> 3 s
+    resolve.HTTP_STALL_TIMEOUT = 1.0
+    blocks.SCAN_READ_TIMEOUT = 3.0
+    opts = {"skip_instance_cache": True}
+    t0 = time.monotonic()
+    try:
+        if what == "load":
+            chunkview.load(refs_url, target_options=opts)
+        elif what == "scan":
+            chunkview.scan(url, storage_options=opts, isolate=False)
+        else:
+            refs = chunkview.load(refs_url, target_options=opts)
+            chunkview.open(refs, remote_options=opts, timeout=1.0, total_timeout=3.0,
+                           check_source="off", backoff=0.01)["t2m"][...]
+        return ["no error", time.monotonic() - t0]
+    except Exception as e:
+        from chunkview.errors import ChunkviewError
+        return [type(e).__name__, isinstance(e, ChunkviewError), str(e),
+                time.monotonic() - t0]
+"""
+
+
+@pytest.mark.parametrize("what", ["load", "scan", "read"])
+def test_stalled_server_is_given_up_on(server, what):
+    """A server that stops answering: load, scan and reads give up within the time budget
+    (defaults: 20 s without a byte, 60 s for a read with its retries; scaled down here) with
+    a chunkview error naming the URL and the timeout."""
+    import chunkview
+
+    url = server.url("small.h5")
+    refs = chunkview.scan(url, storage_options={"skip_instance_cache": True})
+    refs.save(str(server.folder / "refs.json"))
+    server.fail(*["hang"] * 20, path="small.h5" if what == "read" else
+                ("refs.json" if what == "load" else "small.h5"))
+    out = run_case(_STALLED, url, server.url("refs.json"), what, timeout=40)
+    assert out.kind == "ok", str(out)
+    name, ours, msg, took = out.value
+    assert ours and took < 8, out.value
+    assert "127.0.0.1" in msg and ("Timeout" in msg or "timed out" in msg or "time" in msg), msg
+
+
+def test_default_time_budget():
+    """The defaults that bound a stalled read: about a minute in all."""
+    from chunkview.io import blocks, resolve
+    from chunkview.options import ReadOptions
+
+    o = ReadOptions()
+    assert o.total_timeout <= 60 and o.timeout <= o.total_timeout
+    assert resolve.HTTP_STALL_TIMEOUT <= 30 and blocks.SCAN_READ_TIMEOUT <= 60
+
+
+# ================================================================== 5. wrong data: servers
+
+
+_READ_REMOTE = """
+def case(refs_path, how, opts):
+    import fsspec, chunkview
+    from chunkview.errors import ChunkviewError
+    refs = chunkview.load(refs_path)
+    kw = dict(remote_options={"skip_instance_cache": True}, backoff=0.01, **opts)
+    try:
+        if how == "open":
+            got = chunkview.open(refs, **kw)["t2m"][...]
+        elif how == "zarr":
+            got = chunkview.open_zarr(refs, **kw)["t2m"][...]
+        return ["data", got.tolist()]
+    except ChunkviewError as e:
+        return ["error", type(e).__name__, str(e)]
+"""
+
+
+def _remote_refs(server, tmp_path):
+    import chunkview
+
+    refs = chunkview.scan(server.url("small.h5"), storage_options={"skip_instance_cache": True})
+    p = tmp_path / "remote_refs.json"
+    refs.save(str(p))
+    return str(p)
+
+
+@pytest.mark.parametrize("fault", ["part-short", "part-long", "part-shift", "part-twice",
+                                   "truncate"])
+@pytest.mark.parametrize("how", ["open", "zarr"])
+def test_multipart_parts_are_checked(server, h5file, tmp_path, fault, how):
+    """Every part of a multi-range answer is checked: never wrong bytes, whatever the fault;
+    a fault on every request is an error naming the part; a single one is retried."""
+    want = h5py.File(h5file)["t2m"][...].tolist()
+    url = _remote_refs(server, tmp_path)
+    for times in (1, 40):
+        server.faults.clear()
+        server.fail(*[fault] * times, path="small.h5")
+        # chunks read apart (max_gap < 0), several ranges per request
+        out = run_case(_READ_REMOTE, url, how, {"check_source": "off", "retries": 2,
+                                                "max_gap": -1}, timeout=60)
+        assert out.kind == "ok", str(out)
+        if out.value[0] == "data":
+            assert out.value[1] == want, (fault, times)
+        else:
+            assert out.value[1] == "FetchError", out.value
+            assert "127.0.0.1" in out.value[2] and "t2m/" in out.value[2], out.value
+
+
+@pytest.mark.parametrize("fault", ["shift", "short", "ignore-range", "truncate"])
+def test_single_ranges_are_checked(server, h5file, tmp_path, fault):
+    """Answers to single ranges (multi_range off): Content-Range checked, never other bytes."""
+    want = h5py.File(h5file)["t2m"][...].tolist()
+    url = _remote_refs(server, tmp_path)
+    server.fail(*[fault] * 40, path="small.h5")
+    for how in ("open", "zarr"):
+        out = run_case(_READ_REMOTE, url, how, {"check_source": "off", "retries": 1,
+                                                "multi_range": False}, timeout=60)
+        assert out.kind == "ok", str(out)
+        if out.value[0] == "data":
+            assert out.value[1] == want
+        else:
+            assert out.value[1] == "FetchError", out.value
+
+
+def test_source_changed_after_the_first_read(server, tmp_path):
+    """The file behind an opened group changes after a first read: caught per answer over
+    HTTP (size from Content-Range; ETag with check_source="etag") and per batch locally."""
+    src = """
+    def case(url, local):
+        import os, time, chunkview
+        from chunkview.errors import SourceChangedError
+        out = {}
+        for name, where, mode, change in [
+                ("http-size", url, "size", "append"), ("http-etag", url, "etag", "rewrite"),
+                ("local-size", local, "size", "append"), ("local-etag", local, "etag", "rewrite")]:
+            path = where if not where.startswith("http") else None
+            refs = chunkview.scan(where, storage_options={"skip_instance_cache": True}
+                                  if path is None else None, isolate=False)
+            g = chunkview.open(refs, check_source=mode,
+                               remote_options={"skip_instance_cache": True})
+            g["t2m"][0]
+            target = path or os.environ["SERVED"]
+            data = bytearray(open(target, "rb").read())
+            time.sleep(0.02)
+            if change == "append":
+                open(target, "ab").write(b"\\0" * 16)
+            else:
+                data[-1] ^= 0xFF
+                open(target, "r+b").write(bytes(data))
+            try:
+                g["t2m"][...]
+                out[name] = "read"
+            except SourceChangedError as e:
+                out[name] = "changed"
+            open(target, "wb").write(bytes(data) if change == "append" else
+                                     bytes(data[:-1]) + bytes([data[-1] ^ 0xFF]))
+        return out
+    """
+    local = tmp_path / "local.h5"
+    shutil.copy(server.folder / "small.h5", local)
+    out = run_case(src, server.url("small.h5"), str(local), timeout=60,
+                   env={"SERVED": str(server.folder / "small.h5")})
+    assert out.kind == "ok", str(out)
+    assert out.value == {"http-size": "changed", "http-etag": "changed",
+                         "local-size": "changed", "local-etag": "changed"}, out.value

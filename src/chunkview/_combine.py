@@ -284,6 +284,7 @@ class _Out:
 
     def __init__(self):
         self.inline: dict[str, bytes] = {}
+        self.remote_origin = False  # any input loaded from a remote location: so is the result
         self.grids: dict[str, list] = {}  # array path -> [(_Part, sep, shift, lead)]
         self.masks: dict[str, dict] = {}
         self.digests: dict[str, dict] = {}  # array path -> the inputs' hdf5_masked digests
@@ -372,7 +373,9 @@ class _Out:
                                part.lengths, part.urls, sep=sep, shrink=False)
         self.grids.clear()
         index.shrink()
-        return References(index)
+        refs = References(index)
+        refs.remote_origin = self.remote_origin  # local files stay refused by default
+        return refs
 
 
 def _move(c: np.ndarray, shift, lead) -> np.ndarray:
@@ -603,6 +606,7 @@ def combine(inputs: Sequence, concat_dim: str | None = "time", *, order_by: str 
                 if how == "concat":
                     lengths[path] = var.shape[axis]
         sources.update(inp.sources)
+        out.remote_origin |= bool(getattr(inp.refs, "remote_origin", False))
         done.append((inp.name, parts, lengths, cvals))
         if n:
             inp.release()
@@ -741,6 +745,7 @@ def merge(inputs: Sequence, *, check_data: bool = True, storage_options: dict | 
                 agree.check(inp, var, have[0])
         _copy_groups(out, [inp])
         sources.update(inp.sources)
+        out.remote_origin |= bool(getattr(inp.refs, "remote_origin", False))
         (kept.append(inp) if keep else inp.release())
     agree.close()
     for inp in kept:

@@ -53,8 +53,13 @@ class ReferenceNotFound(ChunkviewError, KeyError):
 
 def fetch_detail(start, end, cause) -> str:
     """``(bytes s-e): Cause: message`` for a failed read of a byte range (or whole file)."""
-    rng = "whole file" if start is None and end is None else f"bytes {start}-{end}"
-    why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+    rng = "whole file" if start is None and end is None else \
+        f"bytes {'?' if start is None else start}-{'end' if end is None else end}"
+    why = ""
+    if cause is not None:
+        text = str(cause) or ("no answer in time" if isinstance(cause, TimeoutError)
+                              else "no reason given")
+        why = f": {type(cause).__name__}: {text}"
     return f"({rng}){why}"
 
 
@@ -63,7 +68,8 @@ class FetchError(ChunkviewError, OSError):
 
     def __init__(self, key, url, start=None, end=None, cause=None):
         self.key, self.url, self.start, self.end = key, url, start, end
-        super().__init__(f"cannot read key {key!r} from {url!r} {fetch_detail(start, end, cause)}")
+        what = f"key {key!r} from {url!r}" if key is not None else repr(url)
+        super().__init__(f"cannot read {what} {fetch_detail(start, end, cause)}")
 
     def __reduce__(self):
         return (type(self), (self.key, self.url, self.start, self.end))

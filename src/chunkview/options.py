@@ -22,7 +22,8 @@ class ReadOptions:
     max_block: int = 256_000_000  # ... while the read stays within this many bytes
     retries: int = 3
     backoff: float = 0.1  # first wait in seconds; doubles each retry, with jitter, <= 5 s
-    timeout: float | None = 60.0  # seconds per request
+    timeout: float | None = 20.0  # seconds per request (a stalled server: see total_timeout)
+    total_timeout: float | None = 60.0  # seconds for one read and all its retries
     max_requests: int = 16  # requests in flight per reader
     request_bytes: int = 4 << 20  # blocks above ~this are split into parallel requests
     multi_range: bool = True  # HTTP: several ranges per request, where the server allows
@@ -38,6 +39,10 @@ class ReadOptions:
             raise ValueError("retries must be >= 0, max_requests and request_bytes >= 1")
         if self.max_block < 1:
             raise ValueError("max_block must be >= 1")
+        for name in ("timeout", "total_timeout"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, or None")
         if self.allowed_protocols is not None:
             if isinstance(self.allowed_protocols, str):
                 self.allowed_protocols = (self.allowed_protocols,)

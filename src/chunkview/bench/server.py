@@ -8,6 +8,10 @@ requests, bytes and the most requests in flight at once, and can inject faults: 
 then the connection closes), ``"short"`` (a 206 answer with half the range), ``"ignore-range"``
 (200 and the whole file), ``"shift"`` (206 and the range one byte further on, as its
 ``Content-Range`` says: the right length, other bytes) or ``"hang"`` (no answer for an hour).
+Multi-range answers take ``"part-short"`` / ``"part-long"`` (the first part's body a byte
+shorter / longer than its ``Content-Range``), ``"part-shift"`` (the first part one byte
+further on, labelled so: a range not asked for) and ``"part-twice"`` (the first part sent
+again at the end).
 
 A ``Range`` of several ranges is answered as nginx and Apache answer it: 206 and a
 ``multipart/byteranges`` body, one part per range.  ``multi_range="ignore"`` answers such
@@ -195,11 +199,22 @@ class RangeServer:
     async def _multipart(self, request, web, target, size, spans, headers, fault):
         boundary = "chunkview0boundary"
         body = bytearray()
+        parts = list(spans)
+        if fault == "part-twice":  # the first part again, at the end
+            parts.append(parts[0])
         with open(target, "rb") as f:
-            for start, end in spans:
+            for k, (start, end) in enumerate(parts):
+                label = (start, end)
+                if k == 0 and fault == "part-shift" and end < size:  # other bytes, labelled so
+                    start, end = label = start + 1, end + 1
+                if k == 0 and fault == "part-short":  # one byte less than its label says
+                    end -= 1
+                if k == 0 and fault == "part-long":  # one byte more than its label says
+                    end = min(end + 1, size)
                 f.seek(start)
                 body += (f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
-                         f"Content-Range: bytes {start}-{end - 1}/{size}\r\n\r\n").encode()
+                         f"Content-Range: bytes {label[0]}-{label[1] - 1}/{size}\r\n\r\n"
+                         ).encode()
                 body += f.read(end - start)
         body += f"\r\n--{boundary}--\r\n".encode()
         headers = dict(headers, **{"Content-Type": f"multipart/byteranges; boundary={boundary}"})

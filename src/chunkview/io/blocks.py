@@ -20,6 +20,8 @@ from chunkview.errors import ScanError, SourceChangedError
 from chunkview.io.remote import describe, http_range, is_http
 from chunkview.io.resolve import LOCAL_PROTOCOLS, file_url, local_path, url_to_fs
 
+SCAN_READ_TIMEOUT = 60.0  # seconds one block read of a remote file being scanned may take
+
 
 class Reader:
     """``read(offset, length) -> bytes-like`` over one file; ``size`` is the file's length."""
@@ -118,11 +120,13 @@ class FsspecReader(Reader):
         is checked too: see :func:`chunkview.io.remote.http_range`)."""
         try:
             if is_http(self.fs) and start < end:
-                data = fsspec.asyn.sync(self.fs.loop, http_range, self.fs, self.path, start, end)
+                data = fsspec.asyn.sync(self.fs.loop, http_range, self.fs, self.path, start, end,
+                                        timeout=SCAN_READ_TIMEOUT)
             else:
                 data = self.fs.cat_file(self.path, start=start, end=end)
         except Exception as e:
-            raise ScanError(f"cannot read bytes {start}-{end}: {type(e).__name__}: {e}",
+            why = str(e) or ("no answer in time" if isinstance(e, TimeoutError) else "")
+            raise ScanError(f"cannot read bytes {start}-{end}: {type(e).__name__}: {why}",
                             url=self.url, offset=start) from e
         self.requests += 1
         if len(data) != end - start:

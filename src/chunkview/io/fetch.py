@@ -304,7 +304,8 @@ class Source:
                 start, end, _ = slice(start, end).indices(await self._size(fs, url, path))
                 if end <= start:
                     return b""
-            return await read_block(fs, url, start, end, self.opts, path)
+            return await read_block(fs, url, start, end, self.opts, path,
+                                    self.checker.expect(url))
         except ChunkviewError:
             raise
         except Exception as e:  # noqa: BLE001 - converted to one error naming key/url/range
@@ -418,9 +419,11 @@ class Source:
                             q.put(held.pop(0))
 
                 blocks = [(bs, be) for bs, be, _ in j.parts]
-                rest = await read_multi(j.fs, j.url, blocks, opts, deliver)
+                expect = checker.expect(j.url)
+                rest = await read_multi(j.fs, j.url, blocks, opts, deliver, expect)
                 for i in rest:  # the server would not: one range per request
-                    deliver(i, await read_block(j.fs, j.url, *blocks[i], opts))
+                    deliver(i, await read_block(j.fs, j.url, *blocks[i], opts,
+                                                expect=expect))
                 if check is not None:
                     await asyncio.shield(check)
                 while held:
@@ -433,7 +436,8 @@ class Source:
                     if j.end < 0:
                         data = await read_range(j.fs, j.url, 0, None, opts)
                     else:
-                        data = await read_block(j.fs, j.url, j.start, j.end, opts)
+                        data = await read_block(j.fs, j.url, j.start, j.end, opts,
+                                                expect=checker.expect(j.url))
                     if j.url in checks:
                         await asyncio.shield(checks[j.url])
                     q.put((j, data, None))

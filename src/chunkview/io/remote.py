@@ -118,14 +118,16 @@ def pread(path: str, start: int | None, end: int | None) -> bytes:
         return f.read(e - s)
 
 
-async def request(fs, url: str, start, end, path: str | None = None) -> bytes:
-    """One read of [start, end) of ``url`` (``fs`` None: the local file ``path``)."""
+async def request(fs, url: str, start, end, path: str | None = None,
+                  expect: dict | None = None) -> bytes:
+    """One read of [start, end) of ``url`` (``fs`` None: the local file ``path``); over HTTP
+    the answer is checked against ``expect`` (:meth:`SourceChecker.expect`)."""
     if fs is None:
         return await asyncio.to_thread(pread, path, start, end)
     if start is None and end is None:
         return await call(fs, "cat_file", url)
     if is_http(fs) and 0 <= start < end:
-        return await on_loop_of(fs, http_range(fs, url, start, end))
+        return await on_loop_of(fs, http_range(fs, url, start, end, expect))
     return await call(fs, "cat_file", url, start=start, end=end)
 
 
@@ -135,11 +137,15 @@ def is_http(fs) -> bool:
                                               for c in type(fs).__mro__)
 
 
-async def http_range(fs, url: str, start: int, end: int) -> bytes:
+async def http_range(fs, url: str, start: int, end: int, expect: dict | None = None) -> bytes:
     """One ranged GET of [start, end) over the filesystem's session.  fsspec's ``cat_file``
     never looks at ``Content-Range``: a server answering 206 with another range of the same
-    length would hand back other bytes.  Here such an answer is a ShortRead (retried, then an
-    error); a 200 answer returns its body, which the caller's length check judges."""
+    length would hand back other bytes.  Here the answer must be a 206 whose
+    ``Content-Range`` is the range asked for, or a 200 holding the whole file when the range
+    starts at 0 (a server that ignores ``Range``); anything else is a ShortRead (retried, then
+    an error).  The body is read up to the length asked for, never more: a server's
+    ``Content-Length`` is not trusted.  ``expect``: the file's recorded size and ETag, which
+    the answer's ``Content-Range`` total and ``ETag`` must match (SourceChangedError)."""
     kw = dict(fs.kwargs)
     headers = dict(kw.pop("headers", None) or {})
     headers["Range"] = f"bytes={start}-{end - 1}"
@@ -148,37 +154,107 @@ async def http_range(fs, url: str, start: int, end: int) -> bytes:
         if r.status == 404:
             raise FileNotFoundError(url)
         r.raise_for_status()  # retried or not by its status (is_transient)
+        check_answer(url, r.headers, expect, r.status)
         if r.status == 206:
             span = _content_range(r.headers.get("Content-Range"))
             if span != (start, end - 1):
                 r.close()
                 got = "no Content-Range" if span is None else f"bytes {span[0]}-{span[1]}"
                 raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered {got}")
-        return await r.read()
+        elif r.status == 200 and start != 0:
+            r.close()
+            raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered 200 with "
+                            "the whole file (it ignored the Range header)")
+        elif r.status != 200:
+            r.close()
+            raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered "
+                            f"{r.status}")
+        return await read_at_most(r, end - start)
+
+
+class ReadTimeoutError(asyncio.TimeoutError):
+    """A request that got no (complete) answer in time; says how long and which try."""
+
+
+async def read_at_most(r, n: int) -> bytes:
+    """The body of answer ``r`` if it is at most ``n`` bytes; of a longer body (whatever its
+    ``Content-Length`` says) only ``n + 1`` bytes are read, which the caller's length check
+    refuses."""
+    return await _prefix(r, n + 1)
+
+
+async def _prefix(r, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        part = await r.content.read(n - len(out))
+        if not part:
+            break
+        out += part
+    if len(out) == n:
+        r.close()  # more may follow: not read
+    return bytes(out)
+
+
+def check_answer(url: str, headers, expect: dict | None, status: int) -> None:
+    """An answer's ``Content-Range`` total and ``ETag`` against the file's record."""
+    if not expect:
+        return
+    size = expect.get("size")
+    if size is not None and status == 206:
+        total = (headers.get("Content-Range") or "").rpartition("/")[2].strip()
+        if total.isdigit() and int(total) != int(size):
+            raise SourceChangedError(f"{url!r} changed since it was scanned: the server says "
+                                     f"its size is {total} bytes, recorded {size}")
+    etag = expect.get("etag")
+    if etag is not None and headers.get("ETag") is not None:
+        got = _norm_etag(headers.get("ETag"))
+        if got != etag:
+            raise SourceChangedError(f"{url!r} changed since it was scanned: ETag {got!r} in "
+                                     f"an answer, recorded {etag!r} (check_source='etag')")
 
 
 async def with_retries(fn, opts: ReadOptions, *, local: bool = False):
     """``await fn()`` (one request, under the in-flight limit and ``timeout``), retried with
-    backoff on transient failures; raises the last error."""
+    backoff on transient failures, all of it within ``total_timeout`` from the first try's
+    start; raises the last error."""
     sem = opts.semaphore()
     attempt = 0
+    loop = asyncio.get_running_loop()
+    deadline = None
     while True:
+        limit = opts.timeout
         try:
             async with sem:
+                if deadline is None and opts.total_timeout:
+                    deadline = loop.time() + opts.total_timeout
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    limit = left if limit is None else min(limit, left)
                 coro = fn()
-                return await (asyncio.wait_for(coro, opts.timeout) if opts.timeout else coro)
+                if limit is None:
+                    return await coro
+                try:
+                    return await asyncio.wait_for(coro, max(limit, 0.001))
+                except TimeoutError as e:
+                    total = deadline is not None and deadline - loop.time() <= 0.001
+                    raise ReadTimeoutError(
+                        f"no complete answer within {limit:.3g} s (try {attempt + 1}"
+                        + (f"; total_timeout={opts.total_timeout:g} s reached" if total
+                           else f", timeout={opts.timeout:g} s per request") + ")") from e
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - retried or re-raised as is
             if local or attempt >= opts.retries or not is_transient(e):
                 raise
             delay = min(opts.backoff * (2 ** attempt), 5.0) * (0.5 + random.random())
+            if deadline is not None and loop.time() + delay >= deadline:
+                raise  # no time left for another try
             attempt += 1
             await asyncio.sleep(delay)
 
 
 async def read_range(fs, url: str, start: int, end: int | None, opts: ReadOptions,
-                     path: str | None = None):
+                     path: str | None = None, expect: dict | None = None):
     """Exactly bytes [start, end) of ``url`` (``end`` None: the whole file; ``fs`` None: the
     local file ``path``), with retries; raises the last error (a ShortRead for a wrong-sized
     body)."""
@@ -186,7 +262,7 @@ async def read_range(fs, url: str, start: int, end: int | None, opts: ReadOption
         return b""
 
     async def once():
-        data = await request(fs, url, None if end is None else start, end, path)
+        data = await request(fs, url, None if end is None else start, end, path, expect)
         if end is not None and len(data) != end - start:
             raise ShortRead(f"short read: got {len(data)} of {end - start} bytes" if
                             len(data) < end - start else
@@ -198,13 +274,13 @@ async def read_range(fs, url: str, start: int, end: int | None, opts: ReadOption
 
 
 async def read_block(fs, url: str, start: int, end: int, opts: ReadOptions,
-                     path: str | None = None):
+                     path: str | None = None, expect: dict | None = None):
     """Bytes [start, end) of ``url``; a long block is read as parallel requests of about
     ``request_bytes`` into one buffer."""
     n = end - start
     part = opts.request_bytes
     if n <= part + part // 2:
-        return await read_range(fs, url, start, end, opts, path)
+        return await read_range(fs, url, start, end, opts, path, expect)
     k = -(-n // part)
     step = -(-n // k)
     buf = bytearray(n)
@@ -212,7 +288,7 @@ async def read_block(fs, url: str, start: int, end: int, opts: ReadOptions,
 
     async def one(s):
         e = min(s + step, end)
-        data = await read_range(fs, url, s, e, opts, path)
+        data = await read_range(fs, url, s, e, opts, path, expect)
         view[s - start:e - start] = data
 
     tasks = [asyncio.ensure_future(one(s)) for s in range(start, end, step)]
@@ -259,14 +335,23 @@ def _content_range(value: str | None):
     return (first, last) if 0 <= first <= last else None
 
 
-async def _multi_once(fs, url: str, blocks, pending: list, deliver) -> bool:
+async def _multi_once(fs, url: str, blocks, pending: list, deliver,
+                      expect: dict | None = None) -> bool:
     """One multi-range GET of the blocks in ``pending`` (removed as their bytes are handed
     to ``deliver(i, data)``).  False, having read nothing, when the server answers otherwise
-    than with the ranges (200, 416, a 206 missing some): the caller reads the rest alone."""
+    than with the ranges (200, 416): the caller reads the rest alone.
+
+    Every part is checked before its bytes are used: its ``Content-Range`` must span whole
+    blocks asked for and not yet delivered (a server may merge adjacent ranges into one part),
+    its body must be followed by the boundary (a part shorter than its ``Content-Range`` would
+    otherwise take the delimiter's bytes as data), and the answer must end with the closing
+    boundary.  Anything else is a ShortRead naming the part."""
     kw = dict(fs.kwargs)
     headers = dict(kw.pop("headers", None) or {})
     headers["Range"] = "bytes=" + ",".join(f"{blocks[i][0]}-{blocks[i][1] - 1}"
                                            for i in pending)
+    asked = {blocks[i][0]: i for i in pending}
+    ends = {blocks[i][1]: i for i in pending}
     session = await fs.set_session()
     async with session.get(fs.encode_url(url), headers=headers, **kw) as r:
         if r.status == 404:
@@ -276,25 +361,34 @@ async def _multi_once(fs, url: str, blocks, pending: list, deliver) -> bool:
         if r.status != 206:  # 200: Range ignored, 416: refused; no body read
             r.close()
             return False
+        check_answer(url, r.headers, expect, 206)
         ctype = r.headers.get("Content-Type", "")
 
-        def take(first, data):  # a part may hold several blocks (a server may merge)
-            for i in list(pending):
+        def take(span, data):
+            """Deliver the blocks part ``span`` (first, last) holds: it must start where a
+            pending block starts and end where one ends, holding only blocks asked for."""
+            first, last = span
+            if first not in asked or (last + 1) not in ends:
+                raise ShortRead(f"the server sent bytes {first}-{last}, which is not a range "
+                                "asked for (or one sent twice)")
+            got = [i for i in list(pending) if first <= blocks[i][0] and blocks[i][1] <= last + 1]
+            for i in got:
                 s, e = blocks[i]
-                if first <= s and e <= first + len(data):
-                    deliver(i, data if (s, e) == (first, first + len(data)) else
-                            memoryview(data)[s - first:e - first])
-                    pending.remove(i)
+                deliver(i, data if (s, e) == (first, last + 1) else
+                        memoryview(data)[s - first:e - first])
+                pending.remove(i)
+                asked.pop(s, None)
+                ends.pop(e, None)
 
         if not ctype.lower().startswith("multipart/byteranges"):
             span = _content_range(r.headers.get("Content-Range"))
             if span is None:
                 r.close()
                 return False
-            data = await r.read()
+            data = await read_at_most(r, span[1] - span[0] + 1)
             if len(data) != span[1] - span[0] + 1:
                 raise ShortRead(f"short read: got {len(data)} of {span[1] - span[0] + 1} bytes")
-            take(span[0], data)
+            take(span, data)
             return not pending
         boundary = None
         for param in ctype.split(";")[1:]:
@@ -306,39 +400,56 @@ async def _multi_once(fs, url: str, blocks, pending: list, deliver) -> bool:
             return False
         rd = r.content
         delim, close = b"--" + boundary, b"--" + boundary + b"--"
-        while True:
+        line = b""
+        while True:  # the preamble, up to the first delimiter
             line = await rd.readline()
             if not line:
-                raise ShortRead("multipart answer ended before its closing boundary "
-                                f"({len(pending)} ranges missing)")
+                raise ShortRead("multipart answer without a part")
             line = line.rstrip(b"\r\n")
-            if line == close:
+            if line in (delim, close):
                 break
-            if line != delim:
-                continue  # the preamble, the line break after a part
+            if len(line) > 1024:
+                raise ShortRead("multipart answer: no boundary where one was expected")
+        nparts = 0
+        while line != close:
+            nparts += 1
             span = None
-            while True:
+            for _ in range(64):
                 h = await rd.readline()
                 if not h:
-                    raise ShortRead("multipart answer ended in a part's headers")
+                    raise ShortRead(f"multipart answer ended in the headers of part {nparts}")
                 h = h.rstrip(b"\r\n")
                 if not h:
                     break
                 name, _, value = h.decode("latin-1").partition(":")
                 if name.strip().lower() == "content-range":
                     span = _content_range(value)
+            else:
+                raise ShortRead(f"part {nparts} of the multipart answer has too many headers")
             if span is None:
-                raise ShortRead("a part of the multipart answer has no Content-Range")
+                raise ShortRead(f"part {nparts} of the multipart answer has no Content-Range")
+            n = span[1] - span[0] + 1
+            if span[0] not in asked or span[1] + 1 not in ends:  # checked before reading
+                raise ShortRead(f"part {nparts}: the server sent bytes {span[0]}-{span[1]}, "
+                                "which is not a range asked for (or one sent twice)")
             try:
-                data = await rd.readexactly(span[1] - span[0] + 1)
+                data = await rd.readexactly(n)
             except asyncio.IncompleteReadError as e:
-                raise ShortRead(f"short read: got {len(e.partial)} of {span[1] - span[0] + 1} "
-                                "bytes of a part") from None
-            take(span[0], data)
+                raise ShortRead(f"short read: got {len(e.partial)} of {n} bytes of part "
+                                f"{nparts} (bytes {span[0]}-{span[1]})") from None
+            # the body must end where the next boundary begins: CRLF, then the delimiter
+            after = await rd.readline()
+            line = (await rd.readline()).rstrip(b"\r\n") if after == b"\r\n" else b""
+            if line not in (delim, close):
+                raise ShortRead(f"part {nparts} (bytes {span[0]}-{span[1]}) is not followed by "
+                                "the boundary: its body is shorter or longer than its "
+                                "Content-Range says")
+            take(span, data)
         return not pending
 
 
-async def read_multi(fs, url: str, blocks, opts: ReadOptions, deliver) -> list:
+async def read_multi(fs, url: str, blocks, opts: ReadOptions, deliver,
+                     expect: dict | None = None) -> list:
     """Blocks ``[(start, end), ...]`` of ``url`` through one multi-range request, each block's
     bytes handed to ``deliver(i, data)`` (thread-safe) as its part arrives; a failed request
     is retried like any other (``with_retries``), asking only for the blocks still missing.
@@ -346,7 +457,7 @@ async def read_multi(fs, url: str, blocks, opts: ReadOptions, deliver) -> list:
     range per request; the server's origin is then remembered."""
     pending = list(range(len(blocks)))
     ok = await with_retries(lambda: on_loop_of(fs, _multi_once(fs, url, blocks, pending,
-                                                               deliver)), opts)
+                                                               deliver, expect)), opts)
     if not ok:
         _NO_MULTI_RANGE.add(_origin(url))
     return pending
@@ -429,6 +540,18 @@ class SourceChecker:
         self.mode = opts.check_source
         self.opts = opts
         self._done: dict = {}  # url -> None (checked) or the SourceChangedError raised
+
+    def expect(self, url: str) -> dict | None:
+        """What every HTTP answer for ``url`` must agree with (its ``Content-Range`` total,
+        and with ``check_source="etag"`` its ``ETag``): checked per response, so a file that
+        changes after the first check is still caught."""
+        rec = self.records.get(url) if self.mode != "off" else None
+        if not rec:
+            return None
+        out = {"size": rec.get("size")}
+        if self.mode == "etag" and rec.get("etag") is not None:
+            out["etag"] = rec["etag"]
+        return out
 
     def _pending(self, url: str) -> bool:
         """Whether ``url`` still needs checking; re-raises an earlier failure."""

@@ -70,12 +70,34 @@ def filesystems(fs, remote_protocol):
     return fss, remote_protocol
 
 
+# An HTTP server that stops answering is given up on after this many seconds without a byte
+# (connecting, or between reads of an answer); aiohttp's default waits 5 minutes in all.
+HTTP_STALL_TIMEOUT = 20.0
+
+
+def with_stall_timeout(protocol, options: dict) -> dict:
+    """``options`` for an fsspec filesystem of ``protocol``; for HTTP, with aiohttp timeouts
+    that give up on a stalled server (``HTTP_STALL_TIMEOUT``) unless the caller set any."""
+    if protocol not in ("http", "https"):
+        return options
+    client = dict(options.get("client_kwargs") or {})
+    if "timeout" in client:
+        return options
+    import aiohttp
+
+    client["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_STALL_TIMEOUT,
+                                              sock_read=HTTP_STALL_TIMEOUT)
+    return {**options, "client_kwargs": client}
+
+
 def url_to_fs(url: str, protocol: str | None = None, options: dict | None = None):
     """fsspec's ``url_to_fs`` (chained URLs included): ``(filesystem, path)`` for a file to
     read whole or in blocks (a reference file, a file to scan)."""
     opts = dict(options or {})
     if protocol:
         opts["protocol"] = protocol
+    if "::" not in url:
+        opts = with_stall_timeout(protocol or split_protocol(url)[0], opts)
     return fsspec.core.url_to_fs(url, **opts)
 
 
@@ -150,6 +172,7 @@ class Resolver:
                 if self.asynchronous and getattr(fsspec.get_filesystem_class(protocol),
                                                  "async_impl", False):
                     opts = {**opts, "asynchronous": True}
+                opts = with_stall_timeout(protocol, opts)
                 self.fss[protocol] = fsspec.filesystem(protocol, **opts)
             return self.fss[protocol]
 

@@ -78,7 +78,11 @@ def _load_from(fs, path, fo, format, template_overrides, lazy, cache_size, compr
     except FileNotFoundError:
         raise
     except Exception as e:
-        raise OSError(f"cannot read reference set {fo!r}: {e}") from e
+        from chunkview.errors import FetchError, fetch_detail
+
+        err = FetchError(None, fo, cause=e)
+        err.args = (f"cannot read reference set {fo!r} {fetch_detail(None, None, e)}",)
+        raise err from e
     if fmt == "native" or data.startswith(NATIVE_MAGIC):
         return References.from_native(data, source=fo)
     if fmt != "json":

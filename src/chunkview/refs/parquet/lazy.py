@@ -362,6 +362,7 @@ class LazyParquetReferences(Mapping):
                         if k not in shadow:
                             index.set_inline(k, r.raw[row])
         refs = References(index, templates={}, source=self.source)
+        refs.remote_origin = self.remote_origin
         opts = dict(getattr(self.fs, "storage_options", None) or {})
         refs.parquet = (self.source if "://" in str(self.source) else self.root, opts,
                         self.record_size)

@@ -75,6 +75,7 @@ class HDF5Scanner(LayoutsMixin):
         self.netcdf = False  # a netCDF-4 file: its variables follow netCDF-C's rules
         self.nc = NetCDFDims()  # netCDF dimensions and implicit fills, for finish()
         self._dims_only = set()  # (file, name) of netCDF dimension scales, not variables
+        self._groups_seen: dict = {}  # (file, address or name) -> the path it is presented at
         self.out = ScanOutput()
 
     def _open_h5(self):
@@ -167,7 +168,7 @@ class HDF5Scanner(LayoutsMixin):
             self._files[f.file.filename] = (self.fmt, self.url)
             self.netcdf = is_netcdf4(f)
             try:
-                self._group(f, "", set())
+                self._group(f, "")
                 readers = {url: fmt.reader for fmt, url in self._files.values()}
                 index = chunks_by_array(self.out)
                 if self.netcdf:
@@ -192,13 +193,20 @@ class HDF5Scanner(LayoutsMixin):
 
     # ------------------------------------------------------------------ groups
 
-    def _group(self, g, path, active, addr=None):
+    def _group(self, g, path, addr=None):
         import h5py
 
         ident = (g.file.filename, addr if addr is not None else g.name)
-        if ident in active:  # a link cycle: present the group once on this branch
+        first = self._groups_seen.get(ident)
+        if first is not None:
+            # a group reached again (a hard link cycle, or a DAG of links whose paths double
+            # at each level): each object is presented once, at its first path, as HDF5's
+            # H5Ovisit visits it; this path records where
+            if path:
+                self._unsupported(path, f"a hard link to the group {first or '/'!r}, which is "
+                                        "presented there (each HDF5 object appears once)")
             return
-        active = active | {ident}
+        self._groups_seen[ident] = path
         self.out.inline[_k(path, ".zgroup")] = _json({"zarr_format": 2})
         attrs, types = self._attrs(g, path)
         self.out.inline[_k(path, ".zattrs")] = _json_attrs(attrs)
@@ -239,7 +247,7 @@ class HDF5Scanner(LayoutsMixin):
                 self._unsupported(child, f"{kind} cannot be followed: {type(e).__name__}: {e}")
                 continue
             if isinstance(obj, h5py.Group):
-                self._group(obj, child, active, addr)
+                self._group(obj, child, addr)
             elif isinstance(obj, h5py.Dataset):
                 try:
                     if addr is None or obj.file.filename != g.file.filename:
