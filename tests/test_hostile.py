@@ -620,3 +620,136 @@ def test_source_changed_after_the_first_read(server, tmp_path):
     assert out.kind == "ok", str(out)
     assert out.value == {"http-size": "changed", "http-etag": "changed",
                          "local-size": "changed", "local-etag": "changed"}, out.value
+
+
+# ================================================================== 2. the local-file rule
+
+
+def _zarray(n=4):
+    return json.dumps({"zarr_format": 2, "shape": [n], "chunks": [n], "dtype": "<i4",
+                       "compressor": None, "filters": None, "fill_value": 0, "order": "C"})
+
+
+def test_origin_travels_through_combine_and_merge(server, tmp_path):
+    """Sets loaded from a remote location stay remote through merge and combine: the
+    result may not read local files either."""
+    import chunkview
+
+    from make_testdata import make_monthly
+
+    files = make_monthly(tmp_path / "monthly", n=2, days=2)
+    for i, f in enumerate(files):
+        chunkview.scan(str(f)).save(str(server.folder / f"m{i}.json"))
+    src = """
+    def case(urls):
+        import chunkview
+        from chunkview.errors import ForbiddenSourceError
+        opts = {"skip_instance_cache": True}
+        loaded = [chunkview.load(u, target_options=opts) for u in urls]
+        out = {}
+        allow = {"allowed_protocols": ("file",)}
+        try:  # combine reads the coordinates: under the same rule
+            chunkview.combine(loaded, concat_dim="time")
+            out["combine-coordinates"] = "read a local file"
+        except ForbiddenSourceError:
+            out["combine-coordinates"] = "refused"
+        for name, make in (("merge", lambda: chunkview.merge(loaded[:1])),
+                           ("combine", lambda: chunkview.combine(loaded, concat_dim="time",
+                                                                 **allow))):
+            refs = make()
+            try:
+                chunkview.open(refs)["t2m"][...]
+                out[name] = "read a local file"
+            except ForbiddenSourceError:
+                out[name] = "refused"
+            chunkview.open(refs, **allow)["t2m"][...]
+        return out
+    """
+    out = run_case(src, [server.url(f"m{i}.json") for i in range(2)], timeout=60)
+    assert out.kind == "ok", str(out)
+    assert out.value == {"combine-coordinates": "refused", "merge": "refused",
+                         "combine": "refused"}
+
+
+def test_remote_scan_does_not_reach_local_files(server, tmp_path):
+    """A remote HDF5 file whose external link and external raw storage name local files:
+    the scan follows neither, and its references are as untrusted as remote ones."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    with h5py.File(secret / "linked.h5", "w") as f:
+        f.create_dataset("data", data=np.arange(5))
+    (secret / "raw.bin").write_bytes(np.arange(8, dtype="<i4").tobytes())
+    with h5py.File(server.folder / "evil.h5", "w") as f:
+        f["link"] = h5py.ExternalLink(str(secret / "linked.h5"), "/")
+        f.create_dataset("ext", shape=(8,), dtype="<i4",
+                         external=[(str(secret / "raw.bin"), 0, 32)])
+        f.create_dataset("ok", data=np.arange(3))
+    src = """
+    def case(url):
+        import chunkview
+        refs = chunkview.scan(url, storage_options={"skip_instance_cache": True})
+        g = chunkview.open(refs, remote_options={"skip_instance_cache": True})
+        local = [u for u in refs.urls if not u.startswith("http")]
+        out = {"urls": local, "ok": g["ok"][...].tolist(), "remote": refs.remote_origin}
+        for name in ("link/data", "ext"):
+            try:
+                g[name][...]
+                out[name] = "read"
+            except Exception as e:
+                out[name] = type(e).__name__ + ": " + str(e)[:200]
+        return out
+    """
+    out = run_case(src, server.url("evil.h5"), timeout=60)
+    assert out.kind == "ok", str(out)
+    v = out.value
+    assert v["urls"] == [] and v["ok"] == [0, 1, 2] and v["remote"] is True, v
+    for name in ("link/data", "ext"):
+        assert v[name] != "read" and ("local" in v[name] or "KeyError" in v[name]), v
+
+
+def test_memory_chained_and_link_local_urls_from_remote_references(server):
+    refs = {"version": 1, "refs": {".zgroup": '{"zarr_format":2}'}}
+    for name, url in [("mem", "memory://secret.bin"), ("zip", "zip://a::file:///etc/hosts"),
+                      ("meta", "http://169.254.169.254/latest/meta-data")]:
+        refs["refs"][f"{name}/.zarray"] = _zarray(1)
+        refs["refs"][f"{name}/0"] = [url, 0, 4]
+    (server.folder / "evil.json").write_text(json.dumps(refs))
+    src = """
+    def case(url, local):
+        import chunkview, fsspec
+        fsspec.filesystem("memory").pipe("/secret.bin", b"\\x01\\x00\\x00\\x00")
+        out = {}
+        for where, fo in (("remote", url), ("local", local)):
+            refs = chunkview.load(fo, target_options={"skip_instance_cache": True}
+                                  if where == "remote" else None)
+            for name in ("mem", "zip", "meta"):
+                try:
+                    chunkview.open(refs, timeout=2, retries=0)[name][...]
+                    out[f"{where}-{name}"] = "read"
+                except Exception as e:
+                    out[f"{where}-{name}"] = type(e).__name__
+        refs = chunkview.load(url, target_options={"skip_instance_cache": True})
+        g = chunkview.open(refs, allowed_protocols=("memory",))
+        out["allowed-mem"] = g["mem"][...].tolist()
+        return out
+    """
+    out = run_case(src, server.url("evil.json"), str(server.folder / "evil.json"), timeout=60)
+    assert out.kind == "ok", str(out)
+    v = out.value
+    for name in ("mem", "zip", "meta"):
+        assert v[f"remote-{name}"] == "ForbiddenSourceError", v
+    assert v["local-mem"] == "read" and v["allowed-mem"] == [1], v
+
+
+def test_allowed_hosts(server, tmp_path):
+    import chunkview
+
+    refs = chunkview.scan(server.url("small.h5"), storage_options={"skip_instance_cache": True})
+    from chunkview import ForbiddenSourceError
+
+    kw = {"remote_options": {"skip_instance_cache": True}}
+    with pytest.raises(ForbiddenSourceError, match="allowed_hosts"):
+        chunkview.open(refs, allowed_hosts=("*.example.com",), **kw)["t2m"][0]
+    with pytest.raises(ForbiddenSourceError, match="allowed_hosts"):
+        chunkview.open_zarr(refs, allowed_hosts="data.example.com", **kw)["t2m"][0]
+    assert chunkview.open(refs, allowed_hosts=("127.0.0.*",), **kw)["t2m"][0].shape

@@ -29,6 +29,8 @@ class ReadOptions:
     multi_range: bool = True  # HTTP: several ranges per request, where the server allows
     check_source: str = "size"  # compare each file with the scan's record: off, size, etag
     allowed_protocols: tuple | None = None  # None: everything (no local files for remote refs)
+    allowed_hosts: tuple | None = None  # host name patterns URLs may name (None: any but
+    # link-local addresses for references from a remote location)
     _sems: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -43,6 +45,10 @@ class ReadOptions:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, or None")
+        if isinstance(self.allowed_hosts, str):
+            self.allowed_hosts = (self.allowed_hosts,)
+        if self.allowed_hosts is not None:
+            self.allowed_hosts = tuple(str(h).lower() for h in self.allowed_hosts)
         if self.allowed_protocols is not None:
             if isinstance(self.allowed_protocols, str):
                 self.allowed_protocols = (self.allowed_protocols,)

@@ -49,6 +49,13 @@ def check_allowed(key: str, url: str, opts: ReadOptions, remote_origin: bool,
     protocol = protocol_of(url) if resolver is None else resolver.read_protocol(url)
     local = protocol in LOCAL_PROTOCOLS
     allowed = opts.allowed_protocols
+    _check_host(key, url, opts, remote_origin)
+    if allowed is None and remote_origin and not local and (
+            protocol == "memory" or _chains_local(url)):
+        raise ForbiddenSourceError(
+            f"key {key!r} refers to {url!r}, which reads this process's memory or a local "
+            "file, but the references were loaded from a remote location; pass "
+            f"allowed_protocols=({protocol!r}, ...) to allow it")
     if allowed is not None:
         names = {("file" if p in LOCAL_PROTOCOLS else p) for p in allowed}
         ok = ("file" if local else protocol) in names
@@ -60,6 +67,56 @@ def check_allowed(key: str, url: str, opts: ReadOptions, remote_origin: bool,
         raise ForbiddenSourceError(
             f"key {key!r} refers to the local file {url!r}, but the references were loaded "
             "from a remote location; pass allowed_protocols=('file', ...) to allow it")
+
+
+def _chains_local(url: str) -> bool:
+    """A chained URL (``zip://a::file:///x``) one of whose links is local or in memory."""
+    if "::" not in url:
+        return False
+    for part in url.split("::")[1:]:
+        proto = protocol_of(part)
+        if proto in LOCAL_PROTOCOLS or proto == "memory":
+            return True
+    return False
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(host, pattern)
+
+
+def _link_local(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_link_local
+    except ValueError:
+        return False
+
+
+def _check_host(key: str, url: str, opts: ReadOptions, remote_origin: bool) -> None:
+    """``allowed_hosts`` (patterns such as ``"*.amazonaws.com"``); without it, references
+    from a remote location may not reach link-local addresses (cloud metadata services)."""
+    if "://" not in url:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(url.split("::")[0]).hostname or "").lower()
+    except ValueError:
+        raise ForbiddenSourceError(f"key {key!r} refers to {url!r}, which is not a valid "
+                                   "URL") from None
+    if not host:
+        return
+    if opts.allowed_hosts is not None:
+        if not any(_host_matches(host, p) for p in opts.allowed_hosts):
+            raise ForbiddenSourceError(f"key {key!r} refers to {url!r}, whose host {host!r} "
+                                       f"is not in allowed_hosts={opts.allowed_hosts!r}")
+    elif remote_origin and _link_local(host):
+        raise ForbiddenSourceError(
+            f"key {key!r} refers to {url!r}, a link-local address, but the references were "
+            "loaded from a remote location; pass allowed_hosts=(...) to allow it")
 
 
 # ----------------------------------------------------------------- errors

@@ -29,6 +29,12 @@ from chunkview.errors import FetchError
 LOCAL_PROTOCOLS = (None, "file", "local")
 
 
+def is_remote_url(url: str) -> bool:
+    """A URL read from elsewhere than this machine's files and memory (``http``, ``s3``...)."""
+    protocol = split_protocol(str(url))[0]
+    return protocol not in LOCAL_PROTOCOLS and protocol != "memory"
+
+
 def local_path(url: str) -> str:
     """The path to open for a local URL (``file://...``, ``local://...``) or plain path."""
     path = url_to_path(url)
@@ -178,4 +184,5 @@ class Resolver:
 
 
 __all__ = ["LOCAL_PROTOCOLS", "Resolver", "filesystems", "local_path", "file_url",
+           "is_remote_url",
            "protocol_name", "is_local_fs", "url_to_fs"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from chunkview.errors import ScanError
 from chunkview.io.blocks import open_reader
+from chunkview.io.resolve import is_remote_url
 from chunkview.refs.memory import References
 from chunkview.scan import netcdf3
 from chunkview.scan.hdf5 import format as h5format
@@ -29,7 +30,10 @@ def scan_file(source, *, storage_options=None, inline_threshold: int = 0,
     try:
         out = scanner_for(reader).scan(reader, inline_threshold=inline_threshold,
                                        chunk_bytes=chunk_bytes, checksums=checksums)
-        return to_references(out, source=reader.url, record=reader.record)
+        refs = to_references(out, source=reader.url, record=reader.record)
+        # a remote file's references are as untrusted as references loaded from there
+        refs.remote_origin = is_remote_url(reader.url)
+        return refs
     finally:
         reader.close()
 

@@ -241,6 +241,11 @@ class LayoutsMixin:
 
         here = posixpath.dirname(self.url) if "://" in self.url else os.path.dirname(self.url)
         cand = name if os.path.isabs(name) or "://" in name else posixpath.join(here, name)
+        from chunkview.io.resolve import is_remote_url
+
+        if is_remote_url(self.url) and not is_remote_url(cand):
+            raise UnsupportedError(f"external raw data file {name!r} is local, and "
+                                   f"{self.url!r} is remote: not read")
         try:
             r = open_reader(cand)
         except ChunkviewError as e:

@@ -17,7 +17,14 @@ import posixpath
 
 import numpy as np
 
-from chunkview.errors import ChunkviewError, ScanError, UnsupportedError, missing_extra
+from chunkview.errors import (
+    ChunkviewError,
+    ForbiddenSourceError,
+    ScanError,
+    UnsupportedError,
+    missing_extra,
+)
+from chunkview.io.resolve import is_remote_url
 from chunkview.keys import DIMENSION_KEY, ERROR_KEY, NETCDF_KEY
 from chunkview.scan.common import contiguous_chunking, json_value
 from chunkview.scan.hdf5 import format as H
@@ -144,6 +151,10 @@ class HDF5Scanner(LayoutsMixin):
             cands.insert(0, (base + "/" + filename) if "://" in here
                          else os.path.join(base, filename))
         err = None
+        if is_remote_url(self.url):  # a remote file may not make us read local ones
+            cands = [c for c in cands if is_remote_url(c)]
+            err = ForbiddenSourceError(f"{self.url!r} is remote: its link to the local file "
+                                       f"{filename!r} is not followed")
         for cand in cands:
             key = cand if "://" in cand else os.path.abspath(cand)
             hit = self._linked.get(key)
