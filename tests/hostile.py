@@ -2,7 +2,9 @@
 
 A case is Python source defining ``case(*args)``.  It runs in a fresh interpreter; the parent
 polls the child's resident size and kills it past ``mem_mb`` (a memory blow-up) or past
-``timeout`` seconds (a hang), so a regression fails the test instead of the machine.  What the
+``timeout`` seconds (a hang), so a regression fails the test instead of the machine.  Under the
+sanitizers (``CHUNKVIEW_SANITIZED``) both limits are relaxed: ASan is slower and its shadow
+memory counts in the resident size.  What the
 case returned, or the exception it raised (type, the classes it derives from, message), comes
 back as an :class:`Outcome`; a signal (SIGSEGV, SIGBUS) is a crash.
 """
@@ -78,6 +80,10 @@ def run_case(src: str, *args, timeout: float = 60.0, mem_mb: float = 1024.0,
              env: dict | None = None) -> Outcome:
     """Run ``case(*args)`` from ``src`` in a child; ``args`` must be JSON."""
     src = textwrap.dedent(src)
+    if os.environ.get("CHUNKVIEW_SANITIZED"):  # under ASan (tests/sanitize.sh): slower, and
+        # its shadow memory and quarantine count in the resident size
+        timeout *= 5
+        mem_mb = mem_mb * 4 + 1024
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(src)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fa:

@@ -229,7 +229,8 @@ class Source:
                 seg.starts[sel] = offs_i[sel]
                 try:
                     fs = self.resolver.fs_for(url)
-                except (ValueError, ImportError) as e:  # an unknown protocol, a missing extra
+                except Exception as e:  # noqa: BLE001 - an unknown protocol, a missing extra,
+                    # a filesystem that fails to start: one error naming key and URL
                     raise FetchError(k0, url, cause=e) from e
                 if fs is None:
                     m = self._local_map(k0, url)

@@ -164,7 +164,14 @@ class Resolver:
         return protocol
 
     def fs_for(self, url: str):
-        """The fsspec filesystem reading ``url``, or None for a local file read in place."""
+        """The fsspec filesystem reading ``url``, or None for a local file read in place.
+        Chained URLs (``zip://a::s3://b``) are refused: a filesystem is made once per protocol,
+        as fsspec's ``ReferenceFileSystem`` makes them, so each link would need its own."""
+        if "::" in url:
+            from chunkview.errors import UnsupportedError
+
+            raise UnsupportedError(f"chained URL {url!r} in a reference: not supported (one "
+                                   "filesystem per protocol)")
         protocol = self.protocol_of(url)
         if protocol in self.fss:
             return self.fss[protocol]
