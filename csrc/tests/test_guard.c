@@ -29,6 +29,12 @@ static uint8_t *mapped(char *path, int *fd) {
     return m == MAP_FAILED ? NULL : m;
 }
 
+static void unmapped(uint8_t *m, int fd, const char *path) {
+    munmap(m, PAGE * NPAGES);
+    close(fd);
+    unlink(path);
+}
+
 static void test_copy(void) {
     char path[64];
     int fd;
@@ -45,9 +51,7 @@ static void test_copy(void) {
     CHECK_EQ(cv_guarded_copy(buf, m, 16), CV_OK); /* the page that is left */
     CHECK_EQ(cv_guarded_copy(buf, m + 5 * PAGE, PAGE), CV_ESOURCE);
     CHECK_EQ(cv_guarded_copy(buf, m + 60 * PAGE, 10), CV_ESOURCE); /* again: still guarded */
-    munmap(m, PAGE * NPAGES);
-    close(fd);
-    unlink(path);
+    unmapped(m, fd, path);
 }
 
 static void test_jobs(void) {
@@ -87,9 +91,7 @@ static void test_jobs(void) {
     CHECK_EQ(out[2 * PAGE], 16);
     cv_worker_free(w);
     free(out);
-    munmap(m, PAGE * NPAGES);
-    close(fd);
-    unlink(path);
+    unmapped(m, fd, path);
 }
 
 int main(void) {

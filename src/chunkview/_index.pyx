@@ -183,6 +183,13 @@ cdef class ChunkIndex:
     cdef inline void _end_write(self) noexcept:
         self._writing = False
 
+    cdef inline int _wait_readers(self) except -1:
+        """Before a write that keeps the GIL: no reader is left in C, and none starts before
+        the write is done (starting one needs the GIL)."""
+        self._begin_write()
+        self._end_write()
+        return 0
+
     cdef inline int _no_writer(self) except -1:
         """Before a read that keeps the GIL: wait out a writer that released it."""
         while self._writing:
@@ -300,8 +307,7 @@ cdef class ChunkIndex:
         cdef int st
         if nkeys < 0 or keybytes < 0:
             raise _status.error("negative_reservation")
-        self._begin_write()
-        self._end_write()
+        self._wait_readers()
         st = cv_index_reserve(self.idx, <size_t>nkeys, <size_t>keybytes)
         if st != CV_OK:
             raise status_error(st, "reserve")
@@ -400,8 +406,7 @@ cdef class ChunkIndex:
     def add_url(self, url):
         """Intern ``url`` and return its id."""
         cdef bytes b = url.encode() if isinstance(url, str) else bytes(url)
-        self._begin_write()
-        self._end_write()
+        self._wait_readers()
         cdef int64_t r = cv_index_url_intern(self.idx, <const uint8_t *>PyBytes_AS_STRING(b),
                                              <size_t>PyBytes_GET_SIZE(b))
         if r < 0:
@@ -431,8 +436,7 @@ cdef class ChunkIndex:
             free(ps)
             free(ls)
             raise MemoryError()
-        self._begin_write()
-        self._end_write()
+        self._wait_readers()
         try:
             for i in range(n):
                 ps[i] = <const uint8_t *>PyBytes_AS_STRING(enc[i])
@@ -668,8 +672,7 @@ cdef class ChunkIndex:
                 raise _status.error("reference_range", key, offset, length)
             o, ln = int(offset), int(length)
         uid = self.add_url(url if url is not None else "")
-        self._begin_write()  # no reader left in C; none starts before the put (GIL held)
-        self._end_write()
+        self._wait_readers()
         st = cv_index_put(self.idx, kp, <size_t>kl, <uint32_t>uid, o, ln)
         if st != CV_OK:
             raise status_error(st, f"key {key!r}")
@@ -680,8 +683,7 @@ cdef class ChunkIndex:
         cdef const uint8_t[::1] view = memoryview(data).cast("B")
         cdef size_t n = view.shape[0]
         cdef const uint8_t *p = &view[0] if n else <const uint8_t *>b""
-        self._begin_write()
-        self._end_write()
+        self._wait_readers()
         st = cv_index_put_inline(self.idx, kp, <size_t>kl, p, n)
         if st != CV_OK:
             raise status_error(st, f"key {key!r}")
@@ -689,8 +691,7 @@ cdef class ChunkIndex:
     def __delitem__(self, key):
         cdef Py_ssize_t kl
         cdef const uint8_t *kp = key_ptr(key, &kl)
-        self._begin_write()
-        self._end_write()
+        self._wait_readers()
         st = cv_index_del(self.idx, kp, <size_t>kl)
         if st == CV_ENOTFOUND:
             raise _status.not_found(key)

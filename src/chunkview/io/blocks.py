@@ -63,7 +63,6 @@ class LocalReader(Reader):
             self.size = st.st_size
             self.record = {"size": st.st_size, "mtime": st.st_mtime_ns / 1e9}
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
-        self._view = memoryview(self._mm) if self._mm is not None else memoryview(b"")
 
     def _read(self, offset, length):
         # a copy made under the SIGBUS guard: a file truncated during the scan is a ScanError
@@ -78,7 +77,6 @@ class LocalReader(Reader):
                             offset=offset) from None
 
     def close(self):
-        self._view.release()
         if self._mm is not None:
             try:
                 self._mm.close()

@@ -237,37 +237,30 @@ async def read_at_most(r, n: int) -> bytes:
     """The body of answer ``r`` if it is at most ``n`` bytes; of a longer body (whatever its
     ``Content-Length`` says) only ``n + 1`` bytes are read, which the caller's length check
     refuses."""
-    return await _prefix(r, n + 1)
-
-
-async def _prefix(r, n: int) -> bytes:
     out = bytearray()
-    while len(out) < n:
-        part = await r.content.read(n - len(out))
+    while len(out) <= n:
+        part = await r.content.read(n + 1 - len(out))
         if not part:
             break
         out += part
-    if len(out) == n:
+    if len(out) > n:
         r.close()  # more may follow: not read
     return bytes(out)
 
 
 def check_answer(url: str, headers, expect: dict | None, status: int) -> None:
-    """An answer's ``Content-Range`` total and ``ETag`` against the file's record."""
+    """An answer's ``Content-Range`` total and ``ETag`` against the file's record (what
+    :func:`compare` judges, from the headers of one answer)."""
     if not expect:
         return
-    size = expect.get("size")
-    if size is not None and status == 206:
-        total = (headers.get("Content-Range") or "").rpartition("/")[2].strip()
-        if total.isdigit() and int(total) != int(size):
-            raise SourceChangedError(f"{url!r} changed since it was scanned: the server says "
-                                     f"its size is {total} bytes, recorded {size}")
-    etag = expect.get("etag")
-    if etag is not None and headers.get("ETag") is not None:
-        got = _norm_etag(headers.get("ETag"))
-        if got != etag:
-            raise SourceChangedError(f"{url!r} changed since it was scanned: ETag {got!r} in "
-                                     f"an answer, recorded {etag!r} (check_source='etag')")
+    now = {}
+    total = (headers.get("Content-Range") or "").rpartition("/")[2].strip()
+    if status == 206 and total.isdigit():
+        now["size"] = int(total)
+    etag = headers.get("ETag")
+    if expect.get("etag") is not None and etag is not None:
+        now["etag"] = _norm_etag(etag)
+    compare(url, expect, now, "etag" if "etag" in now else "size")
 
 
 async def with_retries(fn, opts: ReadOptions, *, local: bool = False):
