@@ -16,7 +16,12 @@ typedef struct {
 
 /* the guarded section the current thread is in, or NULL.  Written by its own thread only
  * (before and after the section), so the handler reads a value this thread set. */
-static _Thread_local guard_frame *volatile current = NULL;
+#if defined(__GNUC__) || defined(__clang__)
+#define CV_THREAD_LOCAL __thread /* C99 has no _Thread_local; GCC and clang spell it so */
+#else
+#define CV_THREAD_LOCAL _Thread_local
+#endif
+static CV_THREAD_LOCAL guard_frame *volatile current = NULL;
 static struct sigaction previous;  /* the handler before ours: where other faults go */
 
 static void on_bus(int sig, siginfo_t *info, void *ctx) {
