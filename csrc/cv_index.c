@@ -76,6 +76,7 @@ struct cv_index {
     uint32_t *url_hash; /* power-of-two open table of url id + 1 (0 = empty); built on demand */
     size_t url_hash_n;
     int borrowed; /* rec, dir, order, url_off, url_bytes point into a caller's buffer */
+    uint64_t rec_at; /* file offset of the record arena (0 when not opened from a file) */
     /* frozen mode (slots == NULL): */
     int frozen;
     size_t nb;     /* buckets */
@@ -1461,7 +1462,18 @@ int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap) {
     return (int64_t)L.total;
 }
 
-int cv_index_check(const cv_index *idx) {
+int cv_index_check(const cv_index *idx) { return cv_index_check_at(idx, NULL); }
+
+/* the field at fault and its byte offset (relative to the arena, made a file offset by rec_at) */
+static int check_fail(const cv_index *idx, cv_where *w, const char *field, uint64_t rec_off) {
+    if (w) {
+        w->field = field;
+        w->at = idx->rec_at + rec_off;
+    }
+    return CV_EFORMAT;
+}
+
+int cv_index_check_at(const cv_index *idx, cv_where *w) {
     size_t live = 0, off = REC_START;
     if (idx->frozen) {
         /* buckets tile the arena; a non-empty one is a header and records that tile the rest,
@@ -1475,17 +1487,17 @@ int cv_index_check(const cv_index *idx) {
         int st = CV_OK;
         if (ent_get(idx->dir, idx->w, 0) != REC_START ||
             ent_get(idx->dir, idx->w, idx->nb) != idx->rec_len)
-            st = CV_EFORMAT;
+            st = check_fail(idx, w, "bucket directory (first or last entry)", 0);
         for (size_t b = 0; st == CV_OK && b < idx->nb; b++) {
             size_t a, z;
             bhead bh;
             if (!bucket_span(idx, b, &a, &z) || a != off) {
-                st = CV_EFORMAT;
+                st = check_fail(idx, w, "bucket directory entry (bucket start)", off);
                 break;
             }
             if (a == z) continue;
             if (!bucket_head(idx, a, z, &bh)) {
-                st = CV_EFORMAT;
+                st = check_fail(idx, w, "bucket header", a);
                 break;
             }
             off = bh.rs;
@@ -1495,24 +1507,26 @@ int cv_index_check(const cv_index *idx) {
                 if (ent_get(bh.offs, idx->ow, j) != off - bh.rs ||
                     !rec_parse(idx->rec, z, off, &r) || (r.flags & F_KIND) == K_FWD ||
                     (r.flags & F_MOVED) || rec_value(idx, &r, &ref) != CV_OK) {
-                    st = CV_EFORMAT;
+                    st = check_fail(idx, w, "record (length, flags or value)", off);
                     break;
                 }
                 uint64_t h = key_hash(r.key, r.klen);
                 if (bucket_of(h, idx->nb) != b || r.fp != fp_of(h) || bh.fps[j] != fp_of(h)) {
-                    st = CV_EFORMAT;
+                    st = check_fail(idx, w, "record key (not in the bucket its hash names)", off);
                     break;
                 }
                 seen[off >> 3] |= (uint8_t)(1u << (off & 7));
                 live++;
                 off = r.end;
             }
-            if (st == CV_OK && off != z) st = CV_EFORMAT;
+            if (st == CV_OK && off != z) st = check_fail(idx, w, "bucket end", off);
         }
-        if (st == CV_OK && (off != idx->rec_len || live != idx->live)) st = CV_EFORMAT;
+        if (st == CV_OK && (off != idx->rec_len || live != idx->live))
+            st = check_fail(idx, w, "record count (header live) or arena end", off);
         for (size_t i = 0; st == CV_OK && i < idx->live; i++) {
             uint64_t o = ent_get(idx->order, idx->w, i);
-            if (o >= idx->rec_len || !(seen[o >> 3] & (1u << (o & 7)))) st = CV_EFORMAT;
+            if (o >= idx->rec_len || !(seen[o >> 3] & (1u << (o & 7))))
+                st = check_fail(idx, w, "order entry (names no record, or one twice)", o);
             else seen[o >> 3] &= (uint8_t)~(1u << (o & 7)); /* each at most once */
         }
         CV_FREE(seen);
@@ -1524,7 +1538,7 @@ int cv_index_check(const cv_index *idx) {
     while (off < idx->rec_len) {
         recview r;
         cv_ref ref;
-        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) return CV_EFORMAT;
+        if (!rec_parse(idx->rec, idx->rec_len, off, &r)) return check_fail(idx, w, "record", off);
         if ((r.flags & F_KIND) == K_FWD) {
             uint64_t t;
             if (!varint_get(idx->rec + r.val, idx->rec + r.end, &t)) return CV_EFORMAT;
@@ -1557,40 +1571,82 @@ int cv_index_check(const cv_index *idx) {
     return CV_OK;
 }
 
-static cv_index *open_fail(cv_index *idx, int st, int *status) {
+static cv_index *open_fail_at(cv_index *idx, int st, int *status, cv_where *w, const char *field,
+                              uint64_t at) {
     if (idx) cv_index_free(idx);
     if (status) *status = st;
+    if (w) {
+        w->field = field;
+        w->at = at;
+    }
     return NULL;
 }
 
 cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int verify, int *status) {
+    return cv_index_open_buffer_at(buf, len, copy, verify, status, NULL);
+}
+
+/* the header's fields, by byte offset */
+static const char *const HEADER_FIELDS[7] = {"live (reference count)", "n_urls", "nb (buckets)",
+                                             "w (entry width)", "rec_len", "url_len", "total"};
+
+cv_index *cv_index_open_buffer_at(const uint8_t *buf, size_t len, int copy, int verify, int *status,
+                                  cv_where *w) {
+#define open_fail(idx, st, status) open_fail_at(idx, st, status, w, field, at)
+    const char *field = "header";
+    uint64_t at = 0;
     if (status) *status = CV_OK;
     if (!cv_host_is_le()) return open_fail(NULL, CV_EUNSUPPORTED, status);
+    field = "magic";
     if (len < 8 || memcmp(buf, MAGIC, 8) != 0) return open_fail(NULL, CV_EFORMAT, status);
+    field = "header (128 bytes)";
     if (len < HEADER_SIZE) return open_fail(NULL, CV_ETRUNCATED, status);
+    field = "header checksum";
+    at = 120;
     if (cv_load64le(buf + 120) != cv_xxh64(buf, 120, 0)) return open_fail(NULL, CV_ECHECKSUM, status);
+    field = "version";
+    at = 8;
     uint32_t version = cv_load32le(buf + 8);
     if (version != FORMAT_VERSION && version != 2) return open_fail(NULL, CV_EVERSION, status);
+    field = "header_size";
+    at = 12;
     if (cv_load32le(buf + 12) != HEADER_SIZE) return open_fail(NULL, CV_EFORMAT, status);
     uint64_t h[7];
     for (int i = 0; i < 7; i++) h[i] = cv_load64le(buf + 16 + 8 * i);
     /* h: live, n_urls, nb, w, rec_len, url_len, total */
     const uint64_t lim = (uint64_t)1 << 47;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 7; i++) {
+        field = HEADER_FIELDS[i];
+        at = 16 + 8 * (uint64_t)i;
         if (h[i] > lim) return open_fail(NULL, CV_EFORMAT, status);
+    }
+    field = "live, n_urls, nb, w, rec_len or url_len (out of range together)";
+    at = 16;
     layout L = {(size_t)h[0], (size_t)h[1], (size_t)h[2], (size_t)h[3], (size_t)h[4],
                 (size_t)h[5], {0}, 0};
     if (!layout_compute(&L)) return open_fail(NULL, CV_EFORMAT, status);
+    field = "total (not the size the other fields give)";
+    at = 64;
     if (h[6] != L.total) return open_fail(NULL, CV_EFORMAT, status);
+    field = "file length (total)";
+    at = (uint64_t)len;
     if (len < L.total) return open_fail(NULL, CV_ETRUNCATED, status);
     if (len > L.total) return open_fail(NULL, CV_EFORMAT, status);
+    field = "rec_len (too long for 4-byte entries)";
+    at = 48;
     if (L.w == 4 && L.rec_len > 0xFFFFFFFFu) return open_fail(NULL, CV_EFORMAT, status);
     uint64_t ow = cv_load64le(buf + 72);
+    field = "ow (record offset width)";
+    at = 72;
     if (version == FORMAT_VERSION && ow != 1 && ow != 2 && ow != 4 && ow != 8)
         return open_fail(NULL, CV_EFORMAT, status);
+    field = "body checksum";
+    at = 112;
     if (verify && cv_load64le(buf + 112) != cv_xxh64(buf + HEADER_SIZE, L.total - HEADER_SIZE, 0))
         return open_fail(NULL, CV_ECHECKSUM, status);
 
+    field = "memory";
+    at = 0;
     cv_index *idx = CV_MALLOC(sizeof(cv_index));
     if (!idx) return open_fail(NULL, CV_ENOMEM, status);
     memset(idx, 0, sizeof(*idx));
@@ -1607,6 +1663,7 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
     idx->dir = (uint8_t *)(buf + L.sec[1]);
     idx->order = (uint8_t *)(buf + L.sec[2]);
     idx->rec = (uint8_t *)(buf + L.sec[3]);
+    idx->rec_at = L.sec[3];
     idx->url_bytes = (uint8_t *)(buf + L.sec[4]);
     /* the URL offsets are read in place, so the buffer must be 8-byte aligned; otherwise copy */
     if (copy || ((uintptr_t)buf & 7u)) {
@@ -1620,10 +1677,17 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
     }
     /* URL offsets are checked now (few); the directory, order and records on every access, and
      * all of them by cv_index_check */
+    field = "URL offsets (first or last)";
+    at = L.sec[0];
     if (idx->url_off[0] != 0 || idx->url_off[L.n_urls] != L.url_bytes_len)
         return open_fail(idx, CV_EFORMAT, status);
-    for (size_t i = 0; i < L.n_urls; i++)
+    field = "URL offset (decreasing)";
+    for (size_t i = 0; i < L.n_urls; i++) {
+        at = L.sec[0] + 8 * (uint64_t)(i + 1);
         if (idx->url_off[i] > idx->url_off[i + 1]) return open_fail(idx, CV_EFORMAT, status);
+    }
+    field = "records (version 2 layout)";
+    at = L.sec[3];
     if (version == 2) {
         /* version 2 (earlier development builds): the same records in buckets without
          * headers.  Back to insertion order through its order array, then regrouped */
@@ -1633,4 +1697,5 @@ cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int ver
         if (st) return open_fail(idx, st == CV_ENOMEM ? st : CV_EFORMAT, status);
     }
     return idx;
+#undef open_fail
 }

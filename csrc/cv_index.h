@@ -121,6 +121,16 @@ int cv_index_next(const cv_index *idx, size_t *cursor, const uint8_t **key, size
  * access).  CV_OK or CV_EFORMAT. */
 int cv_index_check(const cv_index *idx);
 
+/* Where a native index failed to open or check: a field or section name (a static string) and
+ * the byte offset in the file (or, for an index not opened from a file, in its record arena). */
+typedef struct {
+    const char *field;
+    uint64_t at;
+} cv_where;
+
+/* cv_index_check, and on failure what was wrong where (w may be NULL). */
+int cv_index_check_at(const cv_index *idx, cv_where *w);
+
 /* Totals for reporting: bytes of memory held by the index. */
 size_t cv_index_memory(const cv_index *idx);
 
@@ -134,6 +144,9 @@ int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap);
  * later read is bounds-checked; cv_index_check walks the whole structure up front.  On failure
  * returns NULL and stores a CV_E* code in *status. */
 cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int verify, int *status);
+/* cv_index_open_buffer, and on failure the field at fault and its byte offset (w may be NULL). */
+cv_index *cv_index_open_buffer_at(const uint8_t *buf, size_t len, int copy, int verify, int *status,
+                                  cv_where *w);
 
 #ifdef __cplusplus
 }

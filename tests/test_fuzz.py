@@ -488,29 +488,42 @@ _json_values = st.recursive(_json_scalars,
                             max_leaves=8)
 
 
+def _nested(depth: int) -> list:
+    v: list = []
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
 def _json_docs():
     url = st.one_of(st.sampled_from(["memory://a", "{{u}}", "{{u}}/x", "", "{{nope}}"]),
                     st.none(), st.text(max_size=6))
     count = st.one_of(st.integers(0, 1000), st.sampled_from([2**63 - 1, 2**64 - 2, 2**64]))
+    # deeply nested JSON where any value may be (test_hostile takes it to the parsers' limits;
+    # here it stays clear of the recursion limit of the test's own json.dumps)
+    deep = st.sampled_from([200, 700]).map(_nested)
     valid_ref = st.one_of(
         st.text(max_size=8), st.binary(max_size=6).map(
             lambda b: "base64:" + base64.b64encode(b).decode()),
         st.tuples(url).map(list), st.tuples(url, count, count).map(list),
-        st.dictionaries(st.text(max_size=3), _json_scalars, max_size=2))
+        st.dictionaries(st.text(max_size=3), _json_scalars, max_size=2), deep)
     refs = st.dictionaries(st.text(max_size=10) | st.sampled_from([".zgroup", "a/.zarray",
                                                                     "a/0", "\ud800", ""]),
                            st.one_of(valid_ref, valid_ref, valid_ref, _json_values), max_size=6)
     names = st.sampled_from(["i", "j", "u", "x"])
     expr = st.recursive(
-        st.one_of(names, st.integers(-3, 10**20).map(str), st.sampled_from(["'a'", "(", ""])),
+        st.one_of(names, st.integers(-3, 10**20).map(str),
+                  st.sampled_from(["'a'", "(", "", "2**62", "2**64", "1e400", "0.5", "0"])),
         lambda e: st.tuples(e, st.sampled_from(["+", "-", "*", "/", "//", "%", "**", " ", "<"]),
                             e).map("".join) | e.map(lambda x: f"({x})") | e.map("-{}".format),
         max_leaves=6)
     template = st.lists(st.one_of(st.text(max_size=3), expr.map("{{{{{}}}}}".format)),
                         max_size=3).map("".join)
+    big = st.sampled_from([10**4, 10**8, 10**12, 2**62, 2**64, 1e400, 2.5, True, "3"])
     dim = st.one_of(
         st.fixed_dictionaries({"stop": st.integers(-2, 12)},
                               optional={"start": st.integers(-3, 5), "step": st.integers(-2, 3)}),
+        st.fixed_dictionaries({"stop": big}, optional={"start": big, "step": big}),
         st.lists(st.one_of(st.integers(-5, 2**70), st.text(max_size=2), st.floats()),
                  max_size=4),
         _json_values)
@@ -1085,6 +1098,53 @@ def test_fuzz_inflate(fmt, raw, extra, data):
         assert got is None, "chunkview inflated a stream stdlib zlib rejects"
     else:
         assert got == want
+
+
+# ------------------------------------------------------------------ bounded codecs
+
+_BOUNDED = {
+    "zlib": {"id": "zlib", "level": 5}, "gzip": {"id": "gzip", "level": 5},
+    "bz2": {"id": "bz2", "level": 9},
+    "lzma": {"id": "lzma", "format": 1, "check": -1, "preset": None, "filters": None},
+    "zstd": {"id": "zstd", "level": 3},
+    "blosc": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0},
+    "lz4": {"id": "lz4", "acceleration": 1},
+    "hdf5_bzip2": {"id": "hdf5_bzip2", "level": 9}, "hdf5_zstd": {"id": "hdf5_zstd", "level": 3},
+    "hdf5_blosc": {"id": "hdf5_blosc", "typesize": 4, "clevel": 5, "shuffle": 1,
+                   "cname": "lz4"},
+    "hdf5_lz4": {"id": "hdf5_lz4", "blocksize": 0},
+}
+
+
+@fuzz_settings(3)
+@fuzz_seed
+@given(st.sampled_from(sorted(_BOUNDED)), st.binary(min_size=1, max_size=3000),
+       st.integers(0, 4000),
+       st.data())
+def test_fuzz_bounded_codecs(name, raw, limit, data):
+    """Every codec chunkview bounds (chunkview.codecs.bounded), on encoded, mutated and
+    truncated chunks with any limit: the decoded bytes, never more than the limit, or a
+    DecodeError; unmutated within the limit: the original bytes."""
+    import numcodecs
+
+    from chunkview.codecs import registry  # noqa: F401 - registers the hdf5_* codecs
+    from chunkview.codecs.bounded import decode_step
+
+    cfg = _BOUNDED[name]
+    codec = numcodecs.get_codec(dict(cfg))
+    stored = bytes(codec.encode(np.frombuffer(raw, np.uint8)))
+    mutated = data.draw(st.booleans())
+    if mutated:
+        stored = apply_ops(stored, data.draw(mutation_ops(len(stored), max_ops=3)))
+    with watchdog(what={"target": "bounded_codecs", "codec": name, "stored": stored.hex(),
+                        "limit": limit}):
+        got = clean(decode_step, cfg, codec, stored, limit)
+    if got is not None:
+        got = bytes(memoryview(got).cast("B")) if not isinstance(got, np.ndarray) \
+            else got.tobytes()
+        assert len(got) <= limit, (name, len(got), limit)
+    if not mutated:
+        assert (got == raw) if len(raw) <= limit else got is None, (name, len(raw), limit)
 
 
 # ------------------------------------------------------------------ the regression set

@@ -17,12 +17,22 @@ import numpy as np
 import pytest
 from hostile import run_case
 
+import chunkview
+from chunkview.errors import ChunkviewError
+
 h5py = pytest.importorskip("h5py")
 
 if os.environ.get("CHUNKVIEW_SANITIZED"):
     # the child processes would run libasan too, with limits tuned for normal builds; the
     # SIGBUS guard has its own C test under the sanitizers (csrc/tests/test_guard.c)
     pytestmark = pytest.mark.skip(reason="hostile cases run in the normal test runs")
+
+
+def _plain_message(msg: str) -> None:
+    """A message a user can read: no numpy reprs, no range ending in None, no empty reason."""
+    assert "np.int" not in msg and "np.uint" not in msg and "np.float" not in msg, msg
+    assert "-None" not in msg and "None-" not in msg, msg
+    assert not msg.rstrip().endswith(":") and ": :" not in msg and ":  " not in msg, msg
 
 
 def _ok_or_error(out, *classes):
@@ -352,21 +362,7 @@ def test_gen_dimensions_of_every_type():
         assert r[0] == "chunkview", (name, r)
 
 
-def test_codec_parameters_out_of_range():
-    zarray = {"zarr_format": 2, "shape": [8], "chunks": [8], "dtype": "<i4", "compressor": None,
-              "fill_value": 0, "order": "C"}
-    docs = {}
-    for name, filters in {
-        "shuffle_2_64": [{"id": "shuffle", "elementsize": 2 ** 64}],
-        "shuffle_negative": [{"id": "shuffle", "elementsize": -4}],
-        "shuffle_text": [{"id": "shuffle", "elementsize": "4"}],
-        "zlib_level": [{"id": "zlib", "level": 2 ** 80}],
-    }.items():
-        docs[name] = {"version": 1, "refs": {
-            ".zgroup": '{"zarr_format":2}',
-            "a/.zarray": json.dumps({**zarray, "filters": filters}),
-            "a/0": "base64:" + "AAAA" * 11}}
-    src = """
+_READ_A = """
     def case(docs):
         import chunkview
         from chunkview.errors import ChunkviewError
@@ -385,10 +381,276 @@ def test_codec_parameters_out_of_range():
                     out[name + how] = f"other {type(e).__name__}: {str(e)[:200]}"
         return out
     """
+
+
+def test_codec_parameters_out_of_range():
+    zarray = {"zarr_format": 2, "shape": [8], "chunks": [8], "dtype": "<i4", "compressor": None,
+              "fill_value": 0, "order": "C"}
+    docs = {}
+    for name, filters in {
+        "shuffle_2_64": [{"id": "shuffle", "elementsize": 2 ** 64}],
+        "shuffle_negative": [{"id": "shuffle", "elementsize": -4}],
+        "shuffle_text": [{"id": "shuffle", "elementsize": "4"}],
+        "zlib_level": [{"id": "zlib", "level": 2 ** 80}],
+    }.items():
+        docs[name] = {"version": 1, "refs": {
+            ".zgroup": '{"zarr_format":2}',
+            "a/.zarray": json.dumps({**zarray, "filters": filters}),
+            "a/0": "base64:" + "AAAA" * 11}}
+    src = _READ_A
     out = run_case(src, docs)
     assert out.kind == "ok", str(out)
     for name, r in out.value.items():
         assert r.startswith("chunkview"), (name, r)
+
+
+# ================================================================== 3. memory bombs: codecs
+
+_BOMB = 24 * (64 << 20)  # what each bomb decodes to: 1.5 GiB, past the case's memory limit
+
+
+def _zstd_rle_frame(total, with_size):
+    """A zstd frame of RLE blocks decoding to ``total`` zero bytes: 4 bytes per 128 KiB, with or
+    without the content size in its header."""
+    if with_size:  # 8-byte content size, single segment
+        head = (0xFD2FB528).to_bytes(4, "little") + bytes([0xE0]) + total.to_bytes(8, "little")
+    else:  # no content size, a window descriptor
+        head = (0xFD2FB528).to_bytes(4, "little") + bytes([0x00, 0x58])
+    n = -(-total // (1 << 17))
+    block = ((1 << 1) | ((1 << 17) << 3)).to_bytes(3, "little") + b"\0"
+    last = (1 | (1 << 1) | ((total - (n - 1) * (1 << 17)) << 3)).to_bytes(3, "little") + b"\0"
+    return head + block * (n - 1) + last
+
+
+def _bombs():
+    """codec config -> one chunk's bytes: each decodes to far more than the chunk's 4000 bytes
+    (or its header says it would)."""
+    import bz2
+    import gzip
+    import lzma
+    import struct
+    import zlib
+
+    zeros = bytes(64 << 20)
+    reps = _BOMB // len(zeros)
+    return {
+        "zlib": ({"id": "zlib", "level": 9}, zlib.compress(zeros, 9)),
+        "gzip": ({"id": "gzip", "level": 9}, gzip.compress(zeros, 9) * reps),
+        "bz2": ({"id": "bz2", "level": 9}, bz2.compress(zeros, 9) * reps),
+        "lzma": ({"id": "lzma", "format": 1, "check": -1, "preset": None, "filters": None},
+                 lzma.compress(zeros, preset=0) * reps),
+        "zstd": ({"id": "zstd", "level": 3}, _zstd_rle_frame(_BOMB, False)),
+        "zstd_sized": ({"id": "zstd", "level": 3}, _zstd_rle_frame(_BOMB, True)),
+        "blosc": ({"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0},
+                  bytes([2, 1, 0x01, 4]) + struct.pack("<III", (1 << 31) - 64, 1 << 16, 64)
+                  + bytes(48)),
+        "lz4": ({"id": "lz4", "acceleration": 1}, struct.pack("<i", (1 << 31) - 1) + bytes(60)),
+        "hdf5_bzip2": ({"id": "hdf5_bzip2", "level": 9}, bz2.compress(zeros, 9) * reps),
+        "hdf5_zstd": ({"id": "hdf5_zstd", "level": 3}, _zstd_rle_frame(_BOMB, False)),
+        "hdf5_lz4": ({"id": "hdf5_lz4", "blocksize": 0},
+                     struct.pack(">QI", 60000, 1 << 16) + bytes(64)),
+        "hdf5_bitshuffle": ({"id": "hdf5_bitshuffle", "elementsize": 4, "blocksize": 0,
+                             "compression": "zstd", "level": 0},
+                            struct.pack(">QI", 60000, 4096) + bytes(64)),
+    }
+
+
+def test_codec_bombs_are_bounded_on_every_path(tmp_path):
+    """A chunk of 1,000 int32 (4,000 bytes) whose codec would produce 1.5 GiB, or whose header
+    claims gigabytes, fails with a DecodeError naming key and URL, on the direct, zarr and
+    xarray paths, before the memory is taken."""
+    data = tmp_path / "bombs.bin"
+    refs = {".zgroup": '{"zarr_format":2}'}
+    with open(data, "wb") as f:
+        for name, (cfg, payload) in _bombs().items():
+            refs[f"{name}/.zarray"] = json.dumps({
+                "zarr_format": 2, "shape": [1000], "chunks": [1000], "dtype": "<i4",
+                "compressor": cfg, "filters": None, "fill_value": 0, "order": "C"})
+            refs[f"{name}/.zattrs"] = json.dumps({"_ARRAY_DIMENSIONS": [f"x_{name}"]})
+            refs[f"{name}/0"] = [str(data), f.tell(), len(payload)]
+            f.write(payload)
+    doc = {"version": 1, "refs": refs}
+    src = """
+    def case(doc, names):
+        import chunkview
+        import xarray as xr
+        from chunkview.errors import ChunkviewError
+        out = {}
+        for name in names:
+            for how in ("open", "zarr", "xarray"):
+                try:
+                    if how == "open":
+                        chunkview.open(doc)[name][...]
+                    elif how == "zarr":
+                        chunkview.open_zarr(doc)[name][...]
+                    else:
+                        xr.open_dataset(doc, engine="chunkview")[name].values
+                    r = "ok"
+                except ChunkviewError as e:
+                    r = f"chunkview {type(e).__name__} {e}"
+                except BaseException as e:
+                    r = f"other {type(e).__name__}: {str(e)[:300]}"
+                # this process's peak since exec (ru_maxrss would count the forked parent's)
+                with open("/proc/self/status") as f:
+                    hwm = [ln for ln in f if ln.startswith("VmHWM:")][0]
+                out[f"{name} {how}"] = [r, int(hwm.split()[1]) // 1024]
+        return out
+    """
+    names = sorted(k.split("/")[0] for k in refs if k.endswith("/0"))
+    out = run_case(src, doc, names, timeout=240, mem_mb=1024)
+    assert out.kind == "ok", str(out)
+    assert len(out.value) == 3 * len(names)
+    for what, (r, peak_mb) in out.value.items():
+        name = what.split()[0]
+        assert r.startswith("chunkview DecodeError"), (what, r)
+        assert f"{name}/0" in r and str(data) in r, (what, r)  # key and URL
+        assert peak_mb < 900, (what, peak_mb)
+
+
+def test_pickle_codec_is_refused(tmp_path):
+    """A reference set whose chunks are pickles: decoding one would run code the file chose."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    payload = pickle.dumps(Evil())
+    data = tmp_path / "p.bin"
+    data.write_bytes(payload)
+    refs = {".zgroup": '{"zarr_format":2}',
+            # zarr takes pickle only as a filter or compressor of a plain dtype (not as the
+            # object codec of an object array)
+            "a/.zarray": json.dumps({"zarr_format": 2, "shape": [1], "chunks": [1],
+                                     "dtype": "<i4", "compressor": {"id": "pickle"},
+                                     "filters": None, "fill_value": 0, "order": "C"}),
+            "a/0": [str(data), 0, len(payload)]}
+    out = run_case(_READ_A, {"p": {"version": 1, "refs": refs}})
+    assert out.kind == "ok", str(out)
+    assert not marker.exists()
+    assert out.value["popen"].startswith("chunkview DecodeError"), out.value
+    # zarr refuses pickle itself, as an object codec where the dtype is not one
+    assert out.value["pzarr"].startswith(("chunkview DecodeError", "other ValueError")), \
+        out.value
+
+
+def test_cdf5_with_tiny_records_scans_in_little_memory(tmp_path):
+    """A CDF-5 file of 2,000,000 one-byte records: its references cost about what the index
+    holds (the scan made a Python list per record before: 617 MB at peak, 308 B each)."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    path = tmp_path / "records.nc"
+    n = 2_000_000
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_DATA") as d:
+        d.createDimension("t", None)
+        v = d.createVariable("b", "i1", ("t",))
+        v[:] = (np.arange(n) % 100).astype("i1")
+    src = """
+    def case(path, n):
+        import numpy as np
+        import chunkview
+        refs = chunkview.scan(path, isolate=False)
+        b = chunkview.open(refs)["b"]
+        ok = all((b[s] == np.arange(n)[s] % 100).all()
+                 for s in (slice(0, 5000), slice(n // 2, n // 2 + 777), slice(n - 5000, n)))
+        return [len(refs), bool(ok)]
+    """
+    out = run_case(src, str(path), n, timeout=120, mem_mb=400)
+    assert out.kind == "ok", str(out)
+    assert out.value[0] >= n and out.value[1], out.value
+
+
+# ================================================================== 7. messages
+
+
+def _rechecksum(buf: bytes) -> bytes:
+    import struct
+
+    from chunkview import _index
+
+    b = bytearray(buf)
+    b[112:120] = struct.pack("<Q", _index.xxh64(bytes(b[128:])))
+    b[120:128] = struct.pack("<Q", _index.xxh64(bytes(b[:120])))
+    return bytes(b)
+
+
+def test_native_format_errors_name_field_and_offset(tmp_path):
+    """A damaged native index: the error says which field is wrong and at which byte, through
+    ChunkIndex.frombytes and chunkview.load alike."""
+    import struct
+
+    import chunkview
+    from chunkview import ChunkIndex
+    from chunkview.errors import ReferenceFormatError
+
+    refs = chunkview.load({"version": 1, "refs": {".zgroup": '{"zarr_format":2}',
+                                                  "a/0": ["f.bin", 0, 10],
+                                                  "a/1": ["g.bin", 5, 10]}})
+    path = tmp_path / "r.cvref"
+    refs.save(str(path))
+    raw = path.read_bytes()
+
+    def field(off, value):
+        b = bytearray(raw)
+        struct.pack_into("<Q", b, off, value)
+        return _rechecksum(bytes(b))
+
+    cases = {
+        "magic": (b"X" + raw[1:], "'magic' at byte 0"),
+        "truncated header": (raw[:100], "at byte 0"),
+        "header checksum": (raw[:130] + b"\xff" + raw[131:], "'body checksum' at byte 112"),
+        "truncated": (raw[:-8], f"'file length (total)' at byte {len(raw) - 8}"),
+        "longer": (raw + bytes(8), f"'file length (total)' at byte {len(raw) + 8}"),
+        "live": (field(16, 1 << 50), "'live (reference count)' at byte 16"),
+        "total": (field(64, 12345), "at byte 64"),
+        "ow": (field(72, 3), "'ow (record offset width)' at byte 72"),
+    }
+    for name, (buf, where) in cases.items():
+        with pytest.raises(ReferenceFormatError) as e:
+            ChunkIndex.frombytes(buf)
+        assert where in str(e.value) and "field" in str(e.value), (name, str(e.value))
+        p = tmp_path / f"{name.replace(' ', '_')}.cvref"
+        p.write_bytes(buf)
+        with pytest.raises(ReferenceFormatError) as e:
+            chunkview.load(str(p))
+        assert where in str(e.value) and str(p) in str(e.value), (name, str(e.value))
+
+
+def test_messages_name_key_url_and_range(tmp_path):
+    """Errors on the direct, zarr and filesystem paths name key, URL and byte range, with no
+    numpy reprs, ranges ending in None or empty reasons."""
+    import fsspec
+
+    data = tmp_path / "m.bin"
+    data.write_bytes(b"x" * 100)
+    zarray = json.dumps({"zarr_format": 2, "shape": [2], "chunks": [2], "dtype": "<i2",
+                         "compressor": {"id": "zlib", "level": 1}, "filters": None,
+                         "fill_value": 0, "order": "C"})
+    cases = {
+        "past_end": [str(data), 98, 4],
+        "missing_file": [str(tmp_path / "nope.bin"), 0, 4],
+        "not_zlib": [str(data), 10, 20],
+    }
+    for name, ref in cases.items():
+        doc = {"version": 1, "refs": {".zgroup": '{"zarr_format":2}', "a/.zarray": zarray,
+                                      "a/0": ref}}
+        for how in ("open", "zarr", "fs"):
+            with pytest.raises(Exception) as e:
+                if how == "open":
+                    chunkview.open(doc)["a"][...]
+                elif how == "zarr":
+                    chunkview.open_zarr(doc)["a"][...]
+                else:
+                    fsspec.filesystem("chunkview", fo=doc).cat("a/0")
+                    raise ValueError("read")  # raw bytes are not decoded: past_end only
+            msg = str(e.value)
+            if how == "fs" and name != "past_end" and name != "missing_file":
+                continue
+            assert isinstance(e.value, ChunkviewError) or how == "fs", (name, how, msg)
+            assert "a/0" in msg and ref[0] in msg, (name, how, msg)
+            assert f"{ref[1]}-{ref[1] + ref[2]}" in msg, (name, how, msg)
+            _plain_message(msg)
 
 
 # ================================================================== 4. hangs
@@ -571,6 +833,8 @@ def test_multipart_parts_are_checked(server, h5file, tmp_path, fault, how):
         else:
             assert out.value[1] == "FetchError", out.value
             assert "127.0.0.1" in out.value[2] and "t2m/" in out.value[2], out.value
+            assert "part " in out.value[2], out.value  # which part of the answer failed
+            _plain_message(out.value[2])
 
 
 @pytest.mark.parametrize("fault", ["shift", "short", "ignore-range", "truncate"])

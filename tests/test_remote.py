@@ -494,6 +494,31 @@ def test_s3_source_change(s3, h5file, tmp_path):
         chunkview.open_zarr(refs, remote_options=opts)["t2m"][0]
 
 
+def test_s3_change_after_the_first_read(s3, h5file):
+    """With check_source="etag" every S3 answer is checked (If-Match, and the answer's ETag),
+    not only the first read of a reader: an object rewritten (same size) between two reads of
+    one opened group is refused on both read paths."""
+    fs, opts = s3
+    url = "s3://chunkview-test/later.h5"
+    fs.put(str(h5file), "chunkview-test/later.h5")
+    refs = chunkview.scan(url, storage_options=opts)
+    data = bytearray(h5file.read_bytes())
+    data[-1] ^= 0xFF
+    want = _h5_all(h5file)["t2m"]
+    g = chunkview.open(refs, remote_options=opts, check_source="etag")
+    z = chunkview.open_zarr(refs, remote_options=opts, check_source="etag")
+    np.testing.assert_array_equal(g["t2m"][0], want[0])
+    np.testing.assert_array_equal(z["t2m"][0], want[0])
+    fs.pipe("chunkview-test/later.h5", bytes(data))
+    with pytest.raises(SourceChangedError, match="ETag"):
+        g["t2m"][-1]
+    with pytest.raises(SourceChangedError, match="ETag"):
+        z["t2m"][-1]
+    # without the ETag check the same-size rewrite is read (size is all that is compared)
+    g2 = chunkview.open(refs, remote_options=opts)
+    g2["t2m"][-1]
+
+
 @pytest.mark.parametrize("fault", ["ignore-range", "short", "truncate"])
 def test_filesystem_refuses_a_lying_server(served, fault):
     """The chunkview filesystem reads through the same fetch as chunkview.open: a body that is

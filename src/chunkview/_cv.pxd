@@ -76,11 +76,17 @@ cdef extern from "cv_index.h" nogil:
     int cv_index_next(const cv_index *idx, size_t *cursor, const uint8_t **key, size_t *klen,
                       cv_ref *ref)
     int cv_index_check(const cv_index *idx)
+    ctypedef struct cv_where:
+        const char *field
+        uint64_t at
+    int cv_index_check_at(const cv_index *idx, cv_where *w)
     size_t cv_index_memory(const cv_index *idx)
     int64_t cv_index_serialized_size(cv_index *idx)
     int64_t cv_index_serialize(cv_index *idx, uint8_t *dst, size_t dstcap)
     cv_index *cv_index_open_buffer(const uint8_t *buf, size_t len, int copy, int verify,
                                    int *status)
+    cv_index *cv_index_open_buffer_at(const uint8_t *buf, size_t len, int copy, int verify,
+                                      int *status, cv_where *w)
 
 
 cdef extern from "cv_refjson.h" nogil:

@@ -47,6 +47,13 @@ STATUS_CODES = {"ENOMEM": CV_ENOMEM, "EINVAL": CV_EINVAL, "ENOTFOUND": CV_ENOTFO
                 "ESIZE": CV_ESIZE, "ESOURCE": CV_ESOURCE}
 
 
+cdef str _where(cv_where *w):
+    """", field F at byte N" for a failure the C core located."""
+    if w.field == NULL:
+        return ""
+    return f" (field {w.field.decode()!r} at byte {w.at})"
+
+
 cdef object status_error(int st, str what):
     """A C status as the exception chunkview._status words it."""
     return _status.status_error(st, cv_strerror(st).decode(), what)
@@ -355,10 +362,13 @@ cdef class ChunkIndex:
         cdef ChunkIndex self = ChunkIndex.__new__(ChunkIndex)
         cdef size_t n = view.shape[0]
         cdef const uint8_t *p = &view[0] if n else <const uint8_t *>b""
+        cdef cv_where w
+        w.field = NULL
+        w.at = 0
         with nogil:
-            self.idx = cv_index_open_buffer(p, n, copy, verify, &st)
+            self.idx = cv_index_open_buffer_at(p, n, copy, verify, &st, &w)
         if self.idx == NULL:
-            raise status_error(st, "cannot open native chunkview index")
+            raise status_error(st, "cannot open native chunkview index" + _where(&w))
         if not copy:
             self._owner = buf
         return self
@@ -757,14 +767,17 @@ cdef class ChunkIndex:
         """Walk every bucket, record and order entry (an opened file is otherwise checked lazily,
         on each access).  Raises ReferenceFormatError when the structure is inconsistent."""
         cdef int st
+        cdef cv_where w
+        w.field = NULL
+        w.at = 0
         self._begin_read()
         try:
             with nogil:
-                st = cv_index_check(self.idx)
+                st = cv_index_check_at(self.idx, &w)
         finally:
             self._end_read()
         if st != CV_OK:
-            raise status_error(st, "index structure")
+            raise status_error(st, "index structure" + _where(&w))
 
     @property
     def nbytes(self):

@@ -202,7 +202,7 @@ def cmd_verify(args) -> int:
     import time
 
     import chunkview
-    from chunkview.errors import ChunkviewError, UnsupportedError
+    from chunkview.errors import ChunkviewError, UnsupportedError, reason
 
     g = chunkview.open(args.refs, threads=args.threads)
     failed = unsupported = ok = 0
@@ -237,7 +237,7 @@ def cmd_verify(args) -> int:
                     arr[region]
         except (ChunkviewError, OSError, ValueError) as e:
             failed += 1
-            print(f"  {path}: FAILED {type(e).__name__}: {e}")
+            print(f"  {path}: FAILED {reason(e)}")
             continue
         ok += 1
         print(f"  {path}: ok, {n:,} chunks, {nbytes:,} bytes, shape {arr.shape} {arr.dtype} "

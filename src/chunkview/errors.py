@@ -51,15 +51,20 @@ class ReferenceNotFound(ChunkviewError, KeyError):
         return f"no reference for key {self.args[0]!r}" if self.args else "no reference"
 
 
+def reason(e: BaseException) -> str:
+    """``Type: message`` of an exception, never with an empty message (``MemoryError()`` is
+    ``MemoryError``; a timeout without one says so)."""
+    text = str(e)
+    if not text and isinstance(e, TimeoutError):
+        text = "no answer in time"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def fetch_detail(start, end, cause) -> str:
     """``(bytes s-e): Cause: message`` for a failed read of a byte range (or whole file)."""
     rng = "whole file" if start is None and end is None else \
         f"bytes {'?' if start is None else start}-{'end' if end is None else end}"
-    why = ""
-    if cause is not None:
-        text = str(cause) or ("no answer in time" if isinstance(cause, TimeoutError)
-                              else "no reason given")
-        why = f": {type(cause).__name__}: {text}"
+    why = "" if cause is None else f": {reason(cause)}"
     return f"({rng}){why}"
 
 

@@ -33,7 +33,7 @@ from zarr.core.codec_pipeline import BatchedCodecPipeline
 
 from chunkview._index import INLINE, MISSING
 from chunkview.codecs.pipeline import pipeline_from_zarray
-from chunkview.errors import ChunkviewError, FetchError, ReferenceFormatError
+from chunkview.errors import ChunkviewError, FetchError, ReferenceFormatError, reason
 from chunkview.io.fetch import Source, chunk_view
 from chunkview.keys import ZMETADATA_KEY, is_reserved
 from chunkview.options import ReadOptions
@@ -186,7 +186,14 @@ class ReferenceStore(Store):
                 raise FetchError(key, seg.url_of(i), int(seg.starts[i]), int(seg.starts[i]) + n,
                                  cause=ValueError("the file is shorter than the reference"))
             s, e = _slice_range(n, br)
-            out.append(prototype.buffer.from_bytes(bytes(chunk_view(seg, i, keys)[s:e])))
+            buf = prototype.buffer.from_bytes(bytes(chunk_view(seg, i, keys)[s:e]))
+            if ids[i] >= 0:  # where the chunk came from, for the codec's error messages
+                start = int(seg.starts[i])
+                try:
+                    buf._cv_where = (key, seg.url_of(i), start + s, start + e)
+                except AttributeError:  # a buffer class with slots
+                    pass
+            out.append(buf)
         return out
 
     async def get_partial_values(self, prototype: BufferPrototype,
@@ -352,6 +359,65 @@ def _codec_configs(metadata) -> dict | None:
     return {"filters": filters or None, "compressor": comp}
 
 
+def _bounded_v2_codec():
+    """zarr's ``V2Codec`` decoding through :mod:`chunkview.codecs.bounded`: each step bounded
+    by the chunk's size from its metadata, errors naming the chunk's key, URL and bytes."""
+    global _BoundedV2Codec
+    if _BoundedV2Codec is not None:
+        return _BoundedV2Codec
+    from dataclasses import dataclass
+
+    from numcodecs.compat import ensure_ndarray_like
+    from zarr.codecs._v2 import V2Codec
+    from zarr.registry import get_ndbuffer_class
+
+    from chunkview.codecs.bounded import MAX_VLEN_CHUNK_BYTES
+    from chunkview.codecs.pipeline import Pipeline
+    from chunkview.errors import DecodeError
+
+    @dataclass(frozen=True)
+    class BoundedV2Codec(V2Codec):
+        def _decode_sync(self, cdata, chunk_spec, where):
+            dtype = chunk_spec.dtype.to_native_dtype()
+            items = int(np.prod(chunk_spec.shape, dtype=np.int64))
+            limit = MAX_VLEN_CHUNK_BYTES if dtype.hasobject else items * dtype.itemsize
+            codecs = list(self.filters or ()) + ([self.compressor] if self.compressor else [])
+            pipe = Pipeline(tuple(c.get_config() for c in codecs), None)
+            try:
+                chunk = pipe.decode_steps(cdata, 0, limit, items)
+            except Exception as e:  # noqa: BLE001 - one error naming key, url, range
+                if isinstance(e, MemoryError):
+                    raise
+                if where is None:
+                    what = "a chunk"
+                else:
+                    key, url, a, b = where
+                    what = f"chunk {key!r} of {url!r} (bytes {a}-{b})"
+                ids = [c.get("id") for c in pipe.configs]
+                raise DecodeError(f"cannot decode {what} with {ids}: "
+                                  f"{reason(e)}") from e
+            chunk = ensure_ndarray_like(chunk)
+            if not dtype.hasobject:
+                chunk = chunk.view(dtype)
+            elif chunk.dtype != object:
+                raise DecodeError("cannot read an object array without an object codec")
+            if chunk.size != items:
+                raise DecodeError(f"decoded {chunk.size} elements, the chunk has {items}")
+            chunk = chunk.reshape(-1, order="A").reshape(chunk_spec.shape, order=chunk_spec.order)
+            return get_ndbuffer_class().from_ndarray_like(chunk)
+
+        async def _decode_single(self, chunk_bytes, chunk_spec):
+            where = getattr(chunk_bytes, "_cv_where", None)
+            return await asyncio.to_thread(self._decode_sync, chunk_bytes.as_array_like(),
+                                           chunk_spec, where)
+
+    _BoundedV2Codec = BoundedV2Codec
+    return BoundedV2Codec
+
+
+_BoundedV2Codec = None
+
+
 class CodecPipeline(BatchedCodecPipeline):
     """zarr's default pipeline, with reads from a :class:`ReferenceStore` done in one C batch.
 
@@ -371,8 +437,10 @@ class CodecPipeline(BatchedCodecPipeline):
         from zarr.core.metadata import ArrayV2Metadata
 
         if isinstance(array_metadata, ArrayV2Metadata):
-            base = cls.from_codecs([V2Codec(filters=array_metadata.filters,
-                                            compressor=array_metadata.compressor)])
+            # chunks from a reference set are decoded within their metadata's size
+            v2 = _bounded_v2_codec() if isinstance(store, ReferenceStore) else V2Codec
+            base = cls.from_codecs([v2(filters=array_metadata.filters,
+                                       compressor=array_metadata.compressor)])
         else:
             base = cls.from_codecs(array_metadata.codecs)
         cfg = _codec_configs(array_metadata)

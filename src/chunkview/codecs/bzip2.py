@@ -9,10 +9,10 @@ import bz2
 from numcodecs.abc import Codec
 
 from chunkview.codecs.common import (
-    MAX_CHUNK_BYTES,
     _fail,
     _finish,
     _u8,
+    decode_limit,
 )
 
 
@@ -30,12 +30,15 @@ class HDF5BZip2(Codec):
     def decode(self, buf, out=None):
         data = _u8(buf)
         d = bz2.BZ2Decompressor()
+        limit = decode_limit()
         try:
-            res = d.decompress(data, max_length=MAX_CHUNK_BYTES + 1)
+            res = d.decompress(data, max_length=limit + 1)
         except (MemoryError, ImportError):
             raise
         except Exception as e:
             raise _fail(self.codec_id, f"corrupt data ({e})", e) from e
+        if len(res) > limit:
+            raise _fail(self.codec_id, f"decodes to more than {limit} bytes")
         if not d.eof:
             raise _fail(self.codec_id, "truncated bzip2 stream")
         return _finish(res, out)

@@ -4,13 +4,48 @@ the JSON form of numpy dtypes."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 from numcodecs.compat import ndarray_copy
 
-from chunkview.errors import DecodeError, missing_extra
+from chunkview.errors import DecodeError, missing_extra, reason
 
 #: HDF5 chunks are smaller than 4 GiB: any decoded size claimed above this is corrupt.
 MAX_CHUNK_BYTES = (1 << 32) - 1
+
+#: the decoded size of the chunk being decoded, when the caller knows it (set by
+#: :func:`output_limit`): every codec here checks the sizes it would allocate against it
+_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("chunkview_decode_limit",
+                                                                   default=None)
+
+
+def decode_limit() -> int:
+    """The most bytes a decode step may produce now: the chunk's size from its metadata inside
+    :func:`output_limit`, else :data:`MAX_CHUNK_BYTES`."""
+    limit = _LIMIT.get()
+    return MAX_CHUNK_BYTES if limit is None else min(limit, MAX_CHUNK_BYTES)
+
+
+@contextlib.contextmanager
+def output_limit(nbytes: int | None):
+    """Bound every decode step run inside to ``nbytes`` of output (None: no bound beyond
+    :data:`MAX_CHUNK_BYTES`)."""
+    token = _LIMIT.set(None if nbytes is None else int(nbytes))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
+def _output_check(codec: str, nbytes: int) -> None:
+    """Fail before allocating ``nbytes`` of output past the current limit."""
+    limit = decode_limit()
+    if nbytes > limit:
+        raise _fail(codec, f"would decode to {nbytes} bytes, more than the {limit} allowed "
+                           "(the chunk's decoded size)" if limit < MAX_CHUNK_BYTES else
+                    f"would decode to {nbytes} bytes (HDF5 chunks are < 4 GiB)")
 
 
 # ------------------------------------------------------------------ helpers
@@ -55,12 +90,16 @@ def _call(codec: str, fn, *args, **kw):
     except (DecodeError, ImportError, MemoryError):
         raise
     except Exception as e:
-        raise _fail(codec, f"corrupt data ({type(e).__name__}: {e})", e) from e
+        raise _fail(codec, f"corrupt data ({reason(e)})", e) from e
 
 
 def _ratio_check(codec: str, claimed: int, have: int, ratio: int) -> None:
     if claimed > MAX_CHUNK_BYTES:
         raise _fail(codec, f"header claims {claimed} decoded bytes (HDF5 chunks are < 4 GiB)")
+    limit = decode_limit()
+    if claimed > limit:
+        raise _fail(codec, f"header claims {claimed} decoded bytes, more than the chunk's "
+                           f"{limit}")
     if claimed > have * ratio + (1 << 16):
         raise _fail(codec, f"header claims {claimed} decoded bytes from {have} input bytes")
 

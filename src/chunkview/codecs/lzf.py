@@ -7,11 +7,11 @@ from __future__ import annotations
 from numcodecs.abc import Codec
 
 from chunkview.codecs.common import (
-    MAX_CHUNK_BYTES,
     _fail,
     _finish,
     _need_imagecodecs,
     _u8,
+    decode_limit,
 )
 
 
@@ -34,8 +34,8 @@ class HDF5LZF(Codec):
         if data.size == 0:
             raise _fail(self.codec_id, "empty input")
         # LZF expands at most ~90x (a 3-byte back reference copies 264 bytes)
-        cap = min(MAX_CHUNK_BYTES, max(self.nbytes, data.size * 128 + 1024))
-        size = self.nbytes if self.nbytes > 0 else min(cap, max(64, data.size * 4))
+        cap = min(decode_limit(), max(self.nbytes, data.size * 128 + 1024))
+        size = min(cap, self.nbytes) if self.nbytes > 0 else min(cap, max(64, data.size * 4))
         while True:
             try:
                 res = ic.lzf_decode(data, out=size)

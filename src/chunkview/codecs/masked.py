@@ -27,7 +27,7 @@ from numcodecs.abc import Codec
 
 from chunkview.codecs.common import _as_bytes
 from chunkview.codecs.pipeline import MASKED_ID, Pipeline
-from chunkview.errors import DecodeError
+from chunkview.errors import DecodeError, reason
 
 CODEC_ID = MASKED_ID
 
@@ -83,7 +83,7 @@ class HDF5Masked(Codec):
         except DecodeError:
             raise
         except Exception as e:  # noqa: BLE001 - a codec's own error, said as ours
-            raise DecodeError(f"{CODEC_ID}: {type(e).__name__}: {e}") from e
+            raise DecodeError(f"{CODEC_ID}: {reason(e)}") from e
         if out is not None:
             src = _as_bytes(res)
             _as_bytes(out)[:len(src)] = src

@@ -16,6 +16,7 @@ from chunkview.codecs.common import (
     _extract,
     _fail,
     _finish,
+    _output_check,
     _pack,
     _u8,
     dtype_from_json,
@@ -326,6 +327,7 @@ class HDF5NBit(Codec):
         if self._passthrough:
             return _finish(data, out)
         n, E, esize = self.nelmts, self._ebits, self._esize
+        _output_check(name, n * esize)
         if data.size * 8 < n * E:
             raise _fail(name, f"truncated: {data.size} bytes for {n} elements of {E} bits")
         res = np.zeros((n, esize), dtype=np.uint8)

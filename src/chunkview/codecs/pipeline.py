@@ -44,37 +44,29 @@ class Pipeline:
 
     def decode_chunk(self, data, mask: int = 0, max_bytes: int | None = None) -> bytes:
         """Decode one chunk with the numcodecs codecs (the slow path), skipping masked ones.
-        ``max_bytes`` (the decoded chunk size from the metadata) bounds every step: zlib and
-        gzip stop inflating past it, and a step whose output exceeds it fails."""
-        out = data
-        codecs = self.codecs()
-        limit = None if max_bytes is None else int(max_bytes) + 64
-        for bit in range(len(codecs) - 1, -1, -1):
-            if mask >> bit & 1:
-                continue
-            cid = self.configs[bit].get("id")
-            if limit is not None and cid in ("zlib", "gzip"):
-                out = _inflate_bounded(out, limit, gzip=cid == "gzip")
-            else:
-                out = codecs[bit].decode(out)
-            if limit is not None and memoryview(out).nbytes > limit:
-                raise DecodeError(f"step {cid!r} produced {memoryview(out).nbytes} bytes, more "
-                                  f"than the chunk's {max_bytes}")
+        ``max_bytes`` (the decoded chunk size from the metadata) bounds every step before it
+        allocates (:mod:`chunkview.codecs.bounded`)."""
+        out = self.decode_steps(data, mask, max_bytes)
         if isinstance(out, np.ndarray):
             return np.ascontiguousarray(out).view("u1").reshape(-1)
         return out
 
+    def decode_steps(self, data, mask: int = 0, max_bytes: int | None = None,
+                     items: int | None = None):
+        """What the last codec step returns (bytes or an array, object arrays included), every
+        step bounded by ``max_bytes`` (None: :data:`~chunkview.codecs.common.MAX_CHUNK_BYTES`)
+        and, for variable-length codecs, ``items`` elements."""
+        from chunkview.codecs.bounded import decode_step
+        from chunkview.codecs.common import MAX_CHUNK_BYTES
 
-def _inflate_bounded(data, limit: int, gzip: bool = False) -> bytes:
-    import zlib
-
-    d = zlib.decompressobj(31 if gzip else 15)
-    out = d.decompress(bytes(data), limit + 1)
-    if len(out) > limit:
-        raise DecodeError(f"inflates to more than {limit} bytes")
-    if not d.eof:
-        raise DecodeError("truncated deflate stream")
-    return out
+        out = data
+        codecs = self.codecs()
+        limit = MAX_CHUNK_BYTES if max_bytes is None else int(max_bytes) + 64
+        for bit in range(len(codecs) - 1, -1, -1):
+            if mask >> bit & 1:
+                continue
+            out = decode_step(self.configs[bit], codecs[bit], out, limit, items)
+        return out
 
 
 #: the codec id of :class:`chunkview.codecs.masked.HDF5Masked`

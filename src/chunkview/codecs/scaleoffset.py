@@ -16,6 +16,7 @@ from chunkview.codecs.common import (
     _extract,
     _fail,
     _finish,
+    _output_check,
     _pack,
     _u8,
 )
@@ -104,6 +105,7 @@ class HDF5ScaleOffset(Codec):
         if mode == "copy":
             return _finish(data, out)
         n, size = self.nelmts, self.size
+        _output_check(name, n * size)
         if data.size < _SO_HEADER:
             raise _fail(name, f"{data.size} bytes, shorter than the 21-byte header")
         minbits = int.from_bytes(data[:4].tobytes(), "little")

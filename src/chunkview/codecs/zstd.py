@@ -8,13 +8,13 @@ import numpy as np
 from numcodecs.abc import Codec
 
 from chunkview.codecs.common import (
-    MAX_CHUNK_BYTES,
     _call,
     _fail,
     _finish,
     _need_imagecodecs,
     _ratio_check,
     _u8,
+    decode_limit,
 )
 
 
@@ -39,12 +39,66 @@ def _zstd_content_size(codec: str, data: np.ndarray):
     return fcs + 256 if size == 2 else fcs
 
 
+#: the most bytes one zstd block decodes to (the format's Block_Maximum_Size)
+_ZSTD_BLOCK = 1 << 17
+
+
+def zstd_bound(codec: str, data: np.ndarray, limit: int) -> int:
+    """An upper bound of what the zstd frames in ``data`` decode to, from their headers and
+    block headers alone (raw and RLE blocks exactly, compressed blocks at most 128 KiB each):
+    what a decoder can produce before it fails, whatever the frames' content sizes claim.
+    Stops counting once past ``limit``."""
+    raw = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
+    n, pos, bound = data.size, 0, 0
+    while pos < n and bound <= limit:
+        if n - pos < 5:
+            raise _fail(codec, f"{n - pos} bytes at {pos}, shorter than a zstd frame header")
+        magic = int.from_bytes(raw[pos:pos + 4], "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame
+            if n - pos < 8:
+                raise _fail(codec, f"truncated skippable frame at byte {pos}")
+            pos += 8 + int.from_bytes(raw[pos + 4:pos + 8], "little")
+            continue
+        if magic != 0xFD2FB528:
+            raise _fail(codec, f"not a zstd frame at byte {pos} (magic {magic:#010x})")
+        fhd = raw[pos + 4]
+        single, checksum = (fhd >> 5) & 1, (fhd >> 2) & 1
+        fcs_size = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+        pos += 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs_size
+        while True:
+            if n - pos < 3:
+                raise _fail(codec, f"truncated zstd block header at byte {pos}")
+            h = int.from_bytes(raw[pos:pos + 3], "little")
+            btype, bsize = (h >> 1) & 3, h >> 3
+            pos += 3
+            if btype == 3:
+                raise _fail(codec, f"reserved zstd block type at byte {pos - 3}")
+            if btype == 1:  # RLE: one byte repeated bsize times
+                bound += bsize
+                pos += 1
+            else:
+                bound += bsize if btype == 0 else _ZSTD_BLOCK
+                pos += bsize
+            if pos > n:
+                raise _fail(codec, f"a zstd block runs past the end ({pos} of {n} bytes)")
+            if h & 1 or bound > limit:
+                break
+        pos += 4 * checksum
+    return bound
+
+
 def _zstd_decompress(codec: str, data: np.ndarray, expected: int | None = None):
     fcs = _zstd_content_size(codec, data)
     if fcs is not None:
         _ratio_check(codec, fcs, data.size, 1 << 16)
         if expected is not None and fcs != expected:
             raise _fail(codec, f"frame holds {fcs} bytes, expected {expected}")
+    # what the decoder may produce whatever the header says: the streaming decoder numcodecs
+    # uses for frames without a content size grows its output block by block
+    limit = decode_limit() if expected is None else min(expected, decode_limit())
+    bound = zstd_bound(codec, data, limit + _ZSTD_BLOCK)
+    if bound > limit + _ZSTD_BLOCK:
+        raise _fail(codec, f"the frame's blocks decode to more than {limit} bytes")
     try:
         from numcodecs import zstd
 
@@ -55,8 +109,8 @@ def _zstd_decompress(codec: str, data: np.ndarray, expected: int | None = None):
     want = fcs if fcs is not None else expected
     if want is not None and len(res) != want:
         raise _fail(codec, f"decoded {len(res)} bytes, expected {want}")
-    if len(res) > MAX_CHUNK_BYTES:
-        raise _fail(codec, "decoded more than 4 GiB")
+    if len(res) > limit:
+        raise _fail(codec, f"decoded {len(res)} bytes, more than {limit}")
     return res
 
 

@@ -16,7 +16,7 @@ from collections import OrderedDict
 import fsspec.asyn
 from fsspec.core import split_protocol
 
-from chunkview.errors import ScanError, SourceChangedError
+from chunkview.errors import ScanError, SourceChangedError, reason
 from chunkview.io.remote import describe, http_range, is_http
 from chunkview.io.resolve import LOCAL_PROTOCOLS, file_url, local_path, url_to_fs
 
@@ -231,7 +231,7 @@ def open_reader(source: str, storage_options: dict | None = None, **kw) -> Reade
         try:
             return LocalReader(lp, url=file_url(lp))
         except OSError as e:
-            raise ScanError(f"cannot open: {e}", url=source) from e
+            raise ScanError(f"cannot open: {reason(e)}", url=source) from e
     try:
         fs, path = url_to_fs(source, options=storage_options)
         if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
@@ -242,4 +242,4 @@ def open_reader(source: str, storage_options: dict | None = None, **kw) -> Reade
     except ScanError:
         raise
     except Exception as e:
-        raise ScanError(f"cannot open: {type(e).__name__}: {e}", url=source) from e
+        raise ScanError(f"cannot open: {reason(e)}", url=source) from e

@@ -135,18 +135,19 @@ class Source:
                                   remote_options=remote_options, fs=fs, target=target),
                    ReadOptions(**options))
 
-    def _local_map(self, key: str, url: str):
+    def _local_map(self, key: str, url: str, rng=(None, None)):
         """The whole local file at url, memory-mapped (b"" when empty); cached, and checked
         against the file on disk at every batch: a file that changed since it was mapped
         (size; with ``check_source="etag"`` also its modification time) raises
         :class:`SourceChangedError` (``check_source="off"``: it is mapped afresh).  The scan's
         record is compared too (``check_source``).  Pages that vanish during a batch (the file
-        truncated while it is read) are caught by the decoder's SIGBUS guard."""
+        truncated while it is read) are caught by the decoder's SIGBUS guard.  ``rng``: the
+        byte range of ``key``, for the errors."""
         path = local_path(url)
         try:
             st = os.stat(path)
         except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-            raise FetchError(key, url, cause=e) from e
+            raise FetchError(key, url, *rng, cause=e) from e
         self.checker.check_local(url, st.st_size, st.st_mtime_ns / 1e9)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
         cached = self._maps.get(url)
@@ -168,7 +169,7 @@ class Source:
         except (OSError, ValueError) as e:
             if isinstance(e, ChunkviewError):
                 raise
-            raise FetchError(key, url, cause=e) from e
+            raise FetchError(key, url, *rng, cause=e) from e
         with self._lock:
             old = self._maps.get(url)
             self._maps[url] = (m, stamp)
@@ -233,7 +234,10 @@ class Source:
                     # a filesystem that fails to start: one error naming key and URL
                     raise FetchError(k0, url, cause=e) from e
                 if fs is None:
-                    m = self._local_map(k0, url)
+                    i0 = int(sel[0])
+                    rng = (None, None) if is_whole[i0] else \
+                        (int(offs_i[i0]), int(offs_i[i0] + lens_i[i0]))
+                    m = self._local_map(k0, url, rng)
                     seg.buf_index[sel] = len(bufs)
                     bufs.append(m)
                     seg.offsets[sel] = offs_i[sel]

@@ -185,7 +185,71 @@ async def request(fs, url: str, start, end, path: str | None = None,
         return await call(fs, "cat_file", url)
     if is_http(fs) and 0 <= start < end:
         return await on_loop_of(fs, http_range(fs, url, start, end, expect))
+    if is_s3(fs) and 0 <= start < end:
+        return await on_loop_of(fs, s3_range(fs, url, start, end, expect))
     return await call(fs, "cat_file", url, start=start, end=end)
+
+
+def _precondition_failed(e: BaseException | None) -> bool:
+    """Whether botocore's answer behind ``e`` (s3fs turns it into an OSError) is a 412."""
+    seen = 0
+    while e is not None and seen < 8:
+        resp = getattr(e, "response", None)
+        if isinstance(resp, dict) and (
+                resp.get("Error", {}).get("Code") == "PreconditionFailed"
+                or resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def is_s3(fs) -> bool:
+    """An s3fs filesystem (whose ``get_object`` chunkview calls itself)."""
+    return getattr(fs, "async_impl", False) and hasattr(fs, "_call_s3") and \
+        any(c.__name__ == "S3FileSystem" for c in type(fs).__mro__)
+
+
+async def s3_range(fs, url: str, start: int, end: int, expect: dict | None = None) -> bytes:
+    """One ranged ``GetObject`` of [start, end), checked like :func:`http_range`: the answer's
+    ``ContentRange`` must be the range asked for and its total the recorded size; with an
+    ETag in ``expect`` the request carries ``If-Match`` (a changed object answers 412) and
+    the answer's ``ETag`` is compared.  The body is read up to the length asked for."""
+    bucket, key, version = fs.split_path(url)
+    kw = {"Bucket": bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+    if version:
+        kw["VersionId"] = version
+    if expect and expect.get("etag") is not None:
+        kw["IfMatch"] = f'"{expect["etag"]}"'
+    try:
+        resp = await fs._call_s3("get_object", **kw)
+    except Exception as e:
+        if _precondition_failed(e):
+            raise SourceChangedError(f"{url!r} changed since it was scanned: its ETag is not "
+                                     f"the recorded {expect['etag']!r} (If-Match refused, "
+                                     "check_source='etag')") from e
+        raise
+    body = resp["Body"]
+    try:
+        crange = resp.get("ContentRange")
+        check_answer(url, {"Content-Range": crange, "ETag": resp.get("ETag")}, expect,
+                     206 if crange else 200)
+        span = _content_range(crange)
+        if span is not None and span != (start, end - 1):
+            raise ShortRead(f"asked for bytes {start}-{end - 1}, S3 answered bytes "
+                            f"{span[0]}-{span[1]}")
+        if span is None and start != 0:
+            raise ShortRead(f"asked for bytes {start}-{end - 1}, S3 answered without a "
+                            "ContentRange")
+        out = bytearray()
+        n = end - start
+        while len(out) <= n:
+            part = await body.read(n + 1 - len(out))
+            if not part:
+                break
+            out += part
+        return bytes(out)
+    finally:
+        body.close()
 
 
 def is_http(fs) -> bool:
@@ -461,40 +525,51 @@ async def _multi_once(fs, url: str, blocks, pending: list, deliver,
             if len(line) > 1024:
                 raise ShortRead("multipart answer: no boundary where one was expected")
         nparts = 0
-        while line != close:
-            nparts += 1
-            span = None
-            for _ in range(64):
-                h = await rd.readline()
-                if not h:
-                    raise ShortRead(f"multipart answer ended in the headers of part {nparts}")
-                h = h.rstrip(b"\r\n")
-                if not h:
-                    break
-                name, _, value = h.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-range":
-                    span = _content_range(value)
-            else:
-                raise ShortRead(f"part {nparts} of the multipart answer has too many headers")
-            if span is None:
-                raise ShortRead(f"part {nparts} of the multipart answer has no Content-Range")
-            n = span[1] - span[0] + 1
-            if span[0] not in asked or span[1] + 1 not in ends:  # checked before reading
-                raise ShortRead(f"part {nparts}: the server sent bytes {span[0]}-{span[1]}, "
-                                "which is not a range asked for (or one sent twice)")
-            try:
-                data = await rd.readexactly(n)
-            except asyncio.IncompleteReadError as e:
-                raise ShortRead(f"short read: got {len(e.partial)} of {n} bytes of part "
-                                f"{nparts} (bytes {span[0]}-{span[1]})") from None
-            # the body must end where the next boundary begins: CRLF, then the delimiter
-            after = await rd.readline()
-            line = (await rd.readline()).rstrip(b"\r\n") if after == b"\r\n" else b""
-            if line not in (delim, close):
-                raise ShortRead(f"part {nparts} (bytes {span[0]}-{span[1]}) is not followed by "
-                                "the boundary: its body is shorter or longer than its "
-                                "Content-Range says")
-            take(span, data)
+        where = "the first part"
+        try:
+            while line != close:
+                nparts += 1
+                where = f"the headers of part {nparts}"
+                span = None
+                for _ in range(64):
+                    h = await rd.readline()
+                    if not h:
+                        raise ShortRead(f"multipart answer ended in the headers of part {nparts}")
+                    h = h.rstrip(b"\r\n")
+                    if not h:
+                        break
+                    name, _, value = h.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-range":
+                        span = _content_range(value)
+                else:
+                    raise ShortRead(f"part {nparts} of the multipart answer has too many headers")
+                if span is None:
+                    raise ShortRead(f"part {nparts} of the multipart answer has no Content-Range")
+                n = span[1] - span[0] + 1
+                if span[0] not in asked or span[1] + 1 not in ends:  # checked before reading
+                    raise ShortRead(f"part {nparts}: the server sent bytes {span[0]}-{span[1]}, "
+                                    "which is not a range asked for (or one sent twice)")
+                where = f"part {nparts} (bytes {span[0]}-{span[1]})"
+                try:
+                    data = await rd.readexactly(n)
+                except asyncio.IncompleteReadError as e:
+                    raise ShortRead(f"short read: got {len(e.partial)} of {n} bytes of part "
+                                    f"{nparts} (bytes {span[0]}-{span[1]})") from None
+                # the body must end where the next boundary begins: CRLF, then the delimiter
+                after = await rd.readline()
+                line = (await rd.readline()).rstrip(b"\r\n") if after == b"\r\n" else b""
+                if line not in (delim, close):
+                    raise ShortRead(f"part {nparts} (bytes {span[0]}-{span[1]}) is not followed by "
+                                    "the boundary: its body is shorter or longer than its "
+                                    "Content-Range says")
+                take(span, data)
+        except (ShortRead, asyncio.CancelledError):
+            raise
+        except Exception as e:  # noqa: BLE001 - a reset or payload error: say in which part
+            if not is_transient(e):
+                raise
+            raise ShortRead(f"{where} of the multipart answer: {type(e).__name__}: "
+                            f"{e}") from e
         return not pending
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from chunkview import _decode, _status
 from chunkview._index import MISSING
-from chunkview.errors import DecodeError
+from chunkview.errors import DecodeError, reason
 from chunkview.io.fetch import Segments, Source, chunk_view
 from chunkview.read.layout import ChunkLayout
 
@@ -71,7 +71,7 @@ def _decode_slow(layout: ChunkLayout, keys, seg: Segments, masks) -> Segments:
                                                max_bytes=nbytes)
         except Exception as e:  # noqa: BLE001 - one error naming key, url, range
             ids = [c["id"] for c in layout.pipeline.configs]
-            raise DecodeError(f"cannot decode {where} with {ids}: {type(e).__name__}: {e}") from e
+            raise DecodeError(f"cannot decode {where} with {ids}: {reason(e)}") from e
         mv = memoryview(raw).cast("B")
         if len(mv) != nbytes:
             raise DecodeError(f"{where} decoded to {len(mv)} bytes, expected {nbytes}")

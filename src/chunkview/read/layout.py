@@ -8,7 +8,7 @@ import math
 
 from chunkview import _decode
 from chunkview.codecs.pipeline import Pipeline, pipeline_from_zarray
-from chunkview.errors import ChunkviewError, ReferenceFormatError, UnsupportedError
+from chunkview.errors import ChunkviewError, ReferenceFormatError, UnsupportedError, reason
 from chunkview.keys import MASK_KEY
 from chunkview.read.meta import dtype_of, fill_bytes, json_of
 
@@ -76,7 +76,7 @@ class ChunkLayout:
             ids = [c.get("id") for c in (meta.get("filters") or []) + [meta.get("compressor")]
                    if c]
             raise UnsupportedError(f"array {path!r}: cannot decode codecs {ids}: "
-                                   f"{type(e).__name__}: {e}") from None
+                                   f"{reason(e)}") from None
         masks = json_of(refs, self.prefix + MASK_KEY)
         if masks is not None and not (isinstance(masks, dict) and all(
                 isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32

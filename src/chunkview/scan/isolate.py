@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from chunkview.errors import ChunkviewError, ScanError
+from chunkview.errors import ChunkviewError, ScanError, reason
 from chunkview.scan.dispatch import scan_file
 from chunkview.scan.hdf5.scanner import LIBRARY_FAILED
 
@@ -63,7 +63,7 @@ def _serve() -> None:
         except ChunkviewError as e:
             reply = ("err", e)
         except Exception as e:  # noqa: BLE001 - anything else is still a scan failure
-            reply = ("err", ScanError(f"{type(e).__name__}: {e}", url=str(source)))
+            reply = ("err", ScanError(f"{reason(e)}", url=str(source)))
         try:
             _send(out, reply)
         except (pickle.PicklingError, TypeError, AttributeError):  # an error that won't pickle

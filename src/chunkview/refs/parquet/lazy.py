@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from chunkview._index import INLINE, MISSING, ChunkIndex
-from chunkview.errors import ReferenceFormatError, ReferenceNotFound
+from chunkview.errors import ReferenceFormatError, ReferenceNotFound, reason
 from chunkview.keys import is_reserved
 from chunkview.refs.memory import References
 from chunkview.refs.parquet.layout import (
@@ -134,14 +134,14 @@ class LazyParquetReferences(Mapping):
             names = pf.schema_arrow.names
             table = pf.read(columns=[c for c in names if c in _COLUMNS], use_threads=False)
         except (pa.ArrowException, OSError, ValueError, TypeError, IndexError) as e:
-            raise ReferenceFormatError(f"cannot read parquet record: {type(e).__name__}: {e}",
+            raise ReferenceFormatError(f"cannot read parquet record: {reason(e)}",
                                        source=path) from None
         try:
             return _decode_record(table, field, record, path, self._intern)
         except ReferenceFormatError:
             raise
         except (pa.ArrowException, ValueError, TypeError, OverflowError) as e:
-            raise ReferenceFormatError(f"cannot decode parquet record: {type(e).__name__}: {e}",
+            raise ReferenceFormatError(f"cannot decode parquet record: {reason(e)}",
                                        source=path) from None
 
     def _record(self, field: _Field, record: int, keep: bool = True) -> _Record:

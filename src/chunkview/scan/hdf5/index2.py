@@ -53,8 +53,9 @@ def _unlimited_dim(maxshape, rank):
         if m is None or int(m) < 0 or int(m) >= _INT63:
             dims.append(i)
     if len(maxshape) != rank or len(dims) != 1:
+        got = tuple(None if m is None else int(m) for m in maxshape)
         raise ValueError(f"read_earray needs the dataset's maximum shape with exactly one "
-                         f"unlimited dimension (None), got {tuple(maxshape)!r} for rank {rank}")
+                         f"unlimited dimension (None), got {got!r} for rank {rank}")
     return dims[0]
 
 

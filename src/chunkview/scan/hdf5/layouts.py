@@ -10,7 +10,7 @@ import posixpath
 
 import numpy as np
 
-from chunkview.errors import ChunkviewError, ScanError, UnsupportedError
+from chunkview.errors import ChunkviewError, ScanError, UnsupportedError, reason
 from chunkview.keys import MASK_KEY
 from chunkview.scan.common import contiguous_chunking, contiguous_chunks
 from chunkview.scan.hdf5 import format as H
@@ -102,7 +102,7 @@ class LayoutsMixin:
                 if start[i] % chunks[i] or (block[i] % chunks[i] and
                                             start[i] + block[i] != shape[i]):
                     raise UnsupportedError(f"virtual dataset: {src} is not aligned to its "
-                                           f"chunks {tuple(chunks)}")
+                                           f"chunks {tuple(int(c) for c in chunks)}")
             shift = np.array([s // c for s, c in zip(start, chunks)], np.int64)
             for c in sub.chunks:
                 coords = np.concatenate([np.zeros((len(c.coords), lead), np.int64), c.coords],
@@ -136,7 +136,7 @@ class LayoutsMixin:
         try:
             sd = f[m.dset_name]
         except Exception as e:
-            raise UnsupportedError(f"virtual dataset: {src} cannot be opened: {e}") from None
+            raise UnsupportedError(f"virtual dataset: {src} cannot be opened: {reason(e)}") from None
         if not isinstance(sd, h5py.Dataset) or sd.is_virtual:
             raise UnsupportedError(f"virtual dataset: {src} is not a plain dataset")
         return sd
@@ -249,7 +249,7 @@ class LayoutsMixin:
         try:
             r = open_reader(cand)
         except ChunkviewError as e:
-            raise UnsupportedError(f"external raw data file {name!r} cannot be opened: {e}") \
+            raise UnsupportedError(f"external raw data file {name!r} cannot be opened: {reason(e)}") \
                 from None
         with r:
             if offset + nbytes > r.size:
@@ -276,7 +276,7 @@ class LayoutsMixin:
             ends = ch.addrs + ch.sizes
             if len(ends) and int(ends.max()) > fmt.reader.size:
                 i = int(np.argmax(ends))
-                raise ScanError(f"chunk {tuple(ch.coords[i])} (bytes {int(ch.addrs[i])}-"
+                raise ScanError(f"chunk {tuple(ch.coords[i].tolist())} (bytes {int(ch.addrs[i])}-"
                                 f"{int(ends[i])}) runs past the end of the file "
                                 f"({fmt.reader.size} bytes): truncated file", url=url,
                                 path=path)
@@ -286,7 +286,7 @@ class LayoutsMixin:
             masks[edge] |= np.uint32((1 << len(filters)) - 1)
         if not filters and np.any(ch.sizes != chunk_bytes):
             i = int(np.argmax(ch.sizes != chunk_bytes))
-            raise ScanError(f"unfiltered chunk {tuple(ch.coords[i])} holds {int(ch.sizes[i])} "
+            raise ScanError(f"unfiltered chunk {tuple(ch.coords[i].tolist())} holds {int(ch.sizes[i])} "
                             f"bytes, expected {chunk_bytes}", url=url, path=path)
         coords = ch.coords
         if extra:

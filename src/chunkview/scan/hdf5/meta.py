@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from chunkview.errors import ScanError, UnsupportedError
+from chunkview.errors import ScanError, UnsupportedError, reason
 from chunkview.scan.common import json_value
 
 
@@ -191,7 +191,7 @@ def _hard_address(g, name, path, depth=0):
         except Exception as e:
             if depth or i:  # a dangling soft link's target: reported when it is opened
                 return None
-            raise ScanError(f"cannot read link {part!r}: {type(e).__name__}: {e}",
+            raise ScanError(f"cannot read link {part!r}: {reason(e)}",
                             path=path or "/") from None
         if info.type == h5py.h5l.TYPE_HARD:
             addr = info.u

@@ -23,6 +23,7 @@ from chunkview.errors import (
     ScanError,
     UnsupportedError,
     missing_extra,
+    reason,
 )
 from chunkview.io.resolve import is_remote_url
 from chunkview.keys import DIMENSION_KEY, ERROR_KEY, NETCDF_KEY
@@ -99,7 +100,7 @@ class HDF5Scanner(LayoutsMixin):
             return self._h5_through(self.reader, self.fmt)
         except OSError as e:
             self._raise_refused()
-            raise ScanError(f"the HDF5 library cannot open the file: {e}", url=self.url) from e
+            raise ScanError(f"the HDF5 library cannot open the file: {reason(e)}", url=self.url) from e
 
     def _h5_through(self, reader, fmt):
         """h5py's view of the file behind ``reader``, read through a file object."""
@@ -190,7 +191,7 @@ class HDF5Scanner(LayoutsMixin):
                 raise
             except Exception as e:  # noqa: BLE001 - libhdf5 refused a corrupt structure
                 self._raise_refused()
-                raise ScanError(f"the HDF5 library failed: {type(e).__name__}: {e}",
+                raise ScanError(f"the HDF5 library failed: {reason(e)}",
                                 url=self.url) from e
             # a refused read that libhdf5's error was caught for (an unreadable attribute,
             # a dataset it cannot describe) still makes the file corrupt
@@ -225,7 +226,7 @@ class HDF5Scanner(LayoutsMixin):
         try:
             names = list(g)
         except Exception as e:  # the HDF5 library cannot list this group: a corrupt file
-            raise ScanError(f"cannot list group {path or '/'!r}: {type(e).__name__}: {e}",
+            raise ScanError(f"cannot list group {path or '/'!r}: {reason(e)}",
                             url=self.url, path=path or "/") from None
         # a dataset named like a variable stored as "_nc4_non_coord_<name>" is that
         # dimension's scale, not a variable
@@ -255,7 +256,7 @@ class HDF5Scanner(LayoutsMixin):
                     kind = type(g.get(name, getlink=True)).__name__
                 except Exception:
                     kind = "link"
-                self._unsupported(child, f"{kind} cannot be followed: {type(e).__name__}: {e}")
+                self._unsupported(child, f"{kind} cannot be followed: {reason(e)}")
                 continue
             if isinstance(obj, h5py.Group):
                 self._group(obj, child, addr)
@@ -273,7 +274,7 @@ class HDF5Scanner(LayoutsMixin):
                 except ScanError:
                     raise
                 except Exception as e:  # the HDF5 library cannot describe it (bad type...)
-                    self._unsupported(child, f"{LIBRARY_FAILED}: {type(e).__name__}: {e}")
+                    self._unsupported(child, f"{LIBRARY_FAILED}: {reason(e)}")
             # named datatypes are not arrays: skipped
 
     def _unsupported(self, path, why):
@@ -288,7 +289,7 @@ class HDF5Scanner(LayoutsMixin):
         try:
             names = list(obj.attrs)
         except Exception as e:
-            raise ScanError(f"cannot list attributes: {type(e).__name__}: {e}", url=self.url,
+            raise ScanError(f"cannot list attributes: {reason(e)}", url=self.url,
                             path=path or "/") from None
         types = {}  # numeric attributes' dtypes, which JSON loses (see NETCDF_KEY)
         for name in names:
@@ -299,7 +300,7 @@ class HDF5Scanner(LayoutsMixin):
             try:
                 v = obj.attrs[name]
             except Exception as e:  # a type h5py cannot read: say so rather than drop it
-                out[name] = f"<unreadable attribute: {type(e).__name__}: {e}>"
+                out[name] = f"<unreadable attribute: {reason(e)}>"
                 continue
             if name == "CLASS" and v in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
                 continue
@@ -325,7 +326,7 @@ class HDF5Scanner(LayoutsMixin):
             try:
                 r = open_reader(fn)
             except ChunkviewError as e:
-                raise UnsupportedError(f"linked file {fn!r} cannot be opened: {e}") from None
+                raise UnsupportedError(f"linked file {fn!r} cannot be opened: {reason(e)}") from None
             hit = self._files[fn] = (H.H5File(r, checksums=self.checksums), r.url)
         return hit
 
