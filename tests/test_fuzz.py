@@ -501,7 +501,7 @@ def _json_docs():
     count = st.one_of(st.integers(0, 1000), st.sampled_from([2**63 - 1, 2**64 - 2, 2**64]))
     # deeply nested JSON where any value may be (test_hostile takes it to the parsers' limits;
     # here it stays clear of the recursion limit of the test's own json.dumps)
-    deep = st.sampled_from([200, 700]).map(_nested)
+    deep = st.sampled_from([100, 400]).map(_nested)
     valid_ref = st.one_of(
         st.text(max_size=8), st.binary(max_size=6).map(
             lambda b: "base64:" + base64.b64encode(b).decode()),

@@ -35,13 +35,19 @@ static void unmapped(uint8_t *m, int fd, const char *path) {
     unlink(path);
 }
 
+/* mapped(), checked, with the guard installed */
+static uint8_t *guarded_map(char *path, int *fd) {
+    uint8_t *m = mapped(path, fd);
+    CHECK(m != NULL);
+    if (m) CHECK_EQ(cv_guard_install(), CV_OK);
+    return m;
+}
+
 static void test_copy(void) {
     char path[64];
     int fd;
-    uint8_t *m = mapped(path, &fd);
-    CHECK(m != NULL);
+    uint8_t *m = guarded_map(path, &fd);
     if (!m) return;
-    CHECK_EQ(cv_guard_install(), CV_OK);
     CHECK(cv_guard_active());
     CHECK_EQ(cv_guard_install(), CV_OK); /* idempotent */
     uint8_t buf[4096];
@@ -57,10 +63,8 @@ static void test_copy(void) {
 static void test_jobs(void) {
     char path[64];
     int fd;
-    uint8_t *m = mapped(path, &fd);
-    CHECK(m != NULL);
+    uint8_t *m = guarded_map(path, &fd);
     if (!m) return;
-    CHECK_EQ(cv_guard_install(), CV_OK);
     /* raw chunks of one page each (no filters): page i -> output row i */
     cv_plan p;
     memset(&p, 0, sizeof p);

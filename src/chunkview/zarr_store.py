@@ -18,9 +18,11 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import zarr
+from numcodecs.compat import ensure_ndarray_like
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -28,12 +30,21 @@ from zarr.abc.store import (
     Store,
     SuffixByteRequest,
 )
+from zarr.codecs._v2 import V2Codec
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
+from zarr.registry import get_ndbuffer_class
 
 from chunkview._index import INLINE, MISSING
+from chunkview.codecs.bounded import MAX_VLEN_CHUNK_BYTES, decode_all
 from chunkview.codecs.pipeline import pipeline_from_zarray
-from chunkview.errors import ChunkviewError, FetchError, ReferenceFormatError, reason
+from chunkview.errors import (
+    ChunkviewError,
+    DecodeError,
+    FetchError,
+    ReferenceFormatError,
+    reason,
+)
 from chunkview.io.fetch import Source, chunk_view
 from chunkview.keys import ZMETADATA_KEY, is_reserved
 from chunkview.options import ReadOptions
@@ -359,63 +370,40 @@ def _codec_configs(metadata) -> dict | None:
     return {"filters": filters or None, "compressor": comp}
 
 
-def _bounded_v2_codec():
+@dataclass(frozen=True)
+class BoundedV2Codec(V2Codec):
     """zarr's ``V2Codec`` decoding through :mod:`chunkview.codecs.bounded`: each step bounded
     by the chunk's size from its metadata, errors naming the chunk's key, URL and bytes."""
-    global _BoundedV2Codec
-    if _BoundedV2Codec is not None:
-        return _BoundedV2Codec
-    from dataclasses import dataclass
 
-    from numcodecs.compat import ensure_ndarray_like
-    from zarr.codecs._v2 import V2Codec
-    from zarr.registry import get_ndbuffer_class
+    def _decode_sync(self, cdata, chunk_spec, where):
+        dtype = chunk_spec.dtype.to_native_dtype()
+        items = int(np.prod(chunk_spec.shape, dtype=np.int64))
+        limit = MAX_VLEN_CHUNK_BYTES if dtype.hasobject else items * dtype.itemsize
+        codecs = list(self.filters or ()) + ([self.compressor] if self.compressor else [])
+        steps = [(c.get_config(), c) for c in reversed(codecs)]
+        try:
+            chunk = decode_all(steps, cdata, limit + 64, items)
+        except Exception as e:  # noqa: BLE001 - one error naming key, url, range
+            if isinstance(e, MemoryError):
+                raise
+            what = "a chunk" if where is None else \
+                "chunk {!r} of {!r} (bytes {}-{})".format(*where)
+            ids = [c.get("id") for c, _ in reversed(steps)]
+            raise DecodeError(f"cannot decode {what} with {ids}: {reason(e)}") from e
+        chunk = ensure_ndarray_like(chunk)
+        if not dtype.hasobject:
+            chunk = chunk.view(dtype)
+        elif chunk.dtype != object:
+            raise DecodeError("cannot read an object array without an object codec")
+        if chunk.size != items:
+            raise DecodeError(f"decoded {chunk.size} elements, the chunk has {items}")
+        chunk = chunk.reshape(-1, order="A").reshape(chunk_spec.shape, order=chunk_spec.order)
+        return get_ndbuffer_class().from_ndarray_like(chunk)
 
-    from chunkview.codecs.bounded import MAX_VLEN_CHUNK_BYTES
-    from chunkview.codecs.pipeline import Pipeline
-    from chunkview.errors import DecodeError
-
-    @dataclass(frozen=True)
-    class BoundedV2Codec(V2Codec):
-        def _decode_sync(self, cdata, chunk_spec, where):
-            dtype = chunk_spec.dtype.to_native_dtype()
-            items = int(np.prod(chunk_spec.shape, dtype=np.int64))
-            limit = MAX_VLEN_CHUNK_BYTES if dtype.hasobject else items * dtype.itemsize
-            codecs = list(self.filters or ()) + ([self.compressor] if self.compressor else [])
-            pipe = Pipeline(tuple(c.get_config() for c in codecs), None)
-            try:
-                chunk = pipe.decode_steps(cdata, 0, limit, items)
-            except Exception as e:  # noqa: BLE001 - one error naming key, url, range
-                if isinstance(e, MemoryError):
-                    raise
-                if where is None:
-                    what = "a chunk"
-                else:
-                    key, url, a, b = where
-                    what = f"chunk {key!r} of {url!r} (bytes {a}-{b})"
-                ids = [c.get("id") for c in pipe.configs]
-                raise DecodeError(f"cannot decode {what} with {ids}: "
-                                  f"{reason(e)}") from e
-            chunk = ensure_ndarray_like(chunk)
-            if not dtype.hasobject:
-                chunk = chunk.view(dtype)
-            elif chunk.dtype != object:
-                raise DecodeError("cannot read an object array without an object codec")
-            if chunk.size != items:
-                raise DecodeError(f"decoded {chunk.size} elements, the chunk has {items}")
-            chunk = chunk.reshape(-1, order="A").reshape(chunk_spec.shape, order=chunk_spec.order)
-            return get_ndbuffer_class().from_ndarray_like(chunk)
-
-        async def _decode_single(self, chunk_bytes, chunk_spec):
-            where = getattr(chunk_bytes, "_cv_where", None)
-            return await asyncio.to_thread(self._decode_sync, chunk_bytes.as_array_like(),
-                                           chunk_spec, where)
-
-    _BoundedV2Codec = BoundedV2Codec
-    return BoundedV2Codec
-
-
-_BoundedV2Codec = None
+    async def _decode_single(self, chunk_bytes, chunk_spec):
+        where = getattr(chunk_bytes, "_cv_where", None)  # set by ReferenceStore
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes.as_array_like(),
+                                       chunk_spec, where)
 
 
 class CodecPipeline(BatchedCodecPipeline):
@@ -433,12 +421,11 @@ class CodecPipeline(BatchedCodecPipeline):
 
     @classmethod
     def from_array_metadata_and_store(cls, array_metadata, store) -> CodecPipeline:
-        from zarr.codecs._v2 import V2Codec
         from zarr.core.metadata import ArrayV2Metadata
 
         if isinstance(array_metadata, ArrayV2Metadata):
             # chunks from a reference set are decoded within their metadata's size
-            v2 = _bounded_v2_codec() if isinstance(store, ReferenceStore) else V2Codec
+            v2 = BoundedV2Codec if isinstance(store, ReferenceStore) else V2Codec
             base = cls.from_codecs([v2(filters=array_metadata.filters,
                                        compressor=array_metadata.compressor)])
         else:

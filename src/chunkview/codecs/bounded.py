@@ -6,16 +6,17 @@ bytes the step may produce (the chunk's decoded size from its metadata).  How ea
 held to it:
 
 =====================================  ========================================================
-``zlib``, ``gzip``, ``bz2``, ``lzma``,  streaming decoders that stop one byte past the limit
-``hdf5_bzip2``
+``zlib``, ``gzip``, ``bz2``, ``lzma``   streaming decoders that stop one byte past the limit
 ``zstd``, ``hdf5_zstd``                 frame and block headers: the content size and an upper
                                         bound of what the blocks can produce (a frame without a
-                                        content size is decoded by a streaming decoder)
+                                        content size is decoded by a streaming decoder); the
+                                        numcodecs codec through ``hdf5_zstd`` (the same frames)
 ``blosc``, ``hdf5_blosc``, ``lz4``,     the decoded size in the header, before the library
-``hdf5_lz4``, ``hdf5_bitshuffle``,      allocates it
+``hdf5_lz4``, ``hdf5_bitshuffle``,      allocates it (``blosc`` through ``hdf5_blosc``)
 ``hdf5_szip``, ``hdf5_lzf``,
 ``hdf5_scaleoffset``, ``hdf5_nbit``
 filters (``shuffle``, ``delta``, ...)  output proportional to the input, checked after
+``hdf5_bzip2``                          its own streaming decoder, bounded like bz2
 ``vlen-*``                              the item count in the header against the chunk's
 ``pickle``                              refused: decoding it runs code the file chose
 any other codec                         checked after the step (its own allocation is not
@@ -25,24 +26,17 @@ any other codec                         checked after the step (its own allocati
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
+from chunkview.codecs.blosc import HDF5Blosc
 from chunkview.codecs.common import _u8, output_limit
-from chunkview.codecs.zstd import zstd_bound
+from chunkview.codecs.zstd import HDF5Zstd
 from chunkview.errors import DecodeError, reason
 
 #: object (variable-length) chunks have no decoded size in their metadata: the most bytes a
 #: codec step of one may produce
 MAX_VLEN_CHUNK_BYTES = 1 << 28
 
-#: numcodecs filters whose output is at most a few times their input (checked after)
-PROPORTIONAL = frozenset({
-    "shuffle", "hdf5_shuffle", "delta", "fixedscaleoffset", "quantize", "bitround", "astype",
-    "packbits", "categorize", "base64", "crc32", "crc32c", "adler32", "fletcher32",
-    "hdf5_fletcher32", "jenkins_lookup3", "hdf5_strpad",
-})
 _VLEN = frozenset({"vlen-utf8", "vlen-bytes", "vlen-array"})
 
 
@@ -52,43 +46,26 @@ def _nbytes(out) -> int:
     return memoryview(out).nbytes
 
 
-def _stream(cid: str, make, data, limit: int) -> bytes:
-    """Decode concatenated streams with a streaming decompressor made by ``make``, stopping one
-    byte past ``limit``."""
+def _stream(cid: str, make, data, limit: int, multi: bool = True) -> bytes:
+    """Decode with streaming decompressors made by ``make`` (one per stream; ``multi``: of
+    concatenated streams, else of the first one), stopping one byte past ``limit``."""
     rest = memoryview(_u8(data))
     out = bytearray()
-    first = True
-    while first or rest.nbytes:
-        first = False
+    while True:
         d = make()
         try:
-            part = d.decompress(rest, max_length=limit + 1 - len(out))
+            out += d.decompress(rest, max_length=limit + 1 - len(out))
         except (MemoryError, DecodeError):
             raise
         except Exception as e:
             raise DecodeError(f"{cid}: corrupt data ({reason(e)})") from e
-        out += part
         if len(out) > limit:
             raise DecodeError(f"{cid}: decodes to more than {limit} bytes (the chunk's size)")
         if not d.eof:
             raise DecodeError(f"{cid}: truncated stream ({len(out)} bytes decoded)")
         rest = memoryview(d.unused_data)
-    return bytes(out)
-
-
-def _inflate(cid: str, data, limit: int) -> bytes:
-    import zlib
-
-    d = zlib.decompressobj(31 if cid == "gzip" else 15)
-    try:
-        out = d.decompress(_u8(data), limit + 1)
-    except zlib.error as e:
-        raise DecodeError(f"{cid}: corrupt data ({e})") from e
-    if len(out) > limit:
-        raise DecodeError(f"{cid}: inflates to more than {limit} bytes (the chunk's size)")
-    if not d.eof:
-        raise DecodeError(f"{cid}: truncated deflate stream")
-    return out
+        if not multi or not rest.nbytes:
+            return bytes(out)
 
 
 def _lzma_maker(cfg: dict, limit: int):
@@ -103,25 +80,20 @@ def _lzma_maker(cfg: dict, limit: int):
     return lambda: lzma.LZMADecompressor(format=fmt, memlimit=mem)
 
 
-def _header_size(cid: str, data, limit: int) -> None:
-    """Fail when the decoded size a blosc or numcodecs-lz4 header declares passes ``limit``
-    (the library allocates that much before decoding)."""
+def _lz4_size(data, limit: int) -> None:
+    """Fail when the decoded size a numcodecs-lz4 header declares (a little-endian int32 before
+    one LZ4 block, allocated by the library before decoding) passes ``limit``."""
     u = _u8(data)
-    if cid == "blosc":
-        if u.size < 16:
-            raise DecodeError(f"blosc: {u.size} bytes, shorter than a blosc header")
-        nbytes, _bs, cbytes = struct.unpack("<III", u[4:16].tobytes())
-        if cbytes > u.size:
-            raise DecodeError(f"blosc: header says {cbytes} compressed bytes, have {u.size}")
-    else:  # lz4: a little-endian int32 decoded size, then one LZ4 block
-        if u.size < 4:
-            raise DecodeError(f"lz4: {u.size} bytes, shorter than its 4-byte size header")
-        nbytes = int.from_bytes(u[:4].tobytes(), "little", signed=True)
-        if nbytes < 0:
-            raise DecodeError(f"lz4: negative decoded size {nbytes} in the header")
-    if nbytes > limit:
-        raise DecodeError(f"{cid}: header claims {nbytes} decoded bytes, more than the "
-                          f"chunk's {limit}")
+    if u.size < 4:
+        raise DecodeError(f"lz4: {u.size} bytes, shorter than its 4-byte size header")
+    nbytes = int.from_bytes(u[:4].tobytes(), "little", signed=True)
+    if not 0 <= nbytes <= limit:
+        raise DecodeError(f"lz4: header claims {nbytes} decoded bytes, the chunk has {limit}")
+
+
+#: numcodecs codecs whose frames are the ones chunkview's HDF5 codecs decode with their headers
+#: checked (against :func:`~chunkview.codecs.common.output_limit`) before allocating
+_SAME_FRAME = {"blosc": HDF5Blosc, "zstd": HDF5Zstd}
 
 
 def decode_step(cfg: dict, codec, data, limit: int, items: int | None = None):
@@ -132,19 +104,20 @@ def decode_step(cfg: dict, codec, data, limit: int, items: int | None = None):
     if cid == "pickle":
         raise DecodeError("the pickle codec is refused: decoding it runs code the data chose")
     if cid in ("zlib", "gzip"):
-        return _inflate(cid, data, limit)
-    if cid in ("bz2", "hdf5_bzip2"):
+        import zlib
+
+        wbits = 31 if cid == "gzip" else 15
+        return _stream(cid, lambda: zlib.decompressobj(wbits), data, limit, multi=False)
+    if cid == "bz2":
         import bz2
 
         return _stream(cid, bz2.BZ2Decompressor, data, limit)
     if cid == "lzma":
         return _stream(cid, _lzma_maker(cfg, limit), data, limit)
-    if cid == "zstd":
-        u = _u8(data)
-        if zstd_bound(cid, u, limit + (1 << 17)) > limit + (1 << 17):
-            raise DecodeError(f"{cid}: the frame's blocks decode to more than {limit} bytes")
-    elif cid in ("blosc", "lz4"):
-        _header_size(cid, data, limit)
+    if cid in _SAME_FRAME:
+        codec = _SAME_FRAME[cid]()
+    elif cid == "lz4":
+        _lz4_size(data, limit)
     elif cid in _VLEN and items is not None:
         u = _u8(data)
         n = int.from_bytes(u[:4].tobytes(), "little") if u.size >= 4 else -1
@@ -163,4 +136,13 @@ def decode_step(cfg: dict, codec, data, limit: int, items: int | None = None):
         return out
     if _nbytes(out) > limit:
         raise DecodeError(f"{cid}: decoded {_nbytes(out)} bytes, more than the chunk's {limit}")
+    return out
+
+
+def decode_all(steps, data, limit: int, items: int | None = None):
+    """``data`` through ``steps``, ``(config, codec)`` pairs in decoding order, each bounded by
+    :func:`decode_step`: what the last step returns."""
+    out = data
+    for cfg, codec in steps:
+        out = decode_step(cfg, codec, out, limit, items)
     return out

@@ -43,8 +43,8 @@ def _output_check(codec: str, nbytes: int) -> None:
     """Fail before allocating ``nbytes`` of output past the current limit."""
     limit = decode_limit()
     if nbytes > limit:
-        raise _fail(codec, f"would decode to {nbytes} bytes, more than the {limit} allowed "
-                           "(the chunk's decoded size)" if limit < MAX_CHUNK_BYTES else
+        raise _fail(codec, f"would decode to {nbytes} bytes, more than the chunk's {limit}"
+                    if limit < MAX_CHUNK_BYTES else
                     f"would decode to {nbytes} bytes (HDF5 chunks are < 4 GiB)")
 
 
@@ -94,12 +94,8 @@ def _call(codec: str, fn, *args, **kw):
 
 
 def _ratio_check(codec: str, claimed: int, have: int, ratio: int) -> None:
-    if claimed > MAX_CHUNK_BYTES:
-        raise _fail(codec, f"header claims {claimed} decoded bytes (HDF5 chunks are < 4 GiB)")
-    limit = decode_limit()
-    if claimed > limit:
-        raise _fail(codec, f"header claims {claimed} decoded bytes, more than the chunk's "
-                           f"{limit}")
+    """A decoded size a header claims: within the limit, and within ``ratio`` of the input."""
+    _output_check(codec, claimed)
     if claimed > have * ratio + (1 << 16):
         raise _fail(codec, f"header claims {claimed} decoded bytes from {have} input bytes")
 

@@ -12,6 +12,7 @@ HDF5's own shuffle and Fletcher-32 codecs live in :mod:`chunkview.codecs.shuffle
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,17 +57,19 @@ class Pipeline:
         """What the last codec step returns (bytes or an array, object arrays included), every
         step bounded by ``max_bytes`` (None: :data:`~chunkview.codecs.common.MAX_CHUNK_BYTES`)
         and, for variable-length codecs, ``items`` elements."""
-        from chunkview.codecs.bounded import decode_step
+        from chunkview.codecs.bounded import decode_all
         from chunkview.codecs.common import MAX_CHUNK_BYTES
 
-        out = data
-        codecs = self.codecs()
+        codecs = self._instances
+        steps = [(self.configs[bit], codecs[bit]) for bit in range(len(codecs) - 1, -1, -1)
+                 if not mask >> bit & 1]
         limit = MAX_CHUNK_BYTES if max_bytes is None else int(max_bytes) + 64
-        for bit in range(len(codecs) - 1, -1, -1):
-            if mask >> bit & 1:
-                continue
-            out = decode_step(self.configs[bit], codecs[bit], out, limit, items)
-        return out
+        return decode_all(steps, data, limit, items)
+
+    @functools.cached_property
+    def _instances(self) -> list:
+        """The codecs, made once (not per chunk)."""
+        return self.codecs()
 
 
 #: the codec id of :class:`chunkview.codecs.masked.HDF5Masked`

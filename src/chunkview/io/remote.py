@@ -231,23 +231,10 @@ async def s3_range(fs, url: str, start: int, end: int, expect: dict | None = Non
     body = resp["Body"]
     try:
         crange = resp.get("ContentRange")
-        check_answer(url, {"Content-Range": crange, "ETag": resp.get("ETag")}, expect,
-                     206 if crange else 200)
-        span = _content_range(crange)
-        if span is not None and span != (start, end - 1):
-            raise ShortRead(f"asked for bytes {start}-{end - 1}, S3 answered bytes "
-                            f"{span[0]}-{span[1]}")
-        if span is None and start != 0:
-            raise ShortRead(f"asked for bytes {start}-{end - 1}, S3 answered without a "
-                            "ContentRange")
-        out = bytearray()
-        n = end - start
-        while len(out) <= n:
-            part = await body.read(n + 1 - len(out))
-            if not part:
-                break
-            out += part
-        return bytes(out)
+        status = 206 if crange else 200
+        check_answer(url, {"Content-Range": crange, "ETag": resp.get("ETag")}, expect, status)
+        check_range(start, end, status, crange)
+        return await read_upto(body.read, end - start)
     finally:
         body.close()
 
@@ -276,21 +263,27 @@ async def http_range(fs, url: str, start: int, end: int, expect: dict | None = N
             raise FileNotFoundError(url)
         r.raise_for_status()  # retried or not by its status (is_transient)
         check_answer(url, r.headers, expect, r.status)
-        if r.status == 206:
-            span = _content_range(r.headers.get("Content-Range"))
-            if span != (start, end - 1):
-                r.close()
-                got = "no Content-Range" if span is None else f"bytes {span[0]}-{span[1]}"
-                raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered {got}")
-        elif r.status == 200 and start != 0:
+        try:
+            check_range(start, end, r.status, r.headers.get("Content-Range"))
+        except ShortRead:
             r.close()
-            raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered 200 with "
-                            "the whole file (it ignored the Range header)")
-        elif r.status != 200:
-            r.close()
-            raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered "
-                            f"{r.status}")
+            raise
         return await read_at_most(r, end - start)
+
+
+def check_range(start: int, end: int, status: int, content_range: str | None) -> None:
+    """A ShortRead unless an answer to a request for [start, end) holds that range: a 206
+    whose ``Content-Range`` is that range, or a 200 (the whole file) for a range from 0."""
+    if status == 206:
+        span = _content_range(content_range)
+        if span != (start, end - 1):
+            got = "no Content-Range" if span is None else f"bytes {span[0]}-{span[1]}"
+            raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered {got}")
+    elif status == 200 and start != 0:
+        raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered 200 with the "
+                        "whole file (it ignored the Range header)")
+    elif status != 200:
+        raise ShortRead(f"asked for bytes {start}-{end - 1}, the server answered {status}")
 
 
 class ReadTimeoutError(asyncio.TimeoutError):
@@ -298,17 +291,24 @@ class ReadTimeoutError(asyncio.TimeoutError):
 
 
 async def read_at_most(r, n: int) -> bytes:
-    """The body of answer ``r`` if it is at most ``n`` bytes; of a longer body (whatever its
-    ``Content-Length`` says) only ``n + 1`` bytes are read, which the caller's length check
-    refuses."""
+    """The body of aiohttp answer ``r`` if it is at most ``n`` bytes; of a longer body
+    (whatever its ``Content-Length`` says) only ``n + 1`` bytes are read, which the caller's
+    length check refuses."""
+    out = await read_upto(r.content.read, n)
+    if len(out) > n:
+        r.close()  # more may follow: not read
+    return out
+
+
+async def read_upto(read, n: int) -> bytes:
+    """At most ``n + 1`` bytes from the coroutine function ``read(size)``, until it returns
+    nothing."""
     out = bytearray()
     while len(out) <= n:
-        part = await r.content.read(n + 1 - len(out))
+        part = await read(n + 1 - len(out))
         if not part:
             break
         out += part
-    if len(out) > n:
-        r.close()  # more may follow: not read
     return bytes(out)
 
 

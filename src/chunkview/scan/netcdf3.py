@@ -471,26 +471,25 @@ def _scan_netcdf3(reader, *, inline_threshold: int = 500, chunk_bytes: int = 4 <
             refs[prefix + key] = _inline(data)
             continue
         clen = math.prod(sub) * itemsize
-        parts = [("." + ".".join(map(str, idx)) if idx else "", off, nbytes)
-                 for idx, off, nbytes in contiguous_chunks(block, sub, d, step)]
+        parts = list(contiguous_chunks(block, sub, d, step))  # (index, offset, bytes)
         if v.is_record:
             sets.append(_record_chunks(reader, v, parts, numrecs, recsize, clen, refs))
         else:
-            for sfx, off, nbytes in parts:
-                refs[prefix + (sfx[1:] or "0")] = _chunk_ref(reader, v.begin + off, nbytes, clen)
+            for idx, off, nbytes in parts:
+                refs[prefix + (".".join(map(str, idx)) or "0")] = \
+                    _chunk_ref(reader, v.begin + off, nbytes, clen)
     return refs, sets
 
 
 def _record_chunks(reader, v, parts, numrecs: int, recsize: int, clen: int,
                    refs: dict) -> ChunkSet:
     """The chunks of a record variable as arrays: record ``r``, part ``p`` at ``v.begin + r *
-    recsize + offset of p`` (ascending: records are ``recsize`` apart, parts in file order).
-    The chunks that run past the end of the file (a tail of them) go to ``refs``, inline.
+    recsize + offset of p``.  The chunks that run past the end of the file go to ``refs``,
+    inline.
     About 24 bytes per chunk on the way to the index."""
     nparts = len(parts)
     offs = np.array([off for _, off, _ in parts], np.int64) + v.begin
-    idx = np.array([list(map(int, sfx[1:].split("."))) if sfx else [] for sfx, _, _ in parts],
-                   np.int64).reshape(nparts, -1)
+    idx = np.array([p[0] for p in parts], np.int64).reshape(nparts, -1)
     rec = np.arange(numrecs, dtype=np.int64)
     if nparts == 1 and idx.shape[1] == 0:
         coords = rec[:, None]
@@ -503,12 +502,14 @@ def _record_chunks(reader, v, parts, numrecs: int, recsize: int, clen: int,
         del rec
         addrs = coords[:, 0] * recsize
         addrs += np.tile(offs, numrecs)
-    cut = int(np.searchsorted(addrs, reader.size - clen, side="right"))
-    for i in range(cut, len(addrs)):
-        key = v.name + "/" + ".".join(map(str, coords[i].tolist()))
-        refs[key] = _chunk_ref(reader, int(addrs[i]), parts[i % nparts][2], clen)
-    return ChunkSet(v.name, reader.url, coords[:cut], addrs[:cut].view(np.uint64),
-                    np.full(cut, clen, np.uint64))
+    inside = addrs <= reader.size - clen
+    if not inside.all():  # the last records, or any of a header whose sizes overlap
+        for i in np.flatnonzero(~inside).tolist():
+            key = v.name + "/" + ".".join(map(str, coords[i].tolist()))
+            refs[key] = _chunk_ref(reader, int(addrs[i]), parts[i % nparts][2], clen)
+        coords, addrs = coords[inside], addrs[inside]
+    return ChunkSet(v.name, reader.url, coords, addrs.view(np.uint64),
+                    np.full(len(addrs), clen, np.uint64))
 
 
 def _chunk_ref(reader, offset: int, nbytes: int, clen: int):
