@@ -26,13 +26,13 @@ from chunkview.read.engine import decode_chunks
 from chunkview.read.layout import ChunkLayout
 from chunkview.read.meta import json_of, reads_with_zarr, zarr_only_error
 from chunkview.read.plan import (
-    chunk_keys,
     chunk_space_view,
     normalize_selection,
     plan_selection,
 )
 from chunkview.refs.load import load
 from chunkview.refs.memory import References
+from chunkview.refs.zarr3 import V2_META, ZARR_JSON, v2_meta
 
 
 class Array:
@@ -106,7 +106,7 @@ class Array:
         out_offsets = (opos * np.asarray(full.strides, np.int64)).sum(axis=1) if self.ndim \
             else np.zeros(len(coords), np.int64)
         g = self._group
-        keys = chunk_keys(self.layout.prefix, coords, self.layout.sep)
+        keys = self.layout.chunk_keys(coords)
         decode_chunks(g._refs, g._source, self.layout, keys, full, sel, out_offsets,
                       threads or g.threads)
         return res if out is not None or res.ndim else res[()]
@@ -132,12 +132,15 @@ class Group(Mapping):
                 raise ReferenceFormatError("consolidated metadata must be a JSON object with a "
                                            "'metadata' object", key=ZMETADATA_KEY,
                                            source=refs.source)
+        self._v3 = ZARR_JSON in refs
         self.attrs = self._meta(self._join(".zattrs")) or {}
 
     def _join(self, name: str) -> str:
         return f"{self.path}/{name}" if self.path else name
 
     def _meta(self, key: str):
+        if self._v3 and key.endswith(V2_META):  # a Zarr v3 set: zarr.json seen as v2's
+            return v2_meta(self._meta, key)
         # the key itself wins over consolidated metadata, which may predate a change
         if key in self._refs:
             return json_of(self._refs, key, self._refs.source)
@@ -181,8 +184,10 @@ class Group(Mapping):
         else:
             for d in self._children(self.path):
                 name = d.rsplit("/", 1)[-1]
-                if self._meta(d + "/.zarray") is not None or self._meta(d + "/.zgroup") is not \
-                        None or self._meta(d + "/" + ERROR_KEY) is not None:
+                if self._meta(d + "/" + ZARR_JSON) is not None if self._v3 else (
+                        self._meta(d + "/.zarray") is not None
+                        or self._meta(d + "/.zgroup") is not None) \
+                        or self._meta(d + "/" + ERROR_KEY) is not None:
                     names.add(name)
         return iter(sorted(names))
 

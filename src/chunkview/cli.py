@@ -133,7 +133,7 @@ def cmd_scan(args) -> int:
     opts = json.loads(args.storage_options) if args.storage_options else None
     many = len(args.inputs) > 1
     scan_opts = dict(storage_options=opts, inline_threshold=args.inline_threshold,
-                     chunk_bytes=args.chunk_bytes)
+                     chunk_bytes=args.chunk_bytes, zarr_format=args.zarr_format)
     t0 = time.perf_counter()
     if many:
         os.makedirs(args.output, exist_ok=True)
@@ -258,6 +258,15 @@ def cmd_convert(args) -> int:
     import chunkview
 
     refs = chunkview.load(args.input)
+    if args.zarr_format == 3:
+        from chunkview.refs.zarr3 import to_zarr3
+
+        refs = to_zarr3(refs)
+        for path, why in sorted(refs.unsupported.items()):
+            print(f"{args.input}: {path}: unsupported: {why}", file=sys.stderr)
+    elif args.zarr_format == 2 and "zarr.json" in refs:
+        raise ValueError(f"{args.input} has Zarr v3 metadata: converting it to zarr v2 is not "
+                         "supported")
     refs.save(args.output, format=args.format)
     print(f"wrote {len(refs):,} references to {args.output}")
     return 0
@@ -296,6 +305,8 @@ def main(argv=None) -> int:
     s.add_argument("--storage-options", help="fsspec options for the inputs, as JSON")
     s.add_argument("--threads", type=int, default=None,
                    help="files scanned at once in threads (default: all cores)")
+    s.add_argument("--zarr-format", type=int, choices=[2, 3], default=2,
+                   help="write zarr v2 (default) or Zarr v3 metadata")
     s.add_argument("-j", "--jobs", type=int, default=None,
                    help="scan in this many processes, each writing its own outputs")
     s.set_defaults(func=cmd_scan)
@@ -326,10 +337,13 @@ def main(argv=None) -> int:
     v.add_argument("--threads", type=int, default=None)
     v.set_defaults(func=cmd_verify)
 
-    c = sub.add_parser("convert", help="convert a reference set between JSON, parquet, native")
+    c = sub.add_parser("convert", help="convert a reference set between JSON, parquet, native "
+                       "and from zarr v2 to Zarr v3 metadata")
     c.add_argument("input")
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--format", choices=["json", "parquet", "native"])
+    c.add_argument("--zarr-format", type=int, choices=[2, 3], default=None,
+                   help="3: rewrite zarr v2 metadata as Zarr v3 (default: keep it)")
     c.set_defaults(func=cmd_convert)
 
     args = p.parse_args(argv)

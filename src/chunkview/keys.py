@@ -19,6 +19,8 @@ NETCDF_KEY = ".cvnetcdf"
 DIMENSION_KEY = "_ARRAY_DIMENSIONS"
 # zarr v2 consolidated metadata (zarr's own name, written and read by chunkview in several places)
 ZMETADATA_KEY = ".zmetadata"
+# a Zarr v3 node's metadata (chunkview.refs.zarr3)
+ZARR_JSON = "zarr.json"
 
 # a file name ending that marks chunkview's native (C index) reference format
 NATIVE_SUFFIX = ".cvref"
@@ -33,4 +35,4 @@ def is_reserved(name: str) -> bool:
 
 
 __all__ = ["RESERVED_PREFIX", "MASK_KEY", "ERROR_KEY", "SOURCES_KEY", "NETCDF_KEY",
-           "DIMENSION_KEY", "ZMETADATA_KEY", "NATIVE_SUFFIX", "LIVE_REFERENCES_TOKEN", "is_reserved"]
+           "DIMENSION_KEY", "ZMETADATA_KEY", "ZARR_JSON", "NATIVE_SUFFIX", "LIVE_REFERENCES_TOKEN", "is_reserved"]

@@ -221,8 +221,10 @@ class ChunkviewDataStore(AbstractDataStore):
         if dtype.kind == "S" and isinstance(attrs.get("_FillValue"), str):
             # a char variable's fill is bytes, as netCDF4 gives it (JSON holds it as text)
             attrs["_FillValue"] = np.bytes_(attrs["_FillValue"].encode("utf-8"))
-        if "_FillValue" not in attrs and facts.get("_FillValue", True):
-            fv = _fill_value(meta.get("fill_value"), dtype)
+        # (a Zarr v3 array masks its _FillValue attribute, not its fill_value: _cv_mask_fill)
+        if "_FillValue" not in attrs and facts.get("_FillValue", True) and \
+                not meta.get("_cv_no_mask"):
+            fv = _fill_value(meta.get("_cv_mask_fill", meta.get("fill_value")), dtype)
             if fv is not None:
                 attrs["_FillValue"] = fv
         chunks = tuple(int(c) for c in meta["chunks"])

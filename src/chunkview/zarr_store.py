@@ -35,6 +35,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.registry import get_ndbuffer_class
 
+import chunkview.codecs.zarr3  # noqa: F401 - zarr v3 codecs (and numcodecs < 0.16's shuffle)
 from chunkview._index import INLINE, MISSING
 from chunkview.codecs.bounded import MAX_VLEN_CHUNK_BYTES, decode_all
 from chunkview.codecs.pipeline import pipeline_from_zarray
@@ -50,10 +51,11 @@ from chunkview.keys import ZMETADATA_KEY, is_reserved
 from chunkview.options import ReadOptions
 from chunkview.read.engine import decode_chunks
 from chunkview.read.layout import ChunkLayout
-from chunkview.read.meta import json_of
-from chunkview.read.plan import chunk_keys, chunk_space_view, dim_plan
+from chunkview.read.meta import dtype_of, json_of
+from chunkview.read.plan import chunk_space_view, dim_plan
 from chunkview.refs.load import load
 from chunkview.refs.memory import References
+from chunkview.refs.zarr3 import array_meta, v2_view
 
 PIPELINE_PATH = "chunkview.zarr_store.CodecPipeline"
 
@@ -225,7 +227,9 @@ class ReferenceStore(Store):
         hit = self._virtual.get(array_path, _NOT_VIRTUAL)
         if hit is _NOT_VIRTUAL:
             lay = self.layout(array_path) if self.coalesce else None
-            hit = _Virtual.make(lay, self.coalesce) if lay is not None else None
+            # (Zarr v3 arrays are presented as stored: their zarr.json is not rewritten)
+            hit = _Virtual.make(lay, self.coalesce) if lay is not None and \
+                "_cv_chunk_key" not in lay.meta else None
             self._virtual[array_path] = hit
         return hit
 
@@ -346,9 +350,8 @@ class ReferenceStore(Store):
         the metadata is not zarr v2); cached."""
         hit = self._layouts.get(array_path, _NOT_VIRTUAL)
         if hit is _NOT_VIRTUAL:
-            key = f"{array_path}/.zarray" if array_path else ".zarray"
-            meta = json_of(self.refs, key) if key in self.refs else None
             try:
+                meta = array_meta(self.refs, array_path)
                 hit = ChunkLayout(self.refs, array_path, meta) if isinstance(meta, dict) else None
             except ChunkviewError:
                 hit = None
@@ -360,14 +363,26 @@ class ReferenceStore(Store):
 
 
 def _codec_configs(metadata) -> dict | None:
-    """The ``.zarray``-style codec dict of a v2 array's metadata, or None for v3."""
+    """The ``.zarray``-style dict of an array's metadata (a Zarr v3 array's as
+    :func:`chunkview.refs.zarr3.v2_view` sees it), or None when chunkview's decoder does not
+    read it."""
     from zarr.core.metadata import ArrayV2Metadata
 
     if not isinstance(metadata, ArrayV2Metadata):
-        return None
+        try:
+            return v2_view(json.loads(json.dumps(metadata.to_dict(), default=str)))[0]
+        except (ChunkviewError, TypeError, ValueError, KeyError):
+            return None
     filters = [f.get_config() for f in (metadata.filters or ())]
     comp = metadata.compressor.get_config() if metadata.compressor is not None else None
-    return {"filters": filters or None, "compressor": comp}
+    return {"filters": filters or None, "compressor": comp,
+            "dimension_separator": metadata.dimension_separator or "."}
+
+
+def _key_depth(cfg: dict, ndim: int) -> int:
+    """How many ``/``-separated parts a chunk key adds to its array's path."""
+    pre, sep, _ = cfg.get("_cv_chunk_key") or ("", cfg.get("dimension_separator") or ".", "0")
+    return pre.count("/") + (max(ndim - 1, 0) if sep == "/" else 0) + 1
 
 
 @dataclass(frozen=True)
@@ -416,7 +431,7 @@ class CodecPipeline(BatchedCodecPipeline):
 
     _cv_store: ReferenceStore | None = None
     _cv_steps: tuple | None = None
-    _cv_sep: str = "."
+    _cv_depth: int = 1  # "/"-separated parts of a chunk key below its array's path
     _cv_ndim: int = 0
 
     @classmethod
@@ -430,22 +445,26 @@ class CodecPipeline(BatchedCodecPipeline):
                                        compressor=array_metadata.compressor)])
         else:
             base = cls.from_codecs(array_metadata.codecs)
-        cfg = _codec_configs(array_metadata)
-        if isinstance(store, ReferenceStore) and cfg is not None:
+        cfg = _codec_configs(array_metadata) if isinstance(store, ReferenceStore) else None
+        if cfg is not None:
             dtype = array_metadata.dtype.to_native_dtype()
-            if not dtype.hasobject:
+            # zarr gives a Zarr v3 array in native byte order: stored in the other order, its
+            # chunks are decoded by zarr's pipeline (which swaps), not copied as stored
+            stored = dtype_of(cfg["dtype"]) if "_cv_chunk_key" in cfg else dtype
+            if not dtype.hasobject and stored == dtype:
                 pipe = pipeline_from_zarray(cfg)
+                ndim = len(array_metadata.shape)
                 # pipelines the C path does not decode still come here when the array has
                 # per-chunk filter masks: decode_chunks applies them by key (read())
                 object.__setattr__(base, "_cv_store", store)
                 object.__setattr__(base, "_cv_steps", pipe.steps)
-                object.__setattr__(base, "_cv_sep", array_metadata.dimension_separator or ".")
-                object.__setattr__(base, "_cv_ndim", len(array_metadata.shape))
+                object.__setattr__(base, "_cv_depth", _key_depth(cfg, ndim))
+                object.__setattr__(base, "_cv_ndim", ndim)
         return base
 
     def evolve_from_array_spec(self, array_spec):
         new = super().evolve_from_array_spec(array_spec)
-        for name in ("_cv_store", "_cv_steps", "_cv_sep", "_cv_ndim"):
+        for name in ("_cv_store", "_cv_steps", "_cv_depth", "_cv_ndim"):
             object.__setattr__(new, name, getattr(self, name))
         return new
 
@@ -465,8 +484,7 @@ class CodecPipeline(BatchedCodecPipeline):
             await asyncio.to_thread(self._run, plan)
 
     def _array_path(self, key: str) -> str:
-        cut = self._cv_ndim if self._cv_sep == "/" else 1
-        return "/".join(key.split("/")[:-cut])
+        return "/".join(key.split("/")[:-self._cv_depth])
 
     def _masked(self, batch_info) -> bool:
         """Whether the array read has per-chunk filter masks (``.cvmask``)."""
@@ -609,7 +627,7 @@ def _decode_virtual(store, info: _Virtual, coords, full, sel, out_offsets) -> in
         all_coords.append(cc)
         all_sel.append(ss)
         all_off.append(o + opos * ostride0)
-    keys = chunk_keys(lay.prefix, np.concatenate(all_coords), lay.sep)
+    keys = lay.chunk_keys(np.concatenate(all_coords))
     return decode_chunks(store.refs, store.source, lay, keys, full,
                          np.ascontiguousarray(np.concatenate(all_sel)),
                          np.concatenate(all_off).astype(np.int64), store.threads)

@@ -11,6 +11,7 @@ from chunkview.codecs.pipeline import Pipeline, pipeline_from_zarray
 from chunkview.errors import ChunkviewError, ReferenceFormatError, UnsupportedError, reason
 from chunkview.keys import MASK_KEY
 from chunkview.read.meta import dtype_of, fill_bytes, json_of
+from chunkview.read.plan import chunk_keys
 
 
 class ChunkLayout:
@@ -59,6 +60,11 @@ class ChunkLayout:
         self.sep = meta.get("dimension_separator") or "."
         if self.sep not in (".", "/"):
             raise bad(f"dimension_separator must be '.' or '/', not {self.sep!r}")
+        # where chunk keys lie under the array: zarr v2's "i.j"; a Zarr v3 set's "c/i/j" (its
+        # zarr.json seen as a .zarray by chunkview.refs.zarr3.v2_view says so)
+        key_pre, _, key0 = meta.get("_cv_chunk_key") or ("", self.sep, "0")
+        self.key_prefix = self.prefix + key_pre
+        self.key0 = self.prefix + key0
         filters, comp = meta.get("filters"), meta.get("compressor")
         if not (filters is None or isinstance(filters, list) and all(map(_is_codec, filters))):
             raise bad(f"filters must be null or a list of codec objects with a string 'id', "
@@ -85,6 +91,12 @@ class ChunkLayout:
                                        "filter masks (integers in [0, 2**32))",
                                        key=self.prefix + MASK_KEY, source=source)
         self.masks = {str(k): int(v) for k, v in (masks or {}).items()}
+
+    def chunk_keys(self, coords) -> list[str]:
+        """The keys of the chunks at grid ``coords`` ((n, ndim) integers)."""
+        if not self.shape:
+            return [self.key0] * len(coords)
+        return chunk_keys(self.key_prefix, coords, self.sep)
 
 
 def _is_codec(cfg) -> bool:

@@ -27,7 +27,8 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 def scan(source, *, storage_options: dict | None = None, inline_threshold: int = 0,
          chunk_bytes: int = DEFAULT_CHUNK_BYTES, threads: int | None = None, progress=None,
-         isolate: bool = True, timeout: float | None = DEFAULT_TIMEOUT, _checksums=True):
+         isolate: bool = True, timeout: float | None = DEFAULT_TIMEOUT, zarr_format: int = 2,
+         _checksums=True):
     """Scan an HDF5, NetCDF4 or NetCDF3 file into :class:`chunkview.References`.
 
     ``source``: a local path, ``file://`` or any fsspec URL; or a list of them, giving a list
@@ -44,10 +45,13 @@ def scan(source, *, storage_options: dict | None = None, inline_threshold: int =
     library, which reads the object tree, can crash or loop on a corrupt file, and this turns
     that into a :class:`ScanError` (so does a scan taking over ``timeout`` seconds).
     ``isolate=False`` scans in this process (``memory://`` files always are).
+
+    ``zarr_format=3`` writes Zarr v3 metadata and chunk keys (:mod:`chunkview.refs.zarr3`)
+    instead of zarr v2's: what zarr-python 3 reads with ``zarr_format=3``.
     """
     opts = dict(storage_options=storage_options, inline_threshold=inline_threshold,
                 chunk_bytes=chunk_bytes, isolate=isolate, timeout=timeout,
-                _checksums=_checksums)
+                zarr_format=zarr_format, _checksums=_checksums)
     if isinstance(source, (list, tuple)):
         sources = list(source)
         n = threads or min(len(sources), os.cpu_count() or 1) or 1
@@ -67,17 +71,25 @@ def scan(source, *, storage_options: dict | None = None, inline_threshold: int =
 
 def scan_one(source, *, storage_options=None, inline_threshold=0,
              chunk_bytes=DEFAULT_CHUNK_BYTES, isolate=False, timeout=DEFAULT_TIMEOUT,
-             _checksums=True):
+             zarr_format=2, _checksums=True):
     """One file (``isolate``: in a helper process).  ``_checksums=False`` skips the HDF5
     metadata checksums: a hook for the fuzz tests, which attack the structures behind them."""
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
     kw = dict(storage_options=storage_options, inline_threshold=inline_threshold,
               chunk_bytes=chunk_bytes, checksums=_checksums)
     if isolate and not str(source).startswith("memory:"):
         # imported here: the helper runs this module as ``python -m chunkview.scan.isolate``
         from chunkview.scan.isolate import scan_isolated
 
-        return scan_isolated(source, kw, timeout)
-    return scan_file(source, **kw)
+        refs = scan_isolated(source, kw, timeout)
+    else:
+        refs = scan_file(source, **kw)
+    if zarr_format == 3:
+        from chunkview.refs.zarr3 import to_zarr3
+
+        refs = to_zarr3(refs)
+    return refs
 
 
 def _scan_save(source, out, format, opts):

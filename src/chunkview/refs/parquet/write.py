@@ -11,7 +11,7 @@ import numpy as np
 
 from chunkview._index import INLINE
 from chunkview.errors import ReferenceFormatError
-from chunkview.keys import RESERVED_PREFIX, is_reserved
+from chunkview.keys import RESERVED_PREFIX, ZARR_JSON, is_reserved
 from chunkview.refs.kerchunk import index_from_dict, set_aside_unreadable
 from chunkview.refs.parquet.layout import (
     _I64_MAX,
@@ -58,6 +58,10 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
         source = None
     else:
         raise TypeError(f"cannot write {type(refs).__name__} as parquet references")
+    if ZARR_JSON in index:  # Zarr v3: keys and .zarray row indexes the layout can hold
+        from chunkview.refs.zarr3 import parquet_index
+
+        index = parquet_index(index)
     keys, ids, offs, lens = index.to_arrays()
     urls = index.urls
 
@@ -70,6 +74,7 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
     is_meta |= np.fromiter(map(str.__contains__, keys, repeat("/.z")), dtype=bool, count=n)
     is_meta |= np.fromiter(map(str.startswith, keys, repeat(RESERVED_PREFIX)), dtype=bool, count=n)
     is_meta |= np.fromiter(map(str.__contains__, keys, repeat("/.cv")), dtype=bool, count=n)
+    is_meta |= np.fromiter(map(str.endswith, keys, repeat(ZARR_JSON)), dtype=bool, count=n)
     metadata: dict = {}
     for i in np.flatnonzero(is_meta).tolist():
         key = keys[i]
@@ -155,7 +160,10 @@ def write_parquet(refs, root, *, storage_options: dict | None = None,
     # their own, which fsspec and zarr do not read
     extra = {k: metadata.pop(k) for k in list(metadata) if is_reserved(k.rsplit("/", 1)[-1])}
     # so do arrays zarr-python has no data type for: it would refuse the whole group
-    extra.update(set_aside_unreadable(metadata))
+    # (in a Zarr v3 set, whose .zarray keys are only the layout's row index, zarr reads the
+    # zarr.json documents)
+    if ZARR_JSON not in metadata:
+        extra.update(set_aside_unreadable(metadata))
     met = {"metadata": metadata, "record_size": record_size, "zarr_consolidated_format": 1}
     if extra:
         met["chunkview"] = extra
@@ -228,3 +236,4 @@ def _record_table(pa, n, rows, ids, offs, lens, inline_at, url_array):
                                 schema=schema)
 
 __all__ = ["write_parquet"]
+
