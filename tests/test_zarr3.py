@@ -323,3 +323,21 @@ def test_to_zarr3_keeps_unread_arrays_out(files):
         g = _zarr_default(v3.to_dict())
         assert g["a"][...].tolist() == [1, 2, 7, 7]
     assert chunkview.open(v3)["a"][...].tolist() == [1, 2, 7, 7]
+
+
+def test_v3_tiny_chunks_coalesced_for_zarr(tmp_path):
+    """open_zarr shows a v3 array of tiny chunks with virtual chunks (as for v2: zarr's per-chunk
+    cost would dominate), in the array's zarr.json and the root's consolidated metadata; every
+    selection reads as h5py reads it."""
+    p = tmp_path / "tiny.h5"
+    data = np.arange(40_000, dtype="<i4")
+    with h5py.File(p, "w") as f:
+        f.create_dataset("obs", data=data, chunks=(16,), compression="gzip", shuffle=True)
+    refs = chunkview.scan(str(p), zarr_format=3)
+    z = chunkview.open_zarr(refs)
+    a = z["obs"]
+    assert a.chunks[0] > 16 and a.chunks[0] % 16 == 0
+    assert np.array_equal(a[...], data)
+    assert np.array_equal(a[1001:30017:3], data[1001:30017:3])
+    plain = chunkview.open_zarr(refs, coalesce=0)["obs"]
+    assert plain.chunks == (16,) and np.array_equal(plain[5:999], data[5:999])

@@ -47,7 +47,7 @@ from chunkview.errors import (
     reason,
 )
 from chunkview.io.fetch import Source, chunk_view
-from chunkview.keys import ZMETADATA_KEY, is_reserved
+from chunkview.keys import ZARR_JSON, ZMETADATA_KEY, is_reserved
 from chunkview.options import ReadOptions
 from chunkview.read.engine import decode_chunks
 from chunkview.read.layout import ChunkLayout
@@ -227,9 +227,12 @@ class ReferenceStore(Store):
         hit = self._virtual.get(array_path, _NOT_VIRTUAL)
         if hit is _NOT_VIRTUAL:
             lay = self.layout(array_path) if self.coalesce else None
-            # (Zarr v3 arrays are presented as stored: their zarr.json is not rewritten)
-            hit = _Virtual.make(lay, self.coalesce) if lay is not None and \
-                "_cv_chunk_key" not in lay.meta else None
+            doc = None
+            if lay is not None and "_cv_chunk_key" in lay.meta:  # Zarr v3
+                doc = json_of(self.refs, lay.prefix + ZARR_JSON)
+                if lay.meta["_cv_chunk_key"][:2] != ["c/", "/"] or not isinstance(doc, dict):
+                    lay = None  # (virtual chunks take the default key encoding)
+            hit = _Virtual.make(lay, self.coalesce, doc) if lay is not None else None
             self._virtual[array_path] = hit
         return hit
 
@@ -237,6 +240,8 @@ class ReferenceStore(Store):
         """Bytes to serve for key when it is rewritten by chunk coalescing (None: absent), or
         _NOT_VIRTUAL."""
         path, _, name = key.rpartition("/")
+        if ZARR_JSON in self.refs:
+            return self._virtual_get_v3(key, path, name)
         if name == ".zarray":
             info = self.virtual_info(path)
             return _NOT_VIRTUAL if info is None else info.meta_bytes
@@ -260,6 +265,43 @@ class ReferenceStore(Store):
             coords = tuple(int(x) for x in name.split("."))
         except ValueError:
             return None
+        return self._virtual_chunk(info, coords)
+
+    def _virtual_get_v3(self, key: str, path: str, name: str):
+        """:meth:`_virtual_get` for a Zarr v3 set: zarr.json documents (and the root's
+        consolidated metadata) rewritten for virtual chunks, virtual chunks at ``c/i/j``."""
+        if name == ZARR_JSON:
+            doc = json_of(self.refs, key)
+            if not isinstance(doc, dict):
+                return _NOT_VIRTUAL
+            if doc.get("node_type") == "array":
+                info = self.virtual_info(path)
+                return _NOT_VIRTUAL if info is None else info.meta_bytes
+            cm = (doc.get("consolidated_metadata") or {}).get("metadata")
+            changed = False
+            for p, sub in (cm.items() if isinstance(cm, dict) else ()):
+                if isinstance(sub, dict) and sub.get("node_type") == "array":
+                    info = self.virtual_info(f"{path}/{p}" if path else p)
+                    if info is not None:
+                        cm[p] = info.meta
+                        changed = True
+            return json.dumps(doc).encode() if changed else _NOT_VIRTUAL
+        parts = key.split("/")
+        for k in range(len(parts) - 1, -1, -1):  # <array>/c/i/j: the array is before "c"
+            if parts[k] == "c":
+                break
+        else:
+            return _NOT_VIRTUAL
+        apath, rest = "/".join(parts[:k]), parts[k + 1:]
+        if not rest or not all(x.isdigit() for x in rest):
+            return _NOT_VIRTUAL
+        info = self.virtual_info(apath)
+        if info is None:
+            return _NOT_VIRTUAL
+        return self._virtual_chunk(info, tuple(int(x) for x in rest))
+
+    def _virtual_chunk(self, info, coords):
+        """A virtual chunk's decoded bytes (None: outside the grid, or no stored chunk)."""
         if len(coords) != len(info.vgrid) or any(
                 c < 0 or c >= g for c, g in zip(coords, info.vgrid)):
             return None
@@ -558,7 +600,10 @@ class CodecPipeline(BatchedCodecPipeline):
         array_path = self._array_path(keys[0])
         info = store.virtual_info(array_path)
         if info is not None:  # zarr sees virtual chunks of whole stored chunks
-            coords = [tuple(int(x) for x in k.rpartition("/")[2].split(".")) for k in keys]
+            cut = len(array_path) + 1 if array_path else 0
+            v3 = "_cv_chunk_key" in info.layout.meta  # (virtual keys <array>/c/i/j)
+            coords = [tuple(int(x) for x in (k[cut + 2:].split("/") if v3 else
+                                             k[cut:].split("."))) for k in keys]
             _decode_virtual(store, info, coords, full, sel, out_offsets)
         else:
             decode_chunks(store.refs, store.source, store.layout(array_path), keys, full, sel,
@@ -582,18 +627,29 @@ class _Virtual:
     chunks built on them stay aligned with the storage.
     """
 
-    def __init__(self, layout: ChunkLayout, meta: dict, k: int):
+    def __init__(self, layout: ChunkLayout, meta: dict, k: int, doc: dict | None = None):
         self.layout = layout
         self.k = k
         c = layout.chunks
         self.vchunks = (c[0] * k,) + c[1:]
         self.vgrid = tuple(-(-n // v) for n, v in zip(layout.shape, self.vchunks))
-        self.meta = {**meta, "chunks": list(self.vchunks), "compressor": None, "filters": None,
-                     "dimension_separator": "."}
+        if doc is not None:  # Zarr v3: its zarr.json, with the virtual chunks
+            dt = layout.dtype
+            endian = None if dt.itemsize == 1 or dt.kind in "SVb" else \
+                ("big" if dt.byteorder == ">" else "little")
+            self.meta = {**doc, "chunk_grid": {"name": "regular", "configuration": {
+                "chunk_shape": list(self.vchunks)}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "codecs": [{"name": "bytes", "configuration": {"endian": endian}} if endian
+                           else {"name": "bytes"}]}
+            self.meta.pop("consolidated_metadata", None)
+        else:
+            self.meta = {**meta, "chunks": list(self.vchunks), "compressor": None,
+                         "filters": None, "dimension_separator": "."}
         self.meta_bytes = json.dumps(self.meta).encode()
 
     @classmethod
-    def make(cls, layout: ChunkLayout, target: int):
+    def make(cls, layout: ChunkLayout, target: int, doc: dict | None = None):
         if layout.order != "C" or not layout.shape or layout.dtype.hasobject \
                 or not layout.pipeline.fast:
             return None
@@ -604,7 +660,7 @@ class _Virtual:
         k = min(max(target // nbytes, 1), grid0)
         if k < 2:
             return None
-        return cls(layout, layout.meta, k)
+        return cls(layout, layout.meta, k, doc)
 
 
 def _decode_virtual(store, info: _Virtual, coords, full, sel, out_offsets) -> int:
