@@ -341,3 +341,10 @@ def test_v3_tiny_chunks_coalesced_for_zarr(tmp_path):
     assert np.array_equal(a[1001:30017:3], data[1001:30017:3])
     plain = chunkview.open_zarr(refs, coalesce=0)["obs"]
     assert plain.chunks == (16,) and np.array_equal(plain[5:999], data[5:999])
+
+
+def test_combine_refuses_v3_sets_clearly(files):
+    """combine works on zarr v2 sets: a v3 set is refused with what to do instead."""
+    r = chunkview.scan(str(files["netcdf4"]), zarr_format=3)
+    with pytest.raises(chunkview.CombineError, match="Zarr v3 metadata"):
+        chunkview.combine([r, r], concat_dims=["time"])

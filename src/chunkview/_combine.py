@@ -42,6 +42,7 @@ from chunkview.keys import (
     ERROR_KEY,
     MASK_KEY,
     SOURCES_KEY,
+    ZARR_JSON,
     ZMETADATA_KEY,
     is_reserved,
 )
@@ -150,6 +151,10 @@ class _Input:
                         self.group_keys[(parent + "/" if parent else "") + last] = \
                             _raw(refs, k, zmeta)
         if not self.vars and not self.errors:
+            if ZARR_JSON in refs:
+                raise CombineError(f"{name}: combine reads zarr v2 reference sets, and this "
+                                   "one has Zarr v3 metadata: combine the v2 sets, then "
+                                   "convert the result (chunkview convert --zarr-format 3)")
             raise CombineError(f"{name}: no arrays in this reference set")
         self.sources = sources_of(refs)
 
