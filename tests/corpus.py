@@ -196,21 +196,9 @@ def _zarr_group(refs, zarr_format: int):
                 a = self.g[name]  # (zarr picks an array's pipeline when it opens it)
             if type(a._async_array.codec_pipeline).__module__.startswith("chunkview"):
                 raise AssertionError("not zarr's default pipeline")
-            return _DefaultPipeline(a)
+            return a
 
     return Group()
-
-
-class _DefaultPipeline:
-    def __init__(self, a):
-        self.a = a
-
-    def __getitem__(self, sel):
-        import zarr
-
-        with zarr.config.set({"codec_pipeline.path":
-                              "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
-            return self.a[sel]
 
 
 def files():

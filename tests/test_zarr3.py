@@ -183,9 +183,11 @@ def test_v3_xarray(files):
     path = str(files["netcdf4"])
     v3 = chunkview.scan(path, zarr_format=3)
     fs = fsspec.filesystem("reference", fo=v3.to_dict(), remote_protocol="file")
-    with xr.open_dataset(fs.get_mapper(""), engine="zarr", zarr_format=3,
-                         consolidated=True) as z, xr.open_dataset(path, engine="netcdf4") as n:
-        xr.testing.assert_identical(z.drop_encoding().load(), n.drop_encoding().load())
+    with xr.open_dataset(path, engine="netcdf4") as n:
+        for consolidated in (True, False):
+            with xr.open_dataset(fs.get_mapper(""), engine="zarr", zarr_format=3,
+                                 consolidated=consolidated) as z:
+                xr.testing.assert_identical(z.drop_encoding().load(), n.drop_encoding().load())
     with xr.open_dataset(v3, engine="chunkview") as a, \
             xr.open_dataset(chunkview.scan(path), engine="chunkview") as b:
         xr.testing.assert_identical(a.load(), b.load())
@@ -222,6 +224,13 @@ def test_v3_codecs_found_through_entry_points():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "'id': 'hdf5_shuffle'" in r.stdout and "'elementsize': 4" in r.stdout
+    from importlib.metadata import entry_points
+
+    from chunkview.codecs.zarr3 import CODECS, PREFIX
+
+    eps = {e.name: e.value for e in entry_points(group="zarr.codecs")}
+    for cid, cls in CODECS.items():  # every codec, each naming its own class
+        assert eps[PREFIX + cid] == f"{cls.__module__}:{cls.__name__}"
 
 
 def _zarr_written_store(tmp_path):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 from numcodecs.compat import ensure_ndarray_like
+from zarr.abc.codec import BytesBytesCodec
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -38,7 +39,7 @@ from zarr.registry import get_ndbuffer_class
 import chunkview.codecs.zarr3  # noqa: F401 - zarr v3 codecs (and numcodecs < 0.16's shuffle)
 from chunkview._index import INLINE, MISSING
 from chunkview.codecs.bounded import MAX_VLEN_CHUNK_BYTES, decode_all
-from chunkview.codecs.pipeline import pipeline_from_zarray
+from chunkview.codecs.pipeline import Pipeline, pipeline_from_zarray
 from chunkview.errors import (
     ChunkviewError,
     DecodeError,
@@ -55,7 +56,7 @@ from chunkview.read.meta import dtype_of, json_of
 from chunkview.read.plan import chunk_space_view, dim_plan
 from chunkview.refs.load import load
 from chunkview.refs.memory import References
-from chunkview.refs.zarr3 import array_meta, v2_view
+from chunkview.refs.zarr3 import array_meta, endian_of, v2_view
 
 PIPELINE_PATH = "chunkview.zarr_store.CodecPipeline"
 
@@ -427,6 +428,20 @@ def _key_depth(cfg: dict, ndim: int) -> int:
     return pre.count("/") + (max(ndim - 1, 0) if sep == "/" else 0) + 1
 
 
+def _decode_bounded(steps, cdata, limit: int, items, where):
+    """``cdata`` through ``steps`` (``(config, codec)`` in decoding order), each bounded by
+    ``limit`` bytes (:func:`chunkview.codecs.bounded.decode_all`); a failure is one
+    DecodeError naming the chunk's key, URL and bytes (``where``, set by ReferenceStore)."""
+    try:
+        return decode_all(steps, cdata, limit, items)
+    except Exception as e:  # noqa: BLE001 - one error naming key, url, range
+        if isinstance(e, MemoryError):
+            raise
+        what = "a chunk" if where is None else "chunk {!r} of {!r} (bytes {}-{})".format(*where)
+        ids = [c.get("id") for c, _ in reversed(steps)]
+        raise DecodeError(f"cannot decode {what} with {ids}: {reason(e)}") from e
+
+
 @dataclass(frozen=True)
 class BoundedV2Codec(V2Codec):
     """zarr's ``V2Codec`` decoding through :mod:`chunkview.codecs.bounded`: each step bounded
@@ -438,16 +453,7 @@ class BoundedV2Codec(V2Codec):
         limit = MAX_VLEN_CHUNK_BYTES if dtype.hasobject else items * dtype.itemsize
         codecs = list(self.filters or ()) + ([self.compressor] if self.compressor else [])
         steps = [(c.get_config(), c) for c in reversed(codecs)]
-        try:
-            chunk = decode_all(steps, cdata, limit + 64, items)
-        except Exception as e:  # noqa: BLE001 - one error naming key, url, range
-            if isinstance(e, MemoryError):
-                raise
-            what = "a chunk" if where is None else \
-                "chunk {!r} of {!r} (bytes {}-{})".format(*where)
-            ids = [c.get("id") for c, _ in reversed(steps)]
-            raise DecodeError(f"cannot decode {what} with {ids}: {reason(e)}") from e
-        chunk = ensure_ndarray_like(chunk)
+        chunk = ensure_ndarray_like(_decode_bounded(steps, cdata, limit + 64, items, where))
         if not dtype.hasobject:
             chunk = chunk.view(dtype)
         elif chunk.dtype != object:
@@ -461,6 +467,47 @@ class BoundedV2Codec(V2Codec):
         where = getattr(chunk_bytes, "_cv_where", None)  # set by ReferenceStore
         return await asyncio.to_thread(self._decode_sync, chunk_bytes.as_array_like(),
                                        chunk_spec, where)
+
+
+@dataclass(frozen=True)
+class BoundedBytesCodecs(BytesBytesCodec):
+    """A Zarr v3 array's bytes-to-bytes codecs (as numcodecs configs, in writing order) as
+    one codec decoding as :class:`BoundedV2Codec` does: each step bounded by the chunk's size,
+    errors naming the chunk's key, URL and bytes.  What a :class:`ReferenceStore` gives zarr
+    for the v3 arrays chunkview's decoder reads, in place of zarr's own codecs."""
+
+    is_fixed_size = False
+    pipeline: Pipeline = None  # type: ignore[assignment]
+
+    def __init__(self, configs) -> None:
+        object.__setattr__(self, "pipeline", Pipeline(tuple(dict(c) for c in configs), None))
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.pipeline.configs, sort_keys=True))
+
+    def _decode_sync(self, cdata, chunk_spec, where):
+        dtype = chunk_spec.dtype.to_native_dtype()
+        limit = int(np.prod(chunk_spec.shape, dtype=np.int64)) * dtype.itemsize + 64
+        pipe = self.pipeline
+        steps = list(zip(reversed(pipe.configs), reversed(pipe._instances)))
+        out = _decode_bounded(steps, cdata, limit, None, where)
+        return np.ascontiguousarray(ensure_ndarray_like(out)).view("u1").reshape(-1)
+
+    async def _decode_single(self, chunk_bytes, chunk_spec):
+        where = getattr(chunk_bytes, "_cv_where", None)  # set by ReferenceStore
+        raw = await asyncio.to_thread(self._decode_sync, chunk_bytes.as_array_like(),
+                                      chunk_spec, where)
+        return chunk_spec.prototype.buffer.from_array_like(raw)
+
+    async def _encode_single(self, chunk_bytes, chunk_spec):
+        out = chunk_bytes.as_array_like()
+        for codec in self.pipeline._instances:
+            out = codec.encode(out)
+        return chunk_spec.prototype.buffer.from_array_like(
+            np.frombuffer(memoryview(ensure_ndarray_like(out)).cast("B"), "u1"))
+
+    def compute_encoded_size(self, input_byte_length, chunk_spec):
+        raise NotImplementedError
 
 
 class CodecPipeline(BatchedCodecPipeline):
@@ -480,18 +527,23 @@ class CodecPipeline(BatchedCodecPipeline):
     def from_array_metadata_and_store(cls, array_metadata, store) -> CodecPipeline:
         from zarr.core.metadata import ArrayV2Metadata
 
+        cfg = _codec_configs(array_metadata) if isinstance(store, ReferenceStore) else None
         if isinstance(array_metadata, ArrayV2Metadata):
             # chunks from a reference set are decoded within their metadata's size
             v2 = BoundedV2Codec if isinstance(store, ReferenceStore) else V2Codec
             base = cls.from_codecs([v2(filters=array_metadata.filters,
                                        compressor=array_metadata.compressor)])
+        elif cfg is not None and cfg.get("filters"):  # v3: the same bounds as v2
+            base = cls.from_codecs([c for c in array_metadata.codecs
+                                    if not isinstance(c, BytesBytesCodec)]
+                                   + [BoundedBytesCodecs(cfg["filters"])])
         else:
             base = cls.from_codecs(array_metadata.codecs)
-        cfg = _codec_configs(array_metadata) if isinstance(store, ReferenceStore) else None
         if cfg is not None:
             dtype = array_metadata.dtype.to_native_dtype()
             # zarr gives a Zarr v3 array in native byte order: stored in the other order, its
-            # chunks are decoded by zarr's pipeline (which swaps), not copied as stored
+            # chunks go through the pipeline (bounded codecs, then zarr's bytes codec, which
+            # swaps), not copied as stored
             stored = dtype_of(cfg["dtype"]) if "_cv_chunk_key" in cfg else dtype
             if not dtype.hasobject and stored == dtype:
                 pipe = pipeline_from_zarray(cfg)
@@ -634,9 +686,7 @@ class _Virtual:
         self.vchunks = (c[0] * k,) + c[1:]
         self.vgrid = tuple(-(-n // v) for n, v in zip(layout.shape, self.vchunks))
         if doc is not None:  # Zarr v3: its zarr.json, with the virtual chunks
-            dt = layout.dtype
-            endian = None if dt.itemsize == 1 or dt.kind in "SVb" else \
-                ("big" if dt.byteorder == ">" else "little")
+            endian = endian_of(layout.dtype)
             self.meta = {**doc, "chunk_grid": {"name": "regular", "configuration": {
                 "chunk_shape": list(self.vchunks)}},
                 "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},

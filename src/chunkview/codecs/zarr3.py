@@ -24,12 +24,6 @@ from zarr.core.buffer.cpu import as_numpy_array_wrapper
 
 PREFIX = "chunkview."
 
-#: numcodecs ids of chunkview's codecs that have a zarr v3 form here
-IDS = ("hdf5_shuffle", "hdf5_fletcher32", "hdf5_strpad", "hdf5_lzf", "hdf5_szip", "hdf5_blosc",
-       "hdf5_zstd", "hdf5_lz4", "hdf5_bitshuffle", "hdf5_bzip2", "hdf5_scaleoffset",
-       "hdf5_nbit", "hdf5_masked")
-
-
 @dataclass(frozen=True)
 class ChunkviewCodec(BytesBytesCodec):
     """One of chunkview's numcodecs codecs as a zarr v3 bytes-to-bytes codec."""
@@ -101,29 +95,18 @@ class ChunkviewCodec(BytesBytesCodec):
         raise NotImplementedError
 
 
-def _make(cid: str, cls_name: str) -> type[ChunkviewCodec]:
-    return type(cls_name, (ChunkviewCodec,), {"codec_id": cid, "__module__": __name__,
-                                              "__qualname__": cls_name})
-
-
-HDF5Shuffle = _make("hdf5_shuffle", "HDF5Shuffle")
-HDF5Fletcher32 = _make("hdf5_fletcher32", "HDF5Fletcher32")
-HDF5StrPad = _make("hdf5_strpad", "HDF5StrPad")
-HDF5LZF = _make("hdf5_lzf", "HDF5LZF")
-HDF5SZIP = _make("hdf5_szip", "HDF5SZIP")
-HDF5Blosc = _make("hdf5_blosc", "HDF5Blosc")
-HDF5Zstd = _make("hdf5_zstd", "HDF5Zstd")
-HDF5LZ4 = _make("hdf5_lz4", "HDF5LZ4")
-HDF5Bitshuffle = _make("hdf5_bitshuffle", "HDF5Bitshuffle")
-HDF5BZip2 = _make("hdf5_bzip2", "HDF5BZip2")
-HDF5ScaleOffset = _make("hdf5_scaleoffset", "HDF5ScaleOffset")
-HDF5NBit = _make("hdf5_nbit", "HDF5NBit")
-HDF5Masked = _make("hdf5_masked", "HDF5Masked")
-
-CODECS = {c.codec_id: c for c in (HDF5Shuffle, HDF5Fletcher32, HDF5StrPad, HDF5LZF, HDF5SZIP,
-                                   HDF5Blosc, HDF5Zstd, HDF5LZ4, HDF5Bitshuffle, HDF5BZip2,
-                                   HDF5ScaleOffset, HDF5NBit, HDF5Masked)}
-assert set(CODECS) == set(IDS)
+#: numcodecs id -> class name of each of chunkview's codecs with a zarr v3 form (the
+#: ``zarr.codecs`` entry points in pyproject.toml name the same classes)
+NAMES = {"hdf5_shuffle": "HDF5Shuffle", "hdf5_fletcher32": "HDF5Fletcher32",
+         "hdf5_strpad": "HDF5StrPad", "hdf5_lzf": "HDF5LZF", "hdf5_szip": "HDF5SZIP",
+         "hdf5_blosc": "HDF5Blosc", "hdf5_zstd": "HDF5Zstd", "hdf5_lz4": "HDF5LZ4",
+         "hdf5_bitshuffle": "HDF5Bitshuffle", "hdf5_bzip2": "HDF5BZip2",
+         "hdf5_scaleoffset": "HDF5ScaleOffset", "hdf5_nbit": "HDF5NBit",
+         "hdf5_masked": "HDF5Masked"}
+CODECS = {cid: type(name, (ChunkviewCodec,), {"codec_id": cid, "__module__": __name__,
+                                              "__qualname__": name})
+          for cid, name in NAMES.items()}
+globals().update({c.__name__: c for c in CODECS.values()})
 
 
 class NumcodecsShuffle(ChunkviewCodec):
@@ -168,5 +151,5 @@ def register() -> None:
 
 register()
 
-__all__ = ["ChunkviewCodec", "CODECS", "IDS", "PREFIX", "register", *(c.__name__ for c in
-                                                                     CODECS.values())]
+__all__ = ["ChunkviewCodec", "CODECS", "NAMES", "PREFIX", "NumcodecsShuffle", "register",
+           *NAMES.values()]

@@ -76,8 +76,8 @@ class ChunkLayout:
             self.pipeline: Pipeline = pipeline_from_zarray(meta)
             if not self.pipeline.fast:
                 self.pipeline.codecs()  # every codec must exist and accept its configuration
-        except ChunkviewError:
-            raise
+        except ChunkviewError as e:
+            raise bad(f"codecs: {reason(e)}") from None
         except Exception as e:  # noqa: BLE001 - numcodecs raises anything on a bad config
             ids = [c.get("id") for c in (meta.get("filters") or []) + [meta.get("compressor")]
                    if c]

@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from chunkview._index import INLINE, MISSING, ChunkIndex
-from chunkview.errors import ReferenceFormatError, UnsupportedError
+from chunkview.errors import ReferenceFormatError, UnsupportedError, reason
 from chunkview.keys import (
     DIMENSION_KEY,
     ERROR_KEY,
@@ -44,6 +44,7 @@ from chunkview.keys import (
     ZMETADATA_KEY,
     is_reserved,
 )
+from chunkview.read.meta import JSON_FLOATS, dtype_of, fill_bytes, json_of
 
 V2_META = (".zarray", ".zattrs", ".zgroup")
 
@@ -82,11 +83,12 @@ def data_type(dt: np.dtype):
         name = {"name": "fixed_length_utf32", "configuration": {"length_bytes": dt.itemsize}}
     else:
         raise Inexpressible(f"data type {dt} has no Zarr v3 form here")
-    endian = None
-    if dt.kind not in "SVb" and dt.itemsize > 1 or dt.kind == "U":
-        endian = "big" if dt.byteorder == ">" or (dt.byteorder == "=" and
-                                                   np.little_endian is False) else "little"
-    return name, endian
+    return name, endian_of(dt)
+
+
+def endian_of(dt: np.dtype):
+    """The ``bytes`` codec's ``endian`` for ``dt`` (None for items without a byte order)."""
+    return {"<": "little", ">": "big"}.get(dt.str[0])
 
 
 def _float_json(x: float):
@@ -99,8 +101,6 @@ def _float_json(x: float):
 
 def fill_json(fill, dt: np.dtype):
     """A v2 ``fill_value`` (None: zeros) as Zarr v3's JSON fill value of ``dt``."""
-    from chunkview.read.meta import fill_bytes
-
     raw = fill_bytes(fill, dt)
     v = np.frombuffer(raw, dt)[0] if raw is not None else np.zeros((), dt)[()]
     if dt.kind == "b":
@@ -120,8 +120,6 @@ def xarray_fill(fill, dt: np.dtype):
     """``_FillValue`` as xarray writes (and reads) it in a Zarr v3 array's attributes (its
     ``FillValueCoder``): floats as the base64 of a little-endian double, complex numbers as
     two of them, bytes as base64."""
-    from chunkview.read.meta import fill_bytes
-
     v = np.frombuffer(fill_bytes(fill, dt), dt)[0]
     if dt.kind == "f":
         return base64.standard_b64encode(np.float64(v).astype("<f8").tobytes()).decode()
@@ -171,14 +169,12 @@ def codecs_v3(zarray: dict, dt: np.dtype, endian) -> list:
 def array_json(zarray: dict, zattrs: dict | None, facts: dict | None = None) -> dict:
     """A v2 array's ``.zarray`` and ``.zattrs`` (and chunkview's netCDF facts) as one Zarr v3
     ``zarr.json`` document."""
-    from chunkview.read.meta import dtype_of
-
     try:
         dt = dtype_of(zarray.get("dtype"))
     except (TypeError, ValueError) as e:
         raise Inexpressible(f"invalid dtype {zarray.get('dtype')!r}: {e}") from None
     name, endian = data_type(dt)
-    attrs = dict(zattrs or {})
+    attrs = dict(zattrs) if isinstance(zattrs, dict) else {}
     dims = attrs.pop(DIMENSION_KEY, None)
     fill = zarray.get("fill_value")
     facts = facts if isinstance(facts, dict) else {}
@@ -200,8 +196,22 @@ def array_json(zarray: dict, zattrs: dict | None, facts: dict | None = None) -> 
     return out
 
 
+def _check_zarray(zarray) -> None:
+    """What chunk keys are made from (shape, chunks, separator) is well formed."""
+    if not isinstance(zarray, dict):
+        raise Inexpressible(".zarray is not a JSON object")
+    shape, chunks = zarray.get("shape"), zarray.get("chunks")
+    if not (isinstance(shape, list) and isinstance(chunks, list) and len(shape) == len(chunks)
+            and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**62
+                    for x in shape + chunks) and all(chunks)):
+        raise Inexpressible(f"invalid shape {shape!r:.80} / chunks {chunks!r:.80}")
+    if (zarray.get("dimension_separator") or ".") not in (".", "/"):
+        raise Inexpressible(f"invalid dimension_separator {zarray['dimension_separator']!r:.20}")
+
+
 def group_json(zattrs: dict | None) -> dict:
-    return {"zarr_format": 3, "node_type": "group", "attributes": dict(zattrs or {})}
+    attrs = zattrs if isinstance(zattrs, dict) else {}
+    return {"zarr_format": 3, "node_type": "group", "attributes": dict(attrs)}
 
 
 def _dumps(doc) -> bytes:
@@ -227,13 +237,7 @@ def to_zarr3(refs):
         return refs
 
     def meta(key):
-        if key not in old:
-            return None
-        try:
-            return json.loads(old.inline(key))
-        except (ValueError, TypeError) as e:
-            raise ReferenceFormatError(f"invalid JSON metadata: {e}", key=key,
-                                       source=refs.source) from None
+        return _json(old, key, refs.source)
 
     metas = old.meta_keys()
     arrays, groups, other = [], set(), []
@@ -260,8 +264,7 @@ def to_zarr3(refs):
     for a in sorted(arrays):
         zarray = meta(_join(a, ".zarray"))
         try:
-            if not isinstance(zarray, dict):
-                raise Inexpressible(".zarray is not a JSON object")
+            _check_zarray(zarray)
             doc = array_json(zarray, meta(_join(a, ".zattrs")), meta(_join(a, NETCDF_KEY)))
         except Inexpressible as e:
             why = f"not expressible as Zarr v3: {e}"
@@ -270,12 +273,9 @@ def to_zarr3(refs):
             dropped.add(a)
             continue
         docs[a] = doc
-        _move_chunks(old, new, a, zarray["shape"], zarray["chunks"], urls,
-                     src=("", zarray.get("dimension_separator") or ".", "0"))
-        masks = meta(_join(a, MASK_KEY))
-        if isinstance(masks, dict):
-            new.set_inline(_join(a, MASK_KEY),
-                           _dumps({_v3_key(k, len(zarray["shape"])): v for k, v in masks.items()}))
+        src = ("", zarray.get("dimension_separator") or ".", "0")
+        _move_chunks(old, new, a, zarray["shape"], zarray["chunks"], urls, src=src)
+        _rekey_masks(old, new, a, src, V3_KEYS, len(zarray["shape"]))
     for path, doc in docs.items():
         new.set_inline(_join(path, ZARR_JSON), _dumps(doc))
     # the root holds every node's metadata (zarr's consolidated metadata): zarr opens the
@@ -300,13 +300,24 @@ def to_zarr3(refs):
     return out
 
 
-def _v3_key(v2: str, ndim: int) -> str:
-    """A v2 chunk key suffix (``"1.2"``; ``"0"`` for a 0-d array) in v3's default encoding."""
-    return "c" if ndim == 0 else "c/" + v2.replace(".", "/")
-
-
 V2_KEYS = ("", ".", "0")  # chunk keys "i.j" (zarr v2; a 0-d array's "0")
 V3_KEYS = ("c/", "/", "c")  # Zarr v3's default encoding "c/i/j" (a 0-d array's "c")
+
+
+def _rekey(suffix: str, src, dst, ndim: int) -> str:
+    """A chunk key's part below its ``ndim``-dimensional array, encoded as ``src``
+    (``(prefix, separator, 0-d key)``), encoded as ``dst``."""
+    if ndim == 0:
+        return dst[2]
+    return dst[0] + dst[1].join(suffix[len(src[0]):].split(src[1]))
+
+
+def _rekey_masks(old, new, path: str, src, dst, ndim: int) -> None:
+    """An array's ``.cvmask`` (keyed by chunk key suffixes) with its keys re-encoded."""
+    masks = _json(old, _join(path, MASK_KEY))
+    if isinstance(masks, dict):
+        new.set_inline(_join(path, MASK_KEY),
+                       _dumps({_rekey(k, src, dst, ndim): v for k, v in masks.items()}))
 
 
 def _move_chunks(old: ChunkIndex, new: ChunkIndex, path: str, shape, chunks, urls,
@@ -328,17 +339,16 @@ def _move_chunks(old: ChunkIndex, new: ChunkIndex, path: str, shape, chunks, url
             new.add_grid(pre + dst[0], coords, ids[flat], offs[flat], lens[flat], urls,
                          sep=dst[1], shrink=False)
         for i in np.flatnonzero(ids == INLINE).tolist():
-            c = [str(x) for x in np.unravel_index(i, grid)]
-            _copy_one(old, new, pre + src[0] + src[1].join(c), pre + dst[0] + dst[1].join(c))
+            k = src[0] + src[1].join(str(x) for x in np.unravel_index(i, grid))
+            _copy_one(old, new, pre + k, pre + _rekey(k, src, dst, ndim))
         return
     # a sparse grid too large to look up whole: the keys it has
     start = pre + src[0]
     for key in list(old.keys()):
-        if not key.startswith(start):
-            continue
-        parts = key[len(start):].split(src[1])
-        if len(parts) == ndim and all(p.isdigit() for p in parts):
-            _copy_one(old, new, key, pre + dst[0] + dst[1].join(parts))
+        if key.startswith(start):
+            parts = key[len(start):].split(src[1])
+            if len(parts) == ndim and all(p.isdigit() for p in parts):
+                _copy_one(old, new, key, pre + _rekey(key[len(pre):], src, dst, ndim))
 
 
 def parquet_index(old: ChunkIndex) -> ChunkIndex:
@@ -347,51 +357,57 @@ def parquet_index(old: ChunkIndex) -> ChunkIndex:
     ``<array>/.zarray``, so chunk keys take v3's ``v2`` encoding (``"i.j"``, which every
     zarr.json then names) and each array gets a ``.zarray`` holding only its shape and chunks
     (an index for the layout, not zarr v2 metadata: it has no dtype, and zarr reads the
-    zarr.json).  Sets already in that form come back as they are."""
+    zarr.json).  A set already in that form comes back as it is."""
+    docs = {key[: -len(ZARR_JSON)].rstrip("/"): _json(old, key) for key in _zarr_json_keys(old)}
+    arrays = {p: d for p, d in docs.items() if isinstance(d, dict)
+              and d.get("node_type") == "array"}
+    if all(_join(p, ".zarray") in old and _key_encoding(d) == V2_KEYS
+           for p, d in arrays.items()):
+        return old
     new = ChunkIndex()
     urls = old.urls
-    changed = False
-    for key in _zarr_json_keys(old):
-        doc = json.loads(old.inline(key))
-        path = key[: -len(ZARR_JSON)].rstrip("/")
-        if isinstance(doc, dict) and doc.get("node_type") == "array":
-            enc = doc.get("chunk_key_encoding") or {}
-            if enc.get("name") == "default":
-                sep = (enc.get("configuration") or {}).get("separator", "/")
-                chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
-                _move_chunks(old, new, path, doc["shape"], chunks, urls,
-                             src=("c" + sep, sep, "c"), dst=V2_KEYS)
-                doc["chunk_key_encoding"] = {"name": "v2", "configuration": {"separator": "."}}
-                masks = _json_or_none(old, _join(path, MASK_KEY))
-                if isinstance(masks, dict):
-                    new.set_inline(_join(path, MASK_KEY), _dumps(
-                        {k.removeprefix("c" + sep).replace(sep, ".") or "0": v
-                         for k, v in masks.items()}))
-                changed = True
-            else:
-                _copy_array_chunks(old, new, path, doc, urls)
-            new.set_inline(_join(path, ".zarray"), _dumps(
-                {"shape": doc["shape"], "chunks": doc["chunk_grid"]["configuration"]
-                 ["chunk_shape"], "chunkview": "row index for the parquet layout; the "
-                 "array's metadata is its zarr.json"}))
-        new.set_inline(key, _dumps(doc))
+    for path, doc in arrays.items():
+        src = _key_encoding(doc)
+        try:
+            shape, chunks = doc["shape"], doc["chunk_grid"]["configuration"]["chunk_shape"]
+            _check_zarray({"shape": shape, "chunks": chunks, "dimension_separator": src[1]})
+        except (Inexpressible, KeyError, TypeError) as e:
+            raise ReferenceFormatError(f"array {path!r}: cannot be stored as parquet: {e}",
+                                       key=_join(path, ZARR_JSON)) from None
+        dst = V2_KEYS  # (fsspec splits a key at its last "/": "." between coordinates)
+        _move_chunks(old, new, path, shape, chunks, urls, src=src, dst=dst)
+        _rekey_masks(old, new, path, src, dst, len(shape))
+        doc["chunk_key_encoding"] = {"name": "v2", "configuration": {"separator": "."}}
+        new.set_inline(_join(path, ".zarray"), _dumps(
+            {"shape": shape, "chunks": chunks, "chunkview": "row index for the parquet "
+             "layout; the array's metadata is its zarr.json"}))
+    root = docs.get("")
+    cm = (root.get("consolidated_metadata") or {}).get("metadata") \
+        if isinstance(root, dict) else None
+    if isinstance(cm, dict):  # the root's copy names the new encodings too
+        cm.update({p: d for p, d in arrays.items() if p in cm})
+    for path, doc in docs.items():
+        new.set_inline(_join(path, ZARR_JSON), _dumps(doc))
     for key in old.meta_keys():
         last = key.rpartition("/")[2]
-        if last in V2_META or last == MASK_KEY and key in new:
-            continue
-        _copy_one(old, new, key, key)
-    if not changed:
-        return old
-    if ZARR_JSON in new:  # the root's consolidated metadata names the new encoding too
-        root = json.loads(new.inline(ZARR_JSON))
-        cm = (root.get("consolidated_metadata") or {}).get("metadata")
-        if isinstance(cm, dict):
-            for p in list(cm):
-                if p + "/" + ZARR_JSON in new:
-                    cm[p] = json.loads(new.inline(p + "/" + ZARR_JSON))
-            new.set_inline(ZARR_JSON, _dumps(root))
+        if last not in V2_META and key not in new:
+            _copy_one(old, new, key, key)
     new.shrink()
     return new
+
+
+def _key_encoding(doc: dict):
+    """``(prefix, separator, 0-d key)`` of a v3 array's chunk keys."""
+    enc = doc.get("chunk_key_encoding") or {"name": "default"}
+    conf = enc.get("configuration") if isinstance(enc, dict) else None
+    conf = conf if isinstance(conf, dict) else {}
+    name = enc.get("name") if isinstance(enc, dict) else None
+    if name == "default":
+        sep = conf.get("separator", "/")
+        return ("c" + sep, sep, "c") if isinstance(sep, str) else ("c/", sep, "c")
+    if name == "v2":
+        return ("", conf.get("separator", "."), "0")
+    raise UnsupportedError(f"chunk key encoding {name!r:.40}")
 
 
 def _zarr_json_keys(index) -> list:
@@ -400,7 +416,7 @@ def _zarr_json_keys(index) -> list:
     while todo:
         path = todo.pop()
         key = _join(path, ZARR_JSON)
-        doc = _json_or_none(index, key)
+        doc = _json(index, key)
         if not isinstance(doc, dict):
             continue
         out.append(key)
@@ -424,21 +440,15 @@ def _dirs_under(index, path: str):
                 yield pre + name[0]
 
 
-def _json_or_none(index, key):
+def _json(index, key: str, source=None):
+    """The JSON inline at ``key`` (None when absent)."""
     if key not in index:
         return None
     try:
         return json.loads(index.inline(key))
-    except (ValueError, TypeError):
-        return None
-
-
-def _copy_array_chunks(old, new, path, doc, urls) -> None:
-    enc = doc.get("chunk_key_encoding") or {}
-    sep = (enc.get("configuration") or {}).get("separator", ".")
-    chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
-    _move_chunks(old, new, path, doc["shape"], chunks, urls, src=("", sep, "0"),
-                 dst=("", sep, "0"))
+    except (ValueError, TypeError, RecursionError) as e:
+        raise ReferenceFormatError(f"invalid JSON metadata: {e}", key=key,
+                                   source=source) from None
 
 
 def _copy_one(old: ChunkIndex, new: ChunkIndex, key: str, to: str) -> None:
@@ -454,13 +464,13 @@ def _copy_one(old: ChunkIndex, new: ChunkIndex, key: str, to: str) -> None:
 # ------------------------------------------------------------------ v3 -> what readers use
 
 
-def _numpy_dtype(spec) -> np.dtype:
+def _numpy_dtype(spec, path: str = "") -> np.dtype:
     if isinstance(spec, str) and spec in _NUMPY_OF:
         return np.dtype(_NUMPY_OF[spec])
     if isinstance(spec, dict):
         name, conf = spec.get("name"), spec.get("configuration") or {}
         n = conf.get("length_bytes") if isinstance(conf, dict) else None
-        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1 << 31:
             if name == "null_terminated_bytes":
                 return np.dtype(f"S{n}")
             if name == "raw_bytes":
@@ -472,7 +482,8 @@ def _numpy_dtype(spec) -> np.dtype:
 
         return get_data_type_from_json(spec, zarr_format=3).to_native_dtype()
     except Exception as e:  # noqa: BLE001 - zarr raises anything on an unknown type
-        raise UnsupportedError(f"unknown Zarr v3 data type {spec!r:.80}: {e}") from None
+        raise UnsupportedError(f"array {path!r}: unknown Zarr v3 data type {spec!r:.80}: "
+                               f"{reason(e)}") from None
 
 
 def _fill_v2(fill, dt: np.dtype):
@@ -483,10 +494,25 @@ def _fill_v2(fill, dt: np.dtype):
         return fill
     if dt.kind in "SV" and isinstance(fill, list):  # zarr-python < 3.1 wrote byte lists
         return base64.standard_b64encode(bytes(fill)).decode()
-    if isinstance(fill, str) and fill.startswith("0x") and dt.kind in "fc":
-        raw = int(fill, 16).to_bytes(dt.itemsize // (2 if dt.kind == "c" else 1), "big")
-        return float(np.frombuffer(raw, f">f{len(raw)}")[0])
+    if dt.kind == "f":
+        return _float_v2(fill, dt.itemsize)
+    if dt.kind == "c" and isinstance(fill, list) and len(fill) == 2:
+        return [_float_v2(x, dt.itemsize // 2) for x in fill]
     return fill
+
+
+def _float_v2(x, nbytes: int):
+    """A v3 JSON float (a number, "NaN", "Infinity", "-Infinity" or "0x" + its bytes) as a
+    number."""
+    if isinstance(x, str):
+        if x.startswith("0x"):
+            try:
+                raw = int(x, 16).to_bytes(nbytes, "big")
+            except (ValueError, OverflowError):
+                return x  # refused by fill_bytes with the array's name
+            return float(np.frombuffer(raw, f">f{nbytes}")[0])
+        return JSON_FLOATS.get(x, x)
+    return x
 
 
 def _decode_xarray_fill(value, dt: np.dtype):
@@ -521,20 +547,16 @@ def v2_view(doc: dict, path: str = ""):
     if not isinstance(grid, dict) or grid.get("name") != "regular":
         raise UnsupportedError(f"array {path!r}: chunk grid {grid!r:.80} (only regular grids "
                                "are read directly; open it with chunkview.open_zarr)")
-    chunks = (grid.get("configuration") or {}).get("chunk_shape")
-    dt = _numpy_dtype(doc.get("data_type"))
-    enc = doc.get("chunk_key_encoding") or {"name": "default"}
-    ename, econf = enc.get("name"), enc.get("configuration") or {}
-    if ename == "default":
-        sep = econf.get("separator", "/")
-        key = ["c" + sep, sep, "c"]
-    elif ename == "v2":
-        sep = econf.get("separator", ".")
-        key = ["", sep, "0"]
-    else:
-        raise UnsupportedError(f"array {path!r}: chunk key encoding {ename!r}")
+    gconf = grid.get("configuration")
+    chunks = gconf.get("chunk_shape") if isinstance(gconf, dict) else None
+    dt = _numpy_dtype(doc.get("data_type"), path)
+    try:
+        key = list(_key_encoding(doc))
+    except UnsupportedError as e:
+        raise UnsupportedError(f"array {path!r}: {e}") from None
+    sep = key[1]
     if sep not in (".", "/"):
-        raise bad(f"chunk key separator {sep!r}")
+        raise bad(f"chunk key separator {sep!r:.20}")
     order, filters = "C", []
     codecs = doc.get("codecs")
     if not isinstance(codecs, list) or not codecs:
@@ -545,12 +567,12 @@ def v2_view(doc: dict, path: str = ""):
         if isinstance(c, str):
             c = {"name": c}
         name = c.get("name") if isinstance(c, dict) else None
-        conf = c.get("configuration") or {} if isinstance(c, dict) else {}
+        conf = (c.get("configuration") or {}) if isinstance(c, dict) else {}
         if not isinstance(conf, dict):
             raise bad(f"codec {name!r}: configuration must be an object")
         if not seen_bytes:
-            if name == "transpose" and list(conf.get("order") or []) == \
-                    list(range(ndim))[::-1] and order == "C":
+            if name == "transpose" and conf.get("order") == list(range(ndim))[::-1] \
+                    and order == "C":
                 order = "F" if ndim > 1 else "C"
                 continue
             if name == "bytes":
@@ -565,14 +587,8 @@ def v2_view(doc: dict, path: str = ""):
     if not seen_bytes:
         raise UnsupportedError(f"array {path!r}: no bytes codec (read it with "
                                "chunkview.open_zarr)")
-    attrs = dict(doc.get("attributes") or {})
-    dims = doc.get("dimension_names")
-    if isinstance(dims, list) and all(isinstance(d, str) for d in dims):
-        attrs[DIMENSION_KEY] = list(dims)
+    attrs, mask = _v2_attrs(doc, dt)
     fill = _fill_v2(doc.get("fill_value"), dt)
-    mask = None
-    if "_FillValue" in attrs:
-        mask = _decode_xarray_fill(attrs.pop("_FillValue"), dt)
     zarray = {"zarr_format": 2, "shape": shape, "chunks": chunks, "dtype": _dtype_str(dt),
               "order": order, "filters": filters or None, "compressor": None,
               "fill_value": fill, "dimension_separator": sep, "_cv_chunk_key": key,
@@ -580,6 +596,21 @@ def v2_view(doc: dict, path: str = ""):
     if mask is not None:
         zarray["_cv_mask_fill"] = mask
     return zarray, attrs
+
+
+def _v2_attrs(doc: dict, dt: np.dtype | None = None):
+    """A v3 node's attributes as a v2 ``.zattrs`` (``dimension_names`` as
+    ``_ARRAY_DIMENSIONS``), and an array's ``_FillValue`` (taken out, decoded; None when it
+    has none, or without ``dt``)."""
+    attrs = doc.get("attributes")
+    attrs = dict(attrs) if isinstance(attrs, dict) else {}
+    dims = doc.get("dimension_names")
+    if isinstance(dims, list) and all(isinstance(d, str) for d in dims):
+        attrs[DIMENSION_KEY] = list(dims)
+    mask = None
+    if dt is not None and "_FillValue" in attrs:
+        mask = _decode_xarray_fill(attrs.pop("_FillValue"), dt)
+    return attrs, mask
 
 
 def _dtype_str(dt: np.dtype):
@@ -593,7 +624,7 @@ def _numcodecs_config(name, conf: dict, dt: np.dtype, path: str) -> dict:
     if not isinstance(name, str):
         raise ReferenceFormatError(f"array {path!r}: a codec without a name")
     if name.startswith(PREFIX):
-        return {"id": name[len(PREFIX):], **conf}
+        return {**conf, "id": name[len(PREFIX):]}
     if name == "numcodecs.shuffle":
         return {"id": "shuffle", "elementsize": conf.get("elementsize") or dt.itemsize}
     if name.startswith("numcodecs."):
@@ -616,8 +647,6 @@ def _numcodecs_config(name, conf: dict, dt: np.dtype, path: str) -> dict:
 def array_meta(refs, path: str, source=None):
     """An array's ``.zarray`` (in a Zarr v3 set, its ``zarr.json`` as :func:`v2_view` sees
     it), or None when ``path`` is not an array."""
-    from chunkview.read.meta import json_of
-
     key = f"{path}/.zarray" if path else ".zarray"
     if ZARR_JSON in refs:
         return v2_meta(lambda k: json_of(refs, k, source), key)
@@ -643,15 +672,15 @@ def v2_meta(get, key: str):
     if last == ".zgroup":
         return {"zarr_format": 2} if kind == "group" else None
     if last == ".zattrs":
-        if kind == "array":
-            try:
-                return v2_view(doc, path)[1]
-            except UnsupportedError:
-                attrs = dict(doc.get("attributes") or {})
-                if isinstance(doc.get("dimension_names"), list):
-                    attrs[DIMENSION_KEY] = doc["dimension_names"]
-                return attrs
-        return dict(doc.get("attributes") or {}) if kind == "group" else None
+        if kind == "group":
+            return _v2_attrs(doc)[0]
+        if kind != "array":
+            return None
+        try:
+            dt = _numpy_dtype(doc.get("data_type"))
+        except UnsupportedError:
+            dt = None
+        return _v2_attrs(doc, dt)[0]
     if kind != "array":
         return None
     return v2_view(doc, path)[0]
