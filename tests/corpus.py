@@ -201,6 +201,91 @@ def _zarr_group(refs, zarr_format: int):
     return Group()
 
 
+def _h5(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except Exception:  # a superblock still marked open for writing: through a file object
+        return h5py.File(open(path, "rb"), "r")
+
+
+def check_virtualizarr(paths, registry, chunkview_parser, other_parser) -> dict:
+    """VirtualiZarr's ManifestStores of ``paths`` from ``chunkview_parser`` (ChunkviewParser)
+    and ``other_parser`` (HDFParser), read by zarr's default pipeline, against h5py.  Counts:
+    ``identical`` (chunkview's as h5py's), ``WRONG`` ([(file, array)]), ``hdfparser-agrees``
+    / ``hdfparser-wrong`` / ``hdfparser-cannot-read`` (the other's, where chunkview's is
+    identical), ``hdfparser-fails`` (files it refuses), ``chunkview-refuses`` (files)."""
+    import warnings
+
+    import zarr
+
+    import chunkview
+
+    def arrays(store):
+        with zarr.config.set({"codec_pipeline.path":
+                              "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+            g = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
+            return {p: a for p, a in g.members(max_depth=None) if isinstance(a, zarr.Array)}
+
+    counts = {"identical": 0, "WRONG": [], "hdfparser-agrees": 0, "hdfparser-wrong": 0,
+              "hdfparser-cannot-read": 0, "hdfparser-fails": 0, "chunkview-refuses": 0}
+    for p in paths:
+        url = Path(p).resolve().as_uri()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ours = arrays(chunkview_parser()(url, registry))
+            except chunkview.ChunkviewError:
+                counts["chunkview-refuses"] += 1
+                continue
+            try:
+                theirs = arrays(other_parser()(url, registry))
+            except Exception:  # noqa: BLE001 - the other parser's own failures
+                theirs = {}
+                counts["hdfparser-fails"] += 1
+            ok = readable(Path(p))
+            with _h5(p) as f:
+                for name, arr in ours.items():
+                    if name not in ok:
+                        continue
+                    try:
+                        want = f[name][()]
+                    except Exception:  # noqa: BLE001 - h5py cannot: no truth to compare
+                        continue
+                    got = arr[...]
+                    if np.shape(want) != got.shape:
+                        continue  # a netCDF variable shorter than its dimension
+                    if not _same_v3(got, want):
+                        counts["WRONG"].append((str(p), name))
+                        continue
+                    counts["identical"] += 1
+                    if name not in theirs:
+                        continue
+                    try:
+                        other = theirs[name][...]
+                    except Exception:  # noqa: BLE001
+                        counts["hdfparser-cannot-read"] += 1
+                        continue
+                    counts["hdfparser-agrees" if _same_v3(other, want) else
+                           "hdfparser-wrong"] += 1
+    return counts
+
+
+def _same_v3(got, want) -> bool:
+    """``same`` for zarr v3 reads: native byte order, vlen strings as bytes."""
+    got = np.asarray(got)
+    if isinstance(want, np.ndarray) and want.dtype.kind == "O":
+        want = np.array([w if isinstance(w, bytes) else str(w).encode()
+                         for w in want.ravel()]).reshape(want.shape)
+        if got.dtype.kind in "OUT":
+            got = np.array([g if isinstance(g, bytes) else str(g).encode()
+                            for g in got.ravel()]).reshape(got.shape)
+    if isinstance(want, np.ndarray) and got.dtype == want.dtype.newbyteorder("="):
+        got = got.astype(want.dtype)
+    return same(got, want)
+
+
 def files():
     out = []
     for rec in inventory():
@@ -214,7 +299,20 @@ if __name__ == "__main__":
 
     args = sys.argv[1:]
     v3 = "--zarr3" in args  # Zarr v3 references read by fsspec + zarr's default pipeline
-    todo = [Path(a) for a in args if a != "--zarr3"] or files()
+    todo = [Path(a) for a in args if not a.startswith("--")] or files()
+    if "--virtualizarr" in args:  # ChunkviewParser against HDFParser and h5py
+        from obspec_utils.registry import ObjectStoreRegistry
+        from obstore.store import LocalStore
+        from virtualizarr.parsers import HDFParser
+
+        from chunkview.virtualizarr import ChunkviewParser
+
+        out = check_virtualizarr(todo, ObjectStoreRegistry({"file://": LocalStore()}),
+                                 ChunkviewParser, HDFParser)
+        print({k: (len(v) if isinstance(v, list) else v) for k, v in out.items()})
+        for row in out["WRONG"]:
+            print("WRONG", *row)
+        sys.exit(1 if out["WRONG"] else 0)
     totals = Counter()
     for p in todo:
         rows = check_file(p, zarr_format=3, reader="zarr") if v3 else check_file(p)

@@ -519,6 +519,7 @@ class CodecPipeline(BatchedCodecPipeline):
     """
 
     _cv_store: ReferenceStore | None = None
+    _cv_refs: ReferenceStore | None = None  # any array of a ReferenceStore: errors name chunks
     _cv_steps: tuple | None = None
     _cv_depth: int = 1  # "/"-separated parts of a chunk key below its array's path
     _cv_ndim: int = 0
@@ -539,6 +540,8 @@ class CodecPipeline(BatchedCodecPipeline):
                                    + [BoundedBytesCodecs(cfg["filters"])])
         else:
             base = cls.from_codecs(array_metadata.codecs)
+        if isinstance(store, ReferenceStore):
+            object.__setattr__(base, "_cv_refs", store)
         if cfg is not None:
             dtype = array_metadata.dtype.to_native_dtype()
             # zarr gives a Zarr v3 array in native byte order: stored in the other order, its
@@ -558,24 +561,38 @@ class CodecPipeline(BatchedCodecPipeline):
 
     def evolve_from_array_spec(self, array_spec):
         new = super().evolve_from_array_spec(array_spec)
-        for name in ("_cv_store", "_cv_steps", "_cv_depth", "_cv_ndim"):
+        for name in ("_cv_store", "_cv_refs", "_cv_steps", "_cv_depth", "_cv_ndim"):
             object.__setattr__(new, name, getattr(self, name))
         return new
 
     async def read(self, batch_info, out, drop_axes: tuple[int, ...] = ()) -> None:
         store = self._cv_store
-        if store is None:
-            return await super().read(batch_info, out, drop_axes)
         batch_info = list(batch_info)
+        if store is None:
+            return await self._zarr_read(batch_info, out, drop_axes)
         if self._cv_steps is None and not self._masked(batch_info):
-            return await super().read(batch_info, out, drop_axes)
+            return await self._zarr_read(batch_info, out, drop_axes)
         plan = self._plan(batch_info, out, drop_axes)
         if plan is None:
-            return await super().read(batch_info, out, drop_axes)
+            return await self._zarr_read(batch_info, out, drop_axes)
         if len(batch_info) <= 2:
             self._run(plan)
         else:
             await asyncio.to_thread(self._run, plan)
+
+    async def _zarr_read(self, batch_info, out, drop_axes) -> None:
+        """zarr's own read; from a ReferenceStore, a codec's failure (zarr's codecs decode
+        what chunkview's do not: sharding, codecs with no numcodecs form) is a DecodeError
+        naming the chunks and where they lie."""
+        try:
+            return await super().read(batch_info, out, drop_axes)
+        except ChunkviewError:
+            raise
+        except (ValueError, TypeError, RuntimeError, OverflowError, IndexError) as e:
+            if self._cv_refs is None:
+                raise
+            raise DecodeError(f"zarr's codecs cannot decode {_chunks_of(self._cv_refs, batch_info)}"
+                              f": {reason(e)}") from e
 
     def _array_path(self, key: str) -> str:
         return "/".join(key.split("/")[:-self._cv_depth])
@@ -660,6 +677,15 @@ class CodecPipeline(BatchedCodecPipeline):
         else:
             decode_chunks(store.refs, store.source, store.layout(array_path), keys, full, sel,
                           out_offsets, store.threads)
+
+
+def _chunks_of(store: ReferenceStore, batch_info, most: int = 3) -> str:
+    """``chunk 'k' of 'url' (bytes a-b)`` for the first chunks of a read, for errors."""
+    keys = [getter.path for getter, *_ in batch_info]
+    refs = [(k, store.refs.get(k)) for k in keys[:most]]
+    return ", ".join(f"chunk {k!r} of {r[0]!r} (bytes {r[1]}-{r[1] + r[2]})" if isinstance(
+        r, list) and len(r) == 3 else f"chunk {k!r}" for k, r in refs) + (
+        f" (of {len(keys)} chunks)" if len(keys) > most else "")
 
 
 COALESCE_BYTES = 1 << 20  # decoded size of a virtual chunk made of tiny stored chunks

@@ -83,14 +83,17 @@ def unwrap(configs: list) -> list:
     return configs
 
 
-def pipeline_from_zarray(meta: dict) -> Pipeline:
-    """The pipeline of a zarr v2 ``.zarray`` dict."""
+def pipeline_from_zarray(meta: dict, masks_by_key: bool = True) -> Pipeline:
+    """The pipeline of a zarr v2 ``.zarray`` dict.  ``masks_by_key``: the array's per-chunk
+    filter masks are known by key (``.cvmask``), so an ``hdf5_masked`` wrapper is replaced by
+    the codecs it wraps; without them (a set that went through a format with no place for
+    ``.cvmask``: a VirtualiZarr ManifestStore, Icechunk) the wrapper stays, and finds each
+    chunk's mask from its bytes."""
     configs = [dict(f) for f in (meta.get("filters") or [])]
     if meta.get("compressor") is not None:
         configs.append(dict(meta["compressor"]))
-    # chunkview reads per-chunk masks by key from .cvmask: the wrapper other readers need
-    # (hdf5_masked, which finds masks from the chunks' bytes) is not one of its steps
-    configs = unwrap(configs)
+    if masks_by_key:
+        configs = unwrap(configs)
     steps = []
     for bit in range(len(configs) - 1, -1, -1):  # decode order
         cfg = configs[bit]

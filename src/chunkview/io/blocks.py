@@ -47,6 +47,9 @@ class Reader:
     def close(self):
         pass
 
+    def __str__(self):
+        return self.url
+
     def __enter__(self):
         return self
 
@@ -95,33 +98,30 @@ class BytesReader(Reader):
         return self._view[offset:offset + length]
 
 
-class FsspecReader(Reader):
-    """Block-cached reads through an fsspec filesystem (``cat_file`` with a byte range)."""
+class BlockReader(Reader):
+    """Reads in aligned blocks of ``block_size`` kept in a small cache; subclasses fetch one
+    byte range in one request (``_get``)."""
 
-    def __init__(self, fs, path: str, url: str | None = None, *, block_size: int = 1 << 20,
-                 max_blocks: int = 64, size: int | None = None):
-        self.fs, self.path = fs, path
-        self.url = url or path
+    def __init__(self, url: str, size: int, *, block_size: int = 1 << 20, max_blocks: int = 64):
+        self.url = url
+        self.size = int(size)
         self.block_size = int(block_size)
         self.max_blocks = max_blocks
-        if size is None:
-            self.record = describe(fs.info(path))
-            size = self.record.get("size")
-            if size is None:
-                size = fs.size(path)
-        self.size = int(size)
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self.requests = 0
 
+    def _get(self, start: int, end: int) -> bytes:
+        raise NotImplementedError
+
+    def __getstate__(self):  # the cache stays behind (a helper process scans)
+        state = dict(self.__dict__)
+        state["_blocks"] = OrderedDict()
+        return state
+
     def _fetch(self, start: int, end: int) -> bytes:
-        """Exactly bytes [start, end) in one request (over HTTP, the answer's Content-Range
-        is checked too: see :func:`chunkview.io.remote.http_range`)."""
+        """Exactly bytes [start, end) in one request."""
         try:
-            if is_http(self.fs) and start < end:
-                data = fsspec.asyn.sync(self.fs.loop, http_range, self.fs, self.path, start, end,
-                                        timeout=SCAN_READ_TIMEOUT)
-            else:
-                data = self.fs.cat_file(self.path, start=start, end=end)
+            data = self._get(start, end)
         except Exception as e:
             why = str(e) or ("no answer in time" if isinstance(e, TimeoutError) else "")
             raise ScanError(f"cannot read bytes {start}-{end}: {type(e).__name__}: {why}",
@@ -159,6 +159,60 @@ class FsspecReader(Reader):
         data = b"".join(parts)
         o = offset - first * bs
         return memoryview(data)[o:o + length]
+
+
+class FsspecReader(BlockReader):
+    """Block-cached reads through an fsspec filesystem (``cat_file`` with a byte range)."""
+
+    def __init__(self, fs, path: str, url: str | None = None, *, block_size: int = 1 << 20,
+                 max_blocks: int = 64, size: int | None = None):
+        self.fs, self.path = fs, path
+        if size is None:
+            self.record = describe(fs.info(path))
+            size = self.record.get("size")
+            if size is None:
+                size = fs.size(path)
+        super().__init__(url or path, size, block_size=block_size, max_blocks=max_blocks)
+
+    def _get(self, start: int, end: int) -> bytes:
+        # over HTTP, the answer's Content-Range is checked too (chunkview.io.remote.http_range)
+        if is_http(self.fs) and start < end:
+            return fsspec.asyn.sync(self.fs.loop, http_range, self.fs, self.path, start, end,
+                                    timeout=SCAN_READ_TIMEOUT)
+        return self.fs.cat_file(self.path, start=start, end=end)
+
+
+class ObspecReader(BlockReader):
+    """Block-cached reads through an obspec store (``head`` and ``get_range``): the obstore
+    stores of a VirtualiZarr ``ObjectStoreRegistry``.  ``url`` is what the references name."""
+
+    def __init__(self, store, path: str, url: str, *, block_size: int = 1 << 20,
+                 max_blocks: int = 64):
+        self.store, self.path = store, path
+        try:
+            head = store.head(path)
+        except Exception as e:
+            raise ScanError(f"cannot open: {_first_line(e)}", url=url) from e
+        # the size and ETag (what a read through fsspec sees again); its modification time is
+        # left out, as obstore's form of it is not fsspec's
+        self.record = {k: v for k, v in describe({"size": head.get("size"),
+                                                  "e_tag": head.get("e_tag")}).items()}
+        if self.record.get("size") is None:
+            raise ScanError("the store does not give the object's size", url=url)
+        super().__init__(url, self.record["size"], block_size=block_size,
+                         max_blocks=max_blocks)
+
+    def _get(self, start: int, end: int) -> bytes:
+        if start >= end:
+            return b""
+        try:
+            return bytes(self.store.get_range(self.path, start=start, end=end))
+        except Exception as e:  # obstore's errors carry a page of debug output
+            raise OSError(_first_line(e)) from None
+
+
+def _first_line(e: BaseException) -> str:
+    return reason(e).split("\n", 1)[0].strip()
 
 
 class ReaderFile:
@@ -220,10 +274,13 @@ class ReaderFile:
         return False
 
 
-def open_reader(source: str, storage_options: dict | None = None, **kw) -> Reader:
-    """A reader for a local path, ``file://`` URL or any fsspec URL."""
+def open_reader(source, storage_options: dict | None = None, **kw) -> Reader:
+    """A reader for a local path, ``file://`` URL or any fsspec URL (a :class:`Reader` is
+    returned as it is)."""
     import fsspec
 
+    if isinstance(source, Reader):
+        return source
     source = os.fspath(source)
     protocol, _ = split_protocol(source)
     if protocol in LOCAL_PROTOCOLS and not storage_options:

@@ -72,8 +72,9 @@ class ChunkLayout:
         if not (comp is None or _is_codec(comp)):
             raise bad(f"compressor must be null or a codec object with a string 'id', "
                       f"not {comp!r}")
+        masks = json_of(refs, self.prefix + MASK_KEY)
         try:
-            self.pipeline: Pipeline = pipeline_from_zarray(meta)
+            self.pipeline: Pipeline = pipeline_from_zarray(meta, masks_by_key=masks is not None)
             if not self.pipeline.fast:
                 self.pipeline.codecs()  # every codec must exist and accept its configuration
         except ChunkviewError as e:
@@ -83,7 +84,6 @@ class ChunkLayout:
                    if c]
             raise UnsupportedError(f"array {path!r}: cannot decode codecs {ids}: "
                                    f"{reason(e)}") from None
-        masks = json_of(refs, self.prefix + MASK_KEY)
         if masks is not None and not (isinstance(masks, dict) and all(
                 isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32
                 for v in masks.values())):

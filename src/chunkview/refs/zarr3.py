@@ -116,10 +116,19 @@ def fill_json(fill, dt: np.dtype):
     return base64.standard_b64encode(bytes(v) if dt.kind == "S" else v.tobytes()).decode()
 
 
+def _implicit_fill(facts: dict, dt: np.dtype):
+    """The v3 fill_value of an array without a v2 one: HDF5's fill value where the scanner
+    recorded it (``.cvnetcdf``'s ``fill``), else zeros."""
+    try:
+        return fill_json(facts.get("fill"), dt)
+    except (TypeError, ValueError, OverflowError):
+        return fill_json(None, dt)
+
+
 def xarray_fill(fill, dt: np.dtype):
     """``_FillValue`` as xarray writes (and reads) it in a Zarr v3 array's attributes (its
     ``FillValueCoder``): floats as the base64 of a little-endian double, complex numbers as
-    two of them, bytes as base64."""
+    two of them; None where xarray cannot read it back (bytes)."""
     v = np.frombuffer(fill_bytes(fill, dt), dt)[0]
     if dt.kind == "f":
         return base64.standard_b64encode(np.float64(v).astype("<f8").tobytes()).decode()
@@ -127,7 +136,10 @@ def xarray_fill(fill, dt: np.dtype):
         return [base64.standard_b64encode(np.float64(p).astype("<f8").tobytes()).decode()
                 for p in (v.real, v.imag)]
     if dt.kind == "S":
-        return base64.standard_b64encode(bytes(v)).decode()
+        # xarray writes a bytes _FillValue so but cannot read it back from a Zarr v3 array
+        # ("Failed to decode fill_value. Unsupported dtype |S1", xarray 2026.9): left out,
+        # so that xarray opens the set (the array's fill_value still holds it)
+        return None
     if dt.kind == "b":
         return bool(v)
     if dt.kind in "iu":
@@ -149,13 +161,20 @@ def codecs_v3(zarray: dict, dt: np.dtype, endian) -> list:
     configs = list(zarray.get("filters") or [])
     if zarray.get("compressor") is not None:
         configs.append(zarray["compressor"])
+    size: int | None = nbytes  # the length the next codec sees, while it is known
     for c in configs:
         cid = c.get("id")
         conf = {k: v for k, v in c.items() if k != "id"}
-        if cid in ("shuffle", "hdf5_shuffle") and nbytes % (conf.get("elementsize") or 1) == 0:
+        if cid in ("shuffle", "hdf5_shuffle") and size is not None and \
+                size % (conf.get("elementsize") or 1) == 0:
+            # numcodecs' shuffle equals HDF5's only on whole elements: not after fletcher32's
+            # checksum (netCDF-C puts fletcher32 first), nor after a compressor
             out.append({"name": "numcodecs.shuffle",
                         "configuration": {"elementsize": conf.get("elementsize") or 4}})
-        elif cid == "gzip":
+            continue
+        size = size + 4 if cid == "hdf5_fletcher32" and size is not None else \
+            (size if cid in ("shuffle", "hdf5_shuffle") else None)
+        if cid == "gzip":
             out.append({"name": "gzip", "configuration": {"level": conf.get("level", 1)}})
         elif cid in CODECS:
             out.append({"name": PREFIX + cid, "configuration": conf})
@@ -178,7 +197,16 @@ def array_json(zarray: dict, zattrs: dict | None, facts: dict | None = None) -> 
     dims = attrs.pop(DIMENSION_KEY, None)
     fill = zarray.get("fill_value")
     facts = facts if isinstance(facts, dict) else {}
-    if fill is not None and "_FillValue" not in attrs and facts.get("_FillValue", True):
+    if "_FillValue" in attrs:  # an attribute of the file (NetCDF3): in xarray's v3 form too
+        value = attrs.pop("_FillValue")
+        if dt.kind in "biufc" and not isinstance(value, (list, dict)):
+            try:
+                xf = xarray_fill(value, dt)
+            except (TypeError, ValueError, OverflowError):
+                xf = None
+            if xf is not None:
+                attrs["_FillValue"] = xf
+    elif fill is not None and facts.get("_FillValue", True):
         xf = xarray_fill(fill, dt)
         if xf is not None:
             attrs["_FillValue"] = xf
@@ -187,7 +215,10 @@ def array_json(zarray: dict, zattrs: dict | None, facts: dict | None = None) -> 
            "chunk_grid": {"name": "regular",
                           "configuration": {"chunk_shape": list(zarray.get("chunks") or [])}},
            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-           "fill_value": fill_json(fill, dt),
+           # no v2 fill_value (a netCDF variable without _FillValue): HDF5's fill value,
+           # which VirtualiZarr's HDFParser gives too (a writer of zarr v2 from this makes it
+           # the value xarray masks, and 0 would mask real zeros)
+           "fill_value": fill_json(fill, dt) if fill is not None else _implicit_fill(facts, dt),
            "codecs": codecs_v3(zarray, dt, endian),
            "attributes": attrs}
     if isinstance(dims, list) and len(dims) == len(shape) and \
@@ -276,14 +307,7 @@ def to_zarr3(refs):
         src = ("", zarray.get("dimension_separator") or ".", "0")
         _move_chunks(old, new, a, zarray["shape"], zarray["chunks"], urls, src=src)
         _rekey_masks(old, new, a, src, V3_KEYS, len(zarray["shape"]))
-    for path, doc in docs.items():
-        new.set_inline(_join(path, ZARR_JSON), _dumps(doc))
-    # the root holds every node's metadata (zarr's consolidated metadata): zarr opens the
-    # hierarchy from one document and does not list keys, chunkview's own among them
-    root = dict(docs[""])
-    root["consolidated_metadata"] = {"kind": "inline", "must_understand": False,
-                                     "metadata": {p: d for p, d in docs.items() if p}}
-    new.set_inline(ZARR_JSON, _dumps(root))
+    put_docs(new, docs)
     for key in other:
         path, _, last = key.rpartition("/")
         if last == MASK_KEY or path in dropped and last != ERROR_KEY:
@@ -298,6 +322,19 @@ def to_zarr3(refs):
     out.unsupported = unsupported
     out.remote_origin = getattr(refs, "remote_origin", False)
     return out
+
+
+def put_docs(index: ChunkIndex, docs: dict) -> None:
+    """Write ``{path: zarr.json document}`` (the root's, ``""``, among them) into ``index``.
+    The root also holds every node's metadata (zarr's consolidated metadata): zarr opens the
+    hierarchy from one document and does not list keys, chunkview's own among them."""
+    for path, doc in docs.items():
+        if path:
+            index.set_inline(_join(path, ZARR_JSON), _dumps(doc))
+    root = dict(docs.get("") or group_json(None))
+    root["consolidated_metadata"] = {"kind": "inline", "must_understand": False,
+                                     "metadata": {p: d for p, d in docs.items() if p}}
+    index.set_inline(ZARR_JSON, _dumps(root))
 
 
 V2_KEYS = ("", ".", "0")  # chunk keys "i.j" (zarr v2; a 0-d array's "0")
@@ -452,6 +489,8 @@ def _json(index, key: str, source=None):
 
 
 def _copy_one(old: ChunkIndex, new: ChunkIndex, key: str, to: str) -> None:
+    if key not in old:  # a chunk never written (a 0-d array's, say): read as the fill value
+        return
     uid = old.lookup(key)[0]
     if uid == MISSING:
         return

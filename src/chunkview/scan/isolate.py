@@ -167,7 +167,9 @@ def scan_isolated(source, kw: dict, timeout: float | None):
     if helper is None or not helper.alive():
         helper = _Helper()
     try:
-        return helper.run(os.fspath(source), kw, timeout)
+        # a path, or a Reader (chunkview.io.blocks) that pickles: an obspec store's
+        return helper.run(os.fspath(source) if isinstance(source, (str, os.PathLike)) else source,
+                          kw, timeout)
     finally:
         if helper.alive():  # not killed: reuse it
             with _lock:

@@ -51,7 +51,8 @@ from chunkview.scan.hdf5.meta import (
 from chunkview.scan.output import ScanOutput
 
 # under NETCDF_KEY: {"attrs": {name: dtype}} for numeric attributes, {"_FillValue": false}
-# when the zarr fill_value is only HDF5's fill value (no _FillValue attribute),
+# when the zarr fill_value is only HDF5's fill value (no _FillValue attribute; "fill" is
+# that value),
 # {"dimension_only": true} for a netCDF dimension that is not a variable
 _NON_COORD = "_nc4_non_coord_"
 #: how an unsupported dataset's reason starts when libhdf5 itself failed on it
@@ -473,6 +474,11 @@ class HDF5Scanner(LayoutsMixin):
             try:
                 if "_FillValue" not in obj.attrs:
                     facts["_FillValue"] = False
+                    # HDF5's fill value (netCDF's default fill): what a Zarr v3 fill_value,
+                    # which every array has, says for it (chunkview.refs.zarr3)
+                    dt = obj.dtype
+                    if dt.fields is None and dt.subdtype is None and dt.kind in "biuf":
+                        facts["fill"] = fill_json(obj.fillvalue, dt)
                 if is_dimension_only(obj):  # (in netCDF files these are not arrays at all)
                     facts["dimension_only"] = True
             except Exception:  # noqa: BLE001 - unreadable attributes were reported by _attrs
