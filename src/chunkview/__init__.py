@@ -68,6 +68,14 @@ def __getattr__(name):
         from chunkview import _combine
 
         return getattr(_combine, name)
+    if name == "from_virtualizarr":
+        from chunkview.virtualizarr import from_virtualizarr
+
+        return from_virtualizarr
+    if name in ("to_icechunk", "from_icechunk"):
+        from chunkview import icechunk
+
+        return getattr(icechunk, name)
     if name in ("open", "Array", "Group"):
         from chunkview import array
 
@@ -89,6 +97,9 @@ __all__ = [
     "load",
     "combine",
     "merge",
+    "from_virtualizarr",
+    "to_icechunk",
+    "from_icechunk",
     "ChunkviewError",
     "CombineError",
     "ChecksumError",

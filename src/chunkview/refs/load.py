@@ -22,7 +22,9 @@ def load(fo, *, target_protocol: str | None = None, target_options: dict | None 
          lazy: bool | None = None, cache_size: int = 128, **kwargs) -> References:
     """Load a reference set.
 
-    ``fo`` is a kerchunk dict (spec v0/v1), a :class:`References`, or a path/URL (any fsspec
+    ``fo`` is a kerchunk dict (spec v0/v1), a :class:`References`, an Icechunk store
+    (:func:`chunkview.icechunk.from_icechunk`), a VirtualiZarr ManifestStore or virtual dataset
+    (:func:`chunkview.virtualizarr.from_virtualizarr`), or a path/URL (any fsspec
     protocol; ``target_protocol`` / ``target_options`` configure it) of kerchunk JSON, a parquet
     reference directory (fsspec's ``LazyReferenceMapper`` layout) or a native ``.cvref`` file.
     Parquet sets are bulk-loaded into the C index unless ``lazy=True``.
@@ -36,6 +38,15 @@ def load(fo, *, target_protocol: str | None = None, target_options: dict | None 
         if data.startswith(NATIVE_MAGIC):
             return References.from_native(data)
         return References.from_json(data, template_overrides=template_overrides)
+    kind = type(fo).__module__.split(".")[0]
+    if kind == "icechunk":  # an Icechunk session's store
+        from chunkview.icechunk import from_icechunk
+
+        return from_icechunk(fo)
+    if kind == "virtualizarr" or kind == "xarray" and hasattr(fo, "vz"):
+        from chunkview.virtualizarr import from_virtualizarr
+
+        return from_virtualizarr(fo)
     if isinstance(fo, os.PathLike):
         fo = os.fspath(fo)
     if not isinstance(fo, str):

@@ -1,0 +1,261 @@
+"""chunkview and Icechunk repositories (``pip install 'chunkview[icechunk]'``).
+
+* :func:`to_icechunk` writes a reference set into an Icechunk session's store: each array's
+  ``zarr.json`` and its chunks as virtual chunk references (``set_virtual_refs_arr``, one call
+  per array and source file), with what the scan recorded of each file (``.cvsources``) as
+  Icechunk's checksum: the ETag, or else the modification time (rounded up to the second,
+  Icechunk's resolution).  :func:`virtual_chunk_containers` gives the containers a repository
+  needs for the set's URLs.
+* :func:`from_icechunk` reads an Icechunk store (a session's ``.store``) as
+  :class:`chunkview.References`: ``zarr.json`` documents, virtual chunks as references
+  (``array_chunk_iterator``, columnar), inline chunks inline, and native chunks read through
+  the store.  Icechunk's meaning is kept: one chunk of every source file is first read through
+  Icechunk, which refuses a file whose checksum changed (:class:`SourceChangedError`) or whose
+  container the session is not authorized for (:class:`ForbiddenSourceError`).
+  ``chunkview.open(store)`` and ``chunkview.open_zarr(store)`` do this.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from chunkview._index import INLINE, ChunkIndex
+from chunkview.errors import (
+    ChunkviewError,
+    FetchError,
+    ForbiddenSourceError,
+    ReferenceFormatError,
+    SourceChangedError,
+    missing_extra,
+    reason,
+)
+from chunkview.keys import ZARR_JSON
+from chunkview.refs.memory import References
+from chunkview.refs.zarr3 import _json, _key_encoding, _zarr_json_keys, put_docs, to_zarr3
+
+
+def _require():
+    try:
+        import icechunk
+    except ImportError:
+        raise missing_extra("icechunk", "icechunk") from None
+    return icechunk
+
+
+def is_icechunk_store(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "icechunk" and hasattr(obj, "set_virtual_refs_arr")
+
+
+def _sync(coro):
+    from zarr.core.sync import sync
+
+    return sync(coro)
+
+
+def _prefix(url: str) -> str:
+    """The container prefix of a URL: ``scheme://bucket/`` (the file's folder for file://)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return url.rsplit("/", 1)[0] + "/"
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def virtual_chunk_containers(refs) -> list:
+    """The Icechunk ``VirtualChunkContainer``s a repository needs to hold ``refs``' chunks (one
+    per bucket, host or local folder), to give ``RepositoryConfig.set_virtual_chunk_container``
+    (and ``authorize_virtual_chunk_access`` when opening the repository)."""
+    icechunk = _require()
+    out = {}
+    for url in refs.to_references().index.urls:
+        prefix = _prefix(url)
+        if prefix in out:
+            continue
+        parts = urlsplit(prefix)
+        if parts.scheme == "file":
+            store = icechunk.local_filesystem_store(parts.path)
+        elif parts.scheme in ("http", "https"):
+            store = icechunk.http_store()
+        elif parts.scheme in ("s3", "s3a"):
+            store = icechunk.s3_store()
+        elif parts.scheme in ("gs", "gcs"):
+            store = icechunk.gcs_store()
+        else:
+            raise ValueError(f"no Icechunk container kind for {url!r}")
+        out[prefix] = icechunk.VirtualChunkContainer(prefix, store)
+    return list(out.values())
+
+
+def _checksum(record: dict):
+    if record.get("etag"):
+        return str(record["etag"])
+    mtime = record.get("mtime")
+    if isinstance(mtime, (int, float)):
+        # Icechunk keeps whole seconds: the file's own time, with its fraction, must not be
+        # after the recorded one
+        return datetime.datetime.fromtimestamp(math.ceil(mtime), tz=datetime.timezone.utc)
+    return None
+
+
+def to_icechunk(refs, store, group: str | None = None, *, checksums: bool = True) -> None:
+    """Write the reference set ``refs`` into the Icechunk store ``store`` (a writable
+    session's ``.store``), under ``group`` (the root when None), as virtual chunks; commit
+    the session afterwards.  ``checksums``: record each file's ETag or modification time from
+    the scan, so Icechunk refuses chunks of a file that changed since.  The repository must
+    have a virtual chunk container for each URL (:func:`virtual_chunk_containers`)."""
+    _require()
+    from zarr.core.buffer import cpu
+
+    refs = to_zarr3(refs.to_references() if hasattr(refs, "to_references") else refs)
+    index = refs.index
+    base = (group or "").strip("/")
+    sources = refs.sources if checksums else {}
+    urls = index.urls
+
+    def put(key, data: bytes):
+        _sync(store.set(f"{base}/{key}" if base else key, cpu.Buffer.from_bytes(data)))
+
+    for key in _zarr_json_keys(index):
+        doc = _json(index, key, refs.source)
+        doc.pop("consolidated_metadata", None)
+        put(key, json.dumps(doc).encode())
+        if doc.get("node_type") != "array":
+            continue
+        path = key[:-len(ZARR_JSON)].rstrip("/")
+        pre = f"{path}/" if path else ""
+        prefix, sep, key0 = _key_encoding(doc)
+        shape = doc["shape"]
+        chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
+        grid = [-(-s // c) for s, c in zip(shape, chunks)]
+        if not shape:
+            k = pre + key0
+            found = index.lookup(k) if k in index else None
+            ids, offs, lens = ([v] for v in (found or (-1, 0, 0)))
+        else:
+            ids, offs, lens = index.get_grid(pre + prefix, grid, sep)
+        ids = np.asarray(ids)
+        offs, lens = np.asarray(offs, np.uint64), np.asarray(lens, np.uint64)
+        where = f"{base}/{path}" if base else path
+        for uid in np.unique(ids[ids >= 0]).tolist():
+            url = urls[uid]
+            locs = [url if i == uid else "" for i in ids.tolist()]
+            failed = store.set_virtual_refs_arr(
+                "/" + where, tuple(grid) if shape else (), locs, offs, lens,
+                checksum=_checksum(sources.get(url) or {}))
+            if failed:
+                raise ReferenceFormatError(f"Icechunk refused {len(failed)} chunk references "
+                                           f"to {url!r} (no virtual chunk container for it?)",
+                                           key=path)
+        for flat in np.flatnonzero(ids == INLINE).tolist():
+            at = np.unravel_index(flat, grid) if shape else ()
+            k = pre + (prefix + sep.join(str(int(i)) for i in at) if shape else key0)
+            put(k, bytes(index.inline(k)))
+
+
+async def _array_chunks(store, path: str):
+    out = []
+    async for batch in store.array_chunk_iterator(path):
+        out.append(batch)
+    return out
+
+
+def _verify(store, firsts: dict) -> None:
+    """One chunk of each source file read through Icechunk, which checks the file's checksum
+    and that the session may read its container."""
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+
+    async def one(key):
+        return await store.get(key, default_buffer_prototype())
+
+    async def every():
+        return await asyncio.gather(*(one(k) for k in firsts.values()), return_exceptions=True)
+
+    for (url, key), res in zip(firsts.items(), _sync(every())):
+        if not isinstance(res, BaseException):
+            continue
+        text = reason(res).split("\n", 1)[0]
+        if "checksum" in text and "changed" in text:
+            raise SourceChangedError(f"{url!r} changed since Icechunk recorded it (chunk "
+                                     f"{key!r}): {text}")
+        if "authoriz" in text or "container" in text:
+            raise ForbiddenSourceError(f"Icechunk may not read {url!r} (chunk {key!r}): {text}")
+        raise FetchError(key, url, 0, 0, cause=res)
+
+
+def from_icechunk(store, *, verify: bool = True) -> References:
+    """The Icechunk store ``store`` (a session's ``.store``) as :class:`chunkview.References`
+    (module docstring).  ``verify``: read one chunk of each source file through Icechunk
+    first, keeping its checks of checksums and authorized containers."""
+    _require()
+    from zarr.core.buffer import default_buffer_prototype
+
+    async def listing():
+        return [k async for k in store.list() if k == ZARR_JSON or k.endswith("/" + ZARR_JSON)]
+
+    async def get(key):
+        buf = await store.get(key, default_buffer_prototype())
+        return None if buf is None else buf.to_bytes()
+
+    index = ChunkIndex()
+    docs = {}
+    firsts: dict = {}
+    for key in sorted(_sync(listing())):
+        raw = _sync(get(key))
+        try:
+            doc = json.loads(raw)
+        except (TypeError, ValueError) as e:
+            raise ReferenceFormatError(f"invalid JSON metadata: {e}", key=key) from None
+        path = key[:-len(ZARR_JSON)].rstrip("/")
+        docs[path] = doc
+        if doc.get("node_type") != "array":
+            continue
+        prefix, sep, key0 = _key_encoding(doc)
+        pre = f"{path}/" if path else ""
+        ndim = len(doc.get("shape") or ())
+        for coords, kinds, paths, offs, lens, inlined in _sync(_array_chunks(store, "/" + path)):
+            coords = np.asarray(coords, dtype=np.int64).reshape(len(kinds), ndim)
+            kinds = np.asarray(kinds)
+
+            def key_of(i):
+                return pre + (prefix + sep.join(str(int(c)) for c in coords[i]) if ndim else key0)
+
+            virtual = np.flatnonzero(kinds == 2)
+            if virtual.size:
+                names, ids = np.unique(np.asarray([paths[i] for i in virtual.tolist()],
+                                                  dtype=object), return_inverse=True)
+                names = [str(n) for n in names]
+                if ndim:
+                    index.add_grid(pre + prefix, coords[virtual], ids.astype(np.int64),
+                                   np.asarray(offs)[virtual], np.asarray(lens)[virtual], names,
+                                   sep=sep, shrink=False)
+                else:
+                    index.set(key_of(int(virtual[0])), names[0], int(offs[virtual[0]]),
+                              int(lens[virtual[0]]))
+                for n, first in zip(names, np.unique(ids, return_index=True)[1].tolist()):
+                    firsts.setdefault(n, key_of(int(virtual[first])))
+            for i, data in inlined.items():
+                index.set_inline(key_of(i), bytes(data))
+            for i in np.flatnonzero(kinds == 1).tolist():  # native: through the store
+                k = key_of(i)
+                index.set_inline(k, _sync(get(k)) or b"")
+    if not docs:
+        raise ReferenceFormatError("no zarr.json in the Icechunk store")
+    if verify and firsts:
+        try:
+            _verify(store, firsts)
+        except ChunkviewError:
+            raise
+    put_docs(index, docs)
+    index.shrink()
+    refs = References(index)
+    refs.unsupported = {}
+    return refs
+
+
+__all__ = ["to_icechunk", "from_icechunk", "virtual_chunk_containers", "is_icechunk_store"]
