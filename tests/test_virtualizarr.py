@@ -439,12 +439,12 @@ def test_manifest_with_changed_source(files, registry, tmp_path):
 
 @pytest.mark.skipif(not corpus.CORPUS.is_dir(), reason="../shared/corpus is absent")
 def test_corpus_against_hdfparser():
-    """The third-party corpus (one file in four, in the inventory's order, for time; ``python
-    tests/corpus.py --virtualizarr`` runs them all): every array ChunkviewParser gives reads
+    """The third-party corpus (one file in twelve, in the inventory's order: HDFParser takes
+    minutes over all of it; ``python tests/corpus.py --virtualizarr`` runs them all): every array ChunkviewParser gives reads
     (zarr's default pipeline over the ManifestStore) as h5py reads it, and wherever
     HDFParser's ManifestStore reads as h5py does, both read the same."""
     reg = ObjectStoreRegistry({"file://": LocalStore()})
-    counts = corpus.check_virtualizarr(corpus.files()[::4], reg, ChunkviewParser, HDFParser)
+    counts = corpus.check_virtualizarr(corpus.files()[::12], reg, ChunkviewParser, HDFParser)
     print(counts)
     assert not counts["WRONG"], counts["WRONG"][:10]
-    assert counts["identical"] > 700 and counts["hdfparser-agrees"] > 300
+    assert counts["identical"] > 150 and counts["hdfparser-agrees"] > 100

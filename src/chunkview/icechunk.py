@@ -196,7 +196,21 @@ def from_icechunk(store, *, verify: bool = True) -> References:
     from zarr.core.buffer import default_buffer_prototype
 
     async def listing():
-        return [k async for k in store.list() if k == ZARR_JSON or k.endswith("/" + ZARR_JSON)]
+        """The zarr.json keys, found from the groups down (never listing chunks)."""
+        out, todo = [], [""]
+        while todo:
+            path = todo.pop()
+            key = f"{path}/{ZARR_JSON}" if path else ZARR_JSON
+            raw = await get(key)
+            if raw is None:
+                continue
+            out.append(key)
+            if b'"group"' in raw:
+                async for name in store.list_dir(f"{path}/" if path else ""):
+                    name = name.rstrip("/")
+                    if name != ZARR_JSON:
+                        todo.append(f"{path}/{name}" if path else name)
+        return out
 
     async def get(key):
         buf = await store.get(key, default_buffer_prototype())

@@ -35,7 +35,7 @@ from chunkview._index import INLINE, MISSING, ChunkIndex
 from chunkview.errors import ReferenceFormatError, UnsupportedError, missing_extra, reason
 from chunkview.io.blocks import ObspecReader
 from chunkview.io.resolve import LOCAL_PROTOCOLS, split_protocol
-from chunkview.keys import ERROR_KEY, ZARR_JSON
+from chunkview.keys import ZARR_JSON
 from chunkview.refs.memory import References
 from chunkview.refs.zarr3 import (
     _json,
@@ -45,7 +45,7 @@ from chunkview.refs.zarr3 import (
     _zarr_json_keys,
     group_json,
     put_docs,
-    to_zarr3,
+    v3_docs,
 )
 from chunkview.scan import scan_one
 
@@ -94,8 +94,9 @@ class ChunkviewParser:
         self.scan_options = {"isolate": True, **scan_options}
 
     def scan(self, url: str, registry=None) -> References:
-        """The file's chunkview references (Zarr v3)."""
-        return scan_one(self._source(url, registry), zarr_format=3, **self.scan_options)
+        """The file's chunkview references (zarr v2 form: :func:`to_manifest_store` presents
+        them as Zarr v3 without moving their chunk keys)."""
+        return scan_one(self._source(url, registry), **self.scan_options)
 
     def __call__(self, url: str, registry):
         _require()
@@ -137,15 +138,16 @@ def _norm_url(url: str) -> str:
     return validate_and_normalize_path_to_uri(url)
 
 
-def _manifest(index: ChunkIndex, path: str, doc: dict, urls: list):
+def _manifest(index: ChunkIndex, path: str, doc: dict, urls: list, keys=None):
     """The ChunkManifest of array ``path`` (chunk references read from the C index as whole
-    grids, never one key at a time)."""
+    grids, never one key at a time); ``keys``: how its chunk keys are encoded in ``index``
+    (``(prefix, separator, 0-d key)``; by default as ``doc`` says)."""
     from virtualizarr.manifests import ChunkManifest
     from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 
     shape = doc["shape"]
     chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
-    prefix, sep, key0 = _key_encoding(doc)
+    prefix, sep, key0 = keys or _key_encoding(doc)
     pre = f"{path}/" if path else ""
     grid = tuple(-(-s // c) for s, c in zip(shape, chunks))
     if math.prod(grid) > MAX_GRID:
@@ -208,7 +210,7 @@ def _trimmed(doc: dict, manifest):
                                           lengths=lens, validate_paths=False, inlined=inlined)
 
 
-def _array(index, path, doc, urls):
+def _array(index, path, doc, urls, keys=None):
     from virtualizarr.manifests import ManifestArray
     from zarr.core.metadata import ArrayV3Metadata
 
@@ -216,7 +218,7 @@ def _array(index, path, doc, urls):
         grid = doc["chunk_grid"]
         if grid.get("name") != "regular":
             raise UnsupportedError(f"chunk grid {grid.get('name')!r:.40}")
-        doc, manifest = _trimmed(doc, _manifest(index, path, doc, urls))
+        doc, manifest = _trimmed(doc, _manifest(index, path, doc, urls, keys))
         meta = ArrayV3Metadata.from_dict(dict(doc))
     except UnsupportedError as e:
         raise UnsupportedError(f"array {path!r}: {e}") from None
@@ -227,20 +229,22 @@ def _array(index, path, doc, urls):
 
 def to_manifest_store(refs, registry=None, *, group: str | None = None, drop_variables=None,
                       on_unsupported: str = "warn"):
-    """A VirtualiZarr ``ManifestStore`` over the reference set ``refs`` (v2 sets are
-    converted to Zarr v3 first).  ``group`` keeps one group of the hierarchy;
+    """A VirtualiZarr ``ManifestStore`` over the reference set ``refs`` (a v2 set's metadata
+    is given in its Zarr v3 form, :func:`chunkview.refs.zarr3.v3_docs`).  ``group`` keeps one group of the hierarchy;
     ``drop_variables`` leaves out those names in it; ``on_unsupported`` as for
     :class:`ChunkviewParser`.  ``registry`` (an ``ObjectStoreRegistry``) is what VirtualiZarr
     reads the chunks through."""
     _require()
     from virtualizarr.manifests import ManifestGroup, ManifestStore
 
-    refs = to_zarr3(refs.to_references() if hasattr(refs, "to_references") else refs)
-    left_out = dict(refs.unsupported)
+    refs = refs.to_references() if hasattr(refs, "to_references") else refs
+    if ZARR_JSON in refs.index:
+        docs, keys, left_out = _docs(refs), {}, dict(refs.unsupported)
+    else:  # a v2 set: its metadata in v3 form, its chunks read where they are
+        docs, keys, left_out = v3_docs(refs)
     if left_out and on_unsupported == "raise":
         p, why = sorted(left_out.items())[0]
         raise UnsupportedError(f"array {p!r}: {why}")
-    docs = _docs(refs)
     base = (group or "").strip("/")
     if base and (docs.get(base) or {}).get("node_type") != "group":
         raise ValueError(f"group {group!r} is not a group of {refs.source or 'the references'}")
@@ -260,10 +264,10 @@ def to_manifest_store(refs, registry=None, *, group: str | None = None, drop_var
                 continue
             doc = docs[p]
             if doc.get("node_type") == "array":
-                if _json(index, f"{p}/{ERROR_KEY}") is not None:
+                if p in left_out:
                     continue
                 try:
-                    arrays[name] = _array(index, p, doc, urls)
+                    arrays[name] = _array(index, p, doc, urls, keys.get(p))
                 except UnsupportedError as e:
                     if on_unsupported == "raise":
                         raise

@@ -9,7 +9,8 @@ kerchunk + fsspec ``ReferenceFileSystem`` + zarr's default pipeline, hidefix, an
 inflate alone on all threads), ``tiny`` (all of ``obs``, 200,000 tiny chunks), ``decode``
 (inflate backends and unshuffle against memcpy on the same in-memory chunks, thread scaling),
 ``index`` (reference sets: loading kerchunk JSON against fsspec's ``ReferenceFileSystem``,
-resident bytes per reference, opening the native format, single and batch lookups).  A missing
+resident bytes per reference, opening the native format, single and batch lookups),
+``virtual`` (VirtualiZarr's HDFParser and ManifestStore, Icechunk + zarr).  A missing
 optional baseline is skipped with a note, never faked.
 """
 
@@ -28,8 +29,9 @@ from chunkview.bench.read import case_read, print_read
 from chunkview.bench.remote import case_remote, print_remote
 from chunkview.bench.scan import case_scan, print_scan
 from chunkview.bench.tiny import case_tiny, print_tiny
+from chunkview.bench.virtual import case_virtual, print_virtual
 
-CASES = ("read", "tiny", "scan", "decode", "index", "remote", "combine")
+CASES = ("read", "tiny", "scan", "decode", "index", "remote", "combine", "virtual")
 def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None,
         threads: int | None = None, plot_path=None) -> dict:
     cases = list(cases or CASES)
@@ -61,6 +63,7 @@ def run(cases=None, *, quick=False, repeat=3, data=None, json_path=None,
         "decode": (lambda: case_decode(data, quick, repeat, threads), print_decode),
         "remote": (lambda: case_remote(data, quick, repeat, threads), print_remote),
         "combine": (lambda: case_combine(data, quick, repeat), print_combine),
+        "virtual": (lambda: case_virtual(data, quick, repeat, threads), print_virtual),
     }
     for c in cases:
         measure, show = runners[c]

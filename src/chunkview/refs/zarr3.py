@@ -258,21 +258,11 @@ def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
-def to_zarr3(refs):
-    """A reference set with zarr v2 metadata (as the scanners write) as one with Zarr v3
-    metadata and chunk keys, referencing the same bytes (module docstring).  Sets that
-    already have Zarr v3 metadata come back unchanged."""
-    refs = refs.to_references()  # (a lazy parquet set is read whole)
-    old = refs.index
-    if ZARR_JSON in old:
-        return refs
-
-    def meta(key):
-        return _json(old, key, refs.source)
-
-    metas = old.meta_keys()
+def _nodes(index: ChunkIndex):
+    """``(arrays, groups, chunkview's other keys)`` of a v2 set; every parent of an array is
+    a group."""
     arrays, groups, other = [], set(), []
-    for key in metas:
+    for key in index.meta_keys():
         path, _, last = key.rpartition("/")
         if last == ".zarray":
             arrays.append(path)
@@ -282,31 +272,61 @@ def to_zarr3(refs):
             other.append(key)
     groups -= set(arrays)
     groups.add("")
-    for a in arrays:  # every ancestor of an array is a group
+    for a in arrays:
         p = a
         while p:
             p = _parent(p)
             groups.add(p)
-    new = ChunkIndex()
+    return arrays, groups, other
+
+
+def v3_docs(refs, arrays=None, groups=None):
+    """The Zarr v3 documents of a v2 set without moving its chunks: ``(docs {path:
+    zarr.json}, keys {array: (prefix, separator, 0-d key) of its v2 chunk keys},
+    unsupported {path: why})``."""
+    old = refs.index
+    if arrays is None:
+        arrays, groups, _ = _nodes(old)
+
+    def meta(key):
+        return _json(old, key, refs.source)
+
     unsupported = dict(getattr(refs, "unsupported", {}) or {})
     docs = {g: group_json(meta(_join(g, ".zattrs"))) for g in sorted(groups)}
-    dropped = set()
-    urls = old.urls
+    keys = {}
     for a in sorted(arrays):
         zarray = meta(_join(a, ".zarray"))
         try:
             _check_zarray(zarray)
-            doc = array_json(zarray, meta(_join(a, ".zattrs")), meta(_join(a, NETCDF_KEY)))
+            docs[a] = array_json(zarray, meta(_join(a, ".zattrs")), meta(_join(a, NETCDF_KEY)))
         except Inexpressible as e:
-            why = f"not expressible as Zarr v3: {e}"
-            unsupported[a] = why
-            new.set_inline(_join(a, ERROR_KEY), _dumps({"error": why}))
-            dropped.add(a)
+            unsupported[a] = f"not expressible as Zarr v3: {e}"
             continue
-        docs[a] = doc
-        src = ("", zarray.get("dimension_separator") or ".", "0")
-        _move_chunks(old, new, a, zarray["shape"], zarray["chunks"], urls, src=src)
-        _rekey_masks(old, new, a, src, V3_KEYS, len(zarray["shape"]))
+        keys[a] = ("", zarray.get("dimension_separator") or ".", "0")
+    return docs, keys, unsupported
+
+
+def to_zarr3(refs):
+    """A reference set with zarr v2 metadata (as the scanners write) as one with Zarr v3
+    metadata and chunk keys, referencing the same bytes (module docstring).  Sets that
+    already have Zarr v3 metadata come back unchanged."""
+    refs = refs.to_references()  # (a lazy parquet set is read whole)
+    old = refs.index
+    if ZARR_JSON in old:
+        return refs
+    arrays, groups, other = _nodes(old)
+    new = ChunkIndex()
+    docs, keys, unsupported = v3_docs(refs, arrays, groups)
+    urls = old.urls
+    for a, why in unsupported.items():
+        if a not in refs.unsupported:
+            new.set_inline(_join(a, ERROR_KEY), _dumps({"error": why}))
+    dropped = set(unsupported)
+    for a, src in keys.items():
+        doc = docs[a]
+        chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
+        _move_chunks(old, new, a, doc["shape"], chunks, urls, src=src)
+        _rekey_masks(old, new, a, src, V3_KEYS, len(doc["shape"]))
     put_docs(new, docs)
     for key in other:
         path, _, last = key.rpartition("/")
