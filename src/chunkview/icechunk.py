@@ -97,7 +97,7 @@ def _checksum(record: dict):
     if isinstance(mtime, (int, float)):
         # Icechunk keeps whole seconds: the file's own time, with its fraction, must not be
         # after the recorded one
-        return datetime.datetime.fromtimestamp(math.ceil(mtime), tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(math.ceil(mtime), tz=datetime.UTC)
     return None
 
 
@@ -236,8 +236,8 @@ def from_icechunk(store, *, verify: bool = True) -> References:
             coords = np.asarray(coords, dtype=np.int64).reshape(len(kinds), ndim)
             kinds = np.asarray(kinds)
 
-            def key_of(i):
-                return pre + (prefix + sep.join(str(int(c)) for c in coords[i]) if ndim else key0)
+            def key_of(i, pre=pre, prefix=prefix, sep=sep, key0=key0, coords=coords, nd=ndim):
+                return pre + (prefix + sep.join(str(int(c)) for c in coords[i]) if nd else key0)
 
             virtual = np.flatnonzero(kinds == 2)
             if virtual.size:

@@ -20,8 +20,15 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from chunkview.bench.common import _bench_refs, _entry, _print_ratios, _progress, _ratios, _row, \
-    _timeit
+from chunkview.bench.common import (
+    _bench_refs,
+    _entry,
+    _print_ratios,
+    _progress,
+    _ratios,
+    _row,
+    _timeit,
+)
 from chunkview.bench.read import HYPERSLAB
 
 DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
