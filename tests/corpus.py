@@ -99,7 +99,6 @@ def check_file(path: Path, limit: int = 256 << 20, zarr_format: int = 2,
     ``zarr_format``: of the references scanned; ``reader``: ``"chunkview"``
     (``chunkview.open``) or ``"zarr"`` (fsspec's ReferenceFileSystem on the saved JSON and
     zarr-python with its default codec pipeline)."""
-    import h5py
 
     import chunkview
     from chunkview.errors import ChunkviewError
@@ -120,14 +119,9 @@ def check_file(path: Path, limit: int = 256 << 20, zarr_format: int = 2,
         g = chunkview.open(refs)
         skip = set()
     try:
-        f = h5py.File(path, "r")
+        f = _h5(path)
     except Exception:
-        # libhdf5 refuses some files with its file driver that it reads through a file
-        # object, as the scanner does (a superblock still marked open for writing)
-        try:
-            f = h5py.File(open(path, "rb"), "r")
-        except Exception:
-            return [("*", "h5py-cannot-open", "")]
+        return [("*", "h5py-cannot-open", "")]
     with f:
         for name, nbytes in readable(path).items():
             if nbytes > limit or name in skip:
@@ -202,12 +196,22 @@ def _zarr_group(refs, zarr_format: int):
 
 
 def _h5(path: Path):
+    """h5py's file; libhdf5 refuses some files with its file driver that it reads through a
+    file object, as the scanner does (a superblock still marked open for writing)."""
     import h5py
 
     try:
         return h5py.File(path, "r")
-    except Exception:  # a superblock still marked open for writing: through a file object
+    except Exception:
         return h5py.File(open(path, "rb"), "r")
+
+
+def h5_arrays(path) -> dict:
+    """{dataset path: values} of every dataset of an HDF5 file, as h5py reads them."""
+    out = {}
+    with _h5(path) as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if hasattr(o, "dtype") else None)
+    return out
 
 
 def check_virtualizarr(paths, registry, chunkview_parser, other_parser) -> dict:

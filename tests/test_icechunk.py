@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-if os.environ.get("CHUNKVIEW_REQUIRE_VIRTUALIZARR") == "1":
-    import icechunk  # noqa: F401 - must be there
-icechunk = pytest.importorskip("icechunk")
+sys.path.insert(0, str(Path(__file__).parent))
+from extras import needed  # noqa: E402
+
+icechunk = needed("icechunk")
 h5py = pytest.importorskip("h5py")
 zarr = pytest.importorskip("zarr")
 
@@ -28,7 +29,6 @@ import chunkview  # noqa: E402
 from chunkview import ForbiddenSourceError, SourceChangedError  # noqa: E402
 from chunkview.icechunk import to_icechunk, virtual_chunk_containers  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
 import corpus  # noqa: E402
 import make_scandata  # noqa: E402
 
@@ -55,14 +55,6 @@ def _repo(refs_list, authorize=True, tmp=None):
     return icechunk.Repository.create(storage, cfg, authorize_virtual_chunk_access=auth)
 
 
-def _h5_arrays(path):
-    out = {}
-    with h5py.File(path) as f:
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
-                     else None)
-    return out
-
-
 def test_to_icechunk_read_by_icechunk_and_chunkview(files):
     """A v3 set (and a second file under a group) written as virtual chunks: Icechunk + zarr's
     default pipeline, chunkview.open and open_zarr all read every dataset as h5py does,
@@ -75,8 +67,8 @@ def test_to_icechunk_read_by_icechunk_and_chunkview(files):
     to_icechunk(masks, session.store, group="masks")
     session.commit("virtual")
     store = repo.readonly_session("main").store
-    want = {**_h5_arrays(files["latest"]),
-            **{f"masks/{k}": v for k, v in _h5_arrays(files["masks"]).items()}}
+    want = {**corpus.h5_arrays(files["latest"]),
+            **{f"masks/{k}": v for k, v in corpus.h5_arrays(files["masks"]).items()}}
     refused = set(latest.unsupported)
     with zarr.config.set({"codec_pipeline.path": DEFAULT}):
         g = zarr.open_group(store, mode="r", zarr_format=3)
@@ -100,7 +92,7 @@ def test_changed_source_is_refused(files, tmp_path):
     to_icechunk(refs, session.store)
     session.commit("virtual")
     np.testing.assert_array_equal(chunkview.open(repo.readonly_session("main").store)
-                                  ["chunked_z"][...], _h5_arrays(path)["chunked_z"])
+                                  ["chunked_z"][...], corpus.h5_arrays(path)["chunked_z"])
     time.sleep(1.1)
     os.utime(path)
     store = repo.readonly_session("main").store
@@ -138,12 +130,12 @@ def test_native_chunks_read_through_the_store(files):
     session.commit("mixed")
     ours = chunkview.open(repo.readonly_session("main").store)
     np.testing.assert_array_equal(ours["native"][...], native)
-    np.testing.assert_array_equal(ours["chunked_z"][...], _h5_arrays(files["latest"])["chunked_z"])
+    np.testing.assert_array_equal(ours["chunked_z"][...], corpus.h5_arrays(files["latest"])["chunked_z"])
 
 
 def test_virtualizarr_icechunk_output_read_by_chunkview(files, tmp_path):
     """What VirtualiZarr writes into Icechunk (``.vz.to_icechunk()``), read by chunkview."""
-    vz = pytest.importorskip("virtualizarr")
+    vz = needed("virtualizarr")
     xr = pytest.importorskip("xarray")
     from obspec_utils.registry import ObjectStoreRegistry
     from obstore.store import LocalStore

@@ -9,7 +9,6 @@ CHUNKVIEW_REQUIRE_VIRTUALIZARR=1 (CI's Python 3.13 part) makes a missing Virtual
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-if os.environ.get("CHUNKVIEW_REQUIRE_VIRTUALIZARR") == "1":
-    import virtualizarr  # noqa: F401 - must be there
-vz = pytest.importorskip("virtualizarr")
+sys.path.insert(0, str(Path(__file__).parent))
+from extras import needed  # noqa: E402
+
+vz = needed("virtualizarr")
 xr = pytest.importorskip("xarray")
 h5py = pytest.importorskip("h5py")
 zarr = pytest.importorskip("zarr")
@@ -38,7 +38,6 @@ from chunkview.virtualizarr import (  # noqa: E402
     to_manifest_store,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
 import corpus  # noqa: E402
 import make_scandata  # noqa: E402
 

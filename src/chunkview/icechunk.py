@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import math
@@ -26,7 +27,6 @@ import numpy as np
 
 from chunkview._index import INLINE, ChunkIndex
 from chunkview.errors import (
-    ChunkviewError,
     FetchError,
     ForbiddenSourceError,
     ReferenceFormatError,
@@ -36,7 +36,7 @@ from chunkview.errors import (
 )
 from chunkview.keys import ZARR_JSON
 from chunkview.refs.memory import References
-from chunkview.refs.zarr3 import _json, _key_encoding, _zarr_json_keys, put_docs, to_zarr3
+from chunkview.refs.zarr3 import _key_encoding, chunk_key, grid_refs, put_docs, v3_form
 
 
 def _require():
@@ -45,10 +45,6 @@ def _require():
     except ImportError:
         raise missing_extra("icechunk", "icechunk") from None
     return icechunk
-
-
-def is_icechunk_store(obj) -> bool:
-    return type(obj).__module__.split(".")[0] == "icechunk" and hasattr(obj, "set_virtual_refs_arr")
 
 
 def _sync(coro):
@@ -110,49 +106,38 @@ def to_icechunk(refs, store, group: str | None = None, *, checksums: bool = True
     _require()
     from zarr.core.buffer import cpu
 
-    refs = to_zarr3(refs.to_references() if hasattr(refs, "to_references") else refs)
+    refs = refs.to_references() if hasattr(refs, "to_references") else refs
     index = refs.index
     base = (group or "").strip("/")
     sources = refs.sources if checksums else {}
-    urls = index.urls
+    urls = np.array(index.urls + [""], dtype=object)  # the last: no chunk there
+    docs, keys, _ = v3_form(refs)  # a v2 set's chunks are read where they are
 
     def put(key, data: bytes):
         _sync(store.set(f"{base}/{key}" if base else key, cpu.Buffer.from_bytes(data)))
 
-    for key in _zarr_json_keys(index):
-        doc = _json(index, key, refs.source)
-        doc.pop("consolidated_metadata", None)
-        put(key, json.dumps(doc).encode())
+    for path, doc in docs.items():
+        doc = {k: v for k, v in doc.items() if k != "consolidated_metadata"}
+        put(f"{path}/{ZARR_JSON}" if path else ZARR_JSON, json.dumps(doc).encode())
         if doc.get("node_type") != "array":
             continue
-        path = key[:-len(ZARR_JSON)].rstrip("/")
-        pre = f"{path}/" if path else ""
-        prefix, sep, key0 = _key_encoding(doc)
-        shape = doc["shape"]
-        chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
-        grid = [-(-s // c) for s, c in zip(shape, chunks)]
-        if not shape:
-            k = pre + key0
-            found = index.lookup(k) if k in index else None
-            ids, offs, lens = ([v] for v in (found or (-1, 0, 0)))
-        else:
-            ids, offs, lens = index.get_grid(pre + prefix, grid, sep)
-        ids = np.asarray(ids)
-        offs, lens = np.asarray(offs, np.uint64), np.asarray(lens, np.uint64)
+        grid, ids, offs, lens = grid_refs(index, path, doc, keys.get(path))
+        at_url = urls[np.where(ids >= 0, ids, len(urls) - 1).reshape(-1)]
         where = f"{base}/{path}" if base else path
+        # one call per file: Icechunk takes one checksum per call
         for uid in np.unique(ids[ids >= 0]).tolist():
-            url = urls[uid]
-            locs = [url if i == uid else "" for i in ids.tolist()]
+            url = str(urls[uid])
+            locs = np.where(at_url == url, at_url, "").tolist()
             failed = store.set_virtual_refs_arr(
-                "/" + where, tuple(grid) if shape else (), locs, offs, lens,
+                "/" + where, grid, locs, offs.reshape(-1), lens.reshape(-1),
                 checksum=_checksum(sources.get(url) or {}))
             if failed:
                 raise ReferenceFormatError(f"Icechunk refused {len(failed)} chunk references "
                                            f"to {url!r} (no virtual chunk container for it?)",
                                            key=path)
+        enc = keys.get(path) or _key_encoding(doc)
         for flat in np.flatnonzero(ids == INLINE).tolist():
-            at = np.unravel_index(flat, grid) if shape else ()
-            k = pre + (prefix + sep.join(str(int(i)) for i in at) if shape else key0)
+            k = chunk_key(path, enc, np.unravel_index(flat, grid))
             put(k, bytes(index.inline(k)))
 
 
@@ -166,8 +151,6 @@ async def _array_chunks(store, path: str):
 def _verify(store, firsts: dict) -> None:
     """One chunk of each source file read through Icechunk, which checks the file's checksum
     and that the session may read its container."""
-    import asyncio
-
     from zarr.core.buffer import default_buffer_prototype
 
     async def one(key):
@@ -195,16 +178,19 @@ def from_icechunk(store, *, verify: bool = True) -> References:
     _require()
     from zarr.core.buffer import default_buffer_prototype
 
-    async def listing():
-        """The zarr.json keys, found from the groups down (never listing chunks)."""
-        out, todo = [], [""]
+    async def get(key):
+        buf = await store.get(key, default_buffer_prototype())
+        return None if buf is None else buf.to_bytes()
+
+    async def documents():
+        """``{path: zarr.json bytes}``, found from the groups down (never listing chunks)."""
+        out, todo = {}, [""]
         while todo:
             path = todo.pop()
-            key = f"{path}/{ZARR_JSON}" if path else ZARR_JSON
-            raw = await get(key)
+            raw = await get(f"{path}/{ZARR_JSON}" if path else ZARR_JSON)
             if raw is None:
                 continue
-            out.append(key)
+            out[path] = raw
             if b'"group"' in raw:
                 async for name in store.list_dir(f"{path}/" if path else ""):
                     name = name.rstrip("/")
@@ -212,64 +198,52 @@ def from_icechunk(store, *, verify: bool = True) -> References:
                         todo.append(f"{path}/{name}" if path else name)
         return out
 
-    async def get(key):
-        buf = await store.get(key, default_buffer_prototype())
-        return None if buf is None else buf.to_bytes()
+    async def gather(keys):
+        return await asyncio.gather(*(get(k) for k in keys))
 
     index = ChunkIndex()
     docs = {}
     firsts: dict = {}
-    for key in sorted(_sync(listing())):
-        raw = _sync(get(key))
+    native: list = []
+    for path, raw in sorted(_sync(documents()).items()):
         try:
-            doc = json.loads(raw)
+            docs[path] = doc = json.loads(raw)
         except (TypeError, ValueError) as e:
-            raise ReferenceFormatError(f"invalid JSON metadata: {e}", key=key) from None
-        path = key[:-len(ZARR_JSON)].rstrip("/")
-        docs[path] = doc
+            raise ReferenceFormatError(f"invalid JSON metadata: {e}",
+                                       key=f"{path}/{ZARR_JSON}") from None
         if doc.get("node_type") != "array":
             continue
-        prefix, sep, key0 = _key_encoding(doc)
-        pre = f"{path}/" if path else ""
+        enc = _key_encoding(doc)
         ndim = len(doc.get("shape") or ())
         for coords, kinds, paths, offs, lens, inlined in _sync(_array_chunks(store, "/" + path)):
             coords = np.asarray(coords, dtype=np.int64).reshape(len(kinds), ndim)
             kinds = np.asarray(kinds)
-
-            def key_of(i, pre=pre, prefix=prefix, sep=sep, key0=key0, coords=coords, nd=ndim):
-                return pre + (prefix + sep.join(str(int(c)) for c in coords[i]) if nd else key0)
-
             virtual = np.flatnonzero(kinds == 2)
             if virtual.size:
                 names, ids = np.unique(np.asarray([paths[i] for i in virtual.tolist()],
                                                   dtype=object), return_inverse=True)
                 names = [str(n) for n in names]
                 if ndim:
-                    index.add_grid(pre + prefix, coords[virtual], ids.astype(np.int64),
-                                   np.asarray(offs)[virtual], np.asarray(lens)[virtual], names,
-                                   sep=sep, shrink=False)
+                    index.add_grid(f"{path}/{enc[0]}" if path else enc[0], coords[virtual],
+                                   ids.astype(np.int64), np.asarray(offs)[virtual],
+                                   np.asarray(lens)[virtual], names, sep=enc[1], shrink=False)
                 else:
-                    index.set(key_of(int(virtual[0])), names[0], int(offs[virtual[0]]),
+                    index.set(chunk_key(path, enc, ()), names[0], int(offs[virtual[0]]),
                               int(lens[virtual[0]]))
                 for n, first in zip(names, np.unique(ids, return_index=True)[1].tolist()):
-                    firsts.setdefault(n, key_of(int(virtual[first])))
+                    firsts.setdefault(n, chunk_key(path, enc, coords[virtual[first]]))
             for i, data in inlined.items():
-                index.set_inline(key_of(i), bytes(data))
-            for i in np.flatnonzero(kinds == 1).tolist():  # native: through the store
-                k = key_of(i)
-                index.set_inline(k, _sync(get(k)) or b"")
+                index.set_inline(chunk_key(path, enc, coords[i]), bytes(data))
+            native += [chunk_key(path, enc, coords[i]) for i in np.flatnonzero(kinds == 1)]
     if not docs:
         raise ReferenceFormatError("no zarr.json in the Icechunk store")
+    for k, data in zip(native, _sync(gather(native))):  # native chunks: through the store
+        index.set_inline(k, data or b"")
     if verify and firsts:
-        try:
-            _verify(store, firsts)
-        except ChunkviewError:
-            raise
+        _verify(store, firsts)
     put_docs(index, docs)
     index.shrink()
-    refs = References(index)
-    refs.unsupported = {}
-    return refs
+    return References(index)
 
 
-__all__ = ["to_icechunk", "from_icechunk", "virtual_chunk_containers", "is_icechunk_store"]
+__all__ = ["to_icechunk", "from_icechunk", "virtual_chunk_containers"]

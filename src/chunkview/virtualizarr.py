@@ -24,6 +24,7 @@ no place in a ManifestStore and are dropped.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
@@ -31,25 +32,28 @@ from dataclasses import replace
 
 import numpy as np
 
-from chunkview._index import INLINE, MISSING, ChunkIndex
+from chunkview._index import INLINE, ChunkIndex
 from chunkview.errors import ReferenceFormatError, UnsupportedError, missing_extra, reason
 from chunkview.io.blocks import ObspecReader
 from chunkview.io.resolve import LOCAL_PROTOCOLS, split_protocol
 from chunkview.keys import ZARR_JSON
 from chunkview.refs.memory import References
 from chunkview.refs.zarr3 import (
-    _json,
     _key_encoding,
     _numpy_dtype,
     _parent,
-    _zarr_json_keys,
+    chunk_key,
+    grid_refs,
     group_json,
     put_docs,
-    v3_docs,
+    v3_form,
 )
 from chunkview.scan import scan_one
 
-_SCAN_OPTIONS = {"storage_options", "inline_threshold", "chunk_bytes", "isolate", "timeout"}
+# what chunkview.scan takes for one file, but the format (a ManifestStore is Zarr v3 whatever
+# the set's form) and the fuzz tests' hook
+_SCAN_OPTIONS = set(inspect.signature(scan_one).parameters) - {"source", "zarr_format",
+                                                                 "_checksums"}
 
 
 #: the most chunk grid positions an array may have in a ManifestStore, whose manifests are
@@ -122,16 +126,6 @@ class ChunkviewParser:
 # ------------------------------------------------------------------------ references -> VZ
 
 
-def _docs(refs: References) -> dict:
-    """``{path: zarr.json document}`` of a v3 set, the root's as ``""``."""
-    index = refs.index
-    out = {}
-    for key in _zarr_json_keys(index):
-        path = key[:-len(ZARR_JSON)].rstrip("/")
-        out[path] = _json(index, key, refs.source)
-    return out
-
-
 def _norm_url(url: str) -> str:
     from virtualizarr.manifests.manifest import validate_and_normalize_path_to_uri
 
@@ -140,47 +134,32 @@ def _norm_url(url: str) -> str:
 
 def _manifest(index: ChunkIndex, path: str, doc: dict, urls: list, keys=None):
     """The ChunkManifest of array ``path`` (chunk references read from the C index as whole
-    grids, never one key at a time); ``keys``: how its chunk keys are encoded in ``index``
-    (``(prefix, separator, 0-d key)``; by default as ``doc`` says)."""
+    grids, never one key at a time); ``keys`` as :func:`chunkview.refs.zarr3.grid_refs`
+    takes them."""
     from virtualizarr.manifests import ChunkManifest
     from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 
-    shape = doc["shape"]
-    chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
-    prefix, sep, key0 = keys or _key_encoding(doc)
-    pre = f"{path}/" if path else ""
-    grid = tuple(-(-s // c) for s, c in zip(shape, chunks))
+    grid, ids, offs, lens = grid_refs(index, path, doc, keys)
     if math.prod(grid) > MAX_GRID:
         raise UnsupportedError(f"a grid of {math.prod(grid):,} chunks: a ManifestStore holds "
                                f"a manifest as dense arrays of that many entries (limit "
                                f"{MAX_GRID:,}; chunkview's own references hold only the "
                                f"chunks there are)")
-    if not shape:
-        found = index.lookup(pre + key0) if pre + key0 in index else (MISSING, 0, 0)
-        ids, offs, lens = (np.array([v]) for v in found)
-    else:
-        ids, offs, lens = index.get_grid(pre + prefix, list(grid), sep)
-    ids = np.asarray(ids).reshape(grid)
-    offs = np.asarray(offs, dtype=np.uint64).reshape(grid)
-    lens = np.asarray(lens, dtype=np.uint64).reshape(grid)
-    table = np.array([*(urls[u] for u in range(len(urls))), MISSING_CHUNK_PATH,
-                      INLINED_CHUNK_PATH], dtype=np.dtypes.StringDType())
+    table = np.array([*urls, MISSING_CHUNK_PATH, INLINED_CHUNK_PATH],
+                     dtype=np.dtypes.StringDType())
     pick = np.where(ids >= 0, ids, np.where(ids == INLINE, len(urls) + 1, len(urls)))
     paths = table[pick.reshape(-1)].reshape(grid)
+    offs[ids < 0] = 0
+    lens[ids < 0] = 0
     inlined = {}
     for flat in np.flatnonzero(ids == INLINE).tolist():
         at = tuple(int(i) for i in np.unravel_index(flat, grid))
-        key = pre + (prefix + sep.join(map(str, at)) if shape else key0)
-        data = index.inline(key)
-        if not data:  # an empty inline chunk: read as missing (the fill value)
+        data = bytes(index.inline(chunk_key(path, keys or _key_encoding(doc), at)))
+        if data:
+            inlined[at] = data
+            lens[at] = len(data)
+        else:  # an empty inline chunk: read as missing (the fill value)
             paths[at] = MISSING_CHUNK_PATH
-            continue
-        inlined[at] = bytes(data)
-        offs[at] = 0
-        lens[at] = len(data)
-    missing = ids < 0
-    offs[missing & (ids != INLINE)] = 0
-    lens[missing & (ids != INLINE)] = 0
     return ChunkManifest.from_arrays(paths=paths, offsets=offs, lengths=lens,
                                      validate_paths=False, inlined=inlined)
 
@@ -198,7 +177,7 @@ def _trimmed(doc: dict, manifest):
         return doc, manifest
     from virtualizarr.manifests import ChunkManifest
 
-    length = math.prod(trimmed) * _numpy_dtype(doc["data_type"], doc.get("path", "")).itemsize
+    length = math.prod(trimmed) * _numpy_dtype(doc["data_type"]).itemsize
     lens = np.asarray(manifest._lengths).copy()
     stored = lens > 0
     if (lens[stored] < length).any():  # a short chunk: keep it as it is, zarr reads it
@@ -238,10 +217,8 @@ def to_manifest_store(refs, registry=None, *, group: str | None = None, drop_var
     from virtualizarr.manifests import ManifestGroup, ManifestStore
 
     refs = refs.to_references() if hasattr(refs, "to_references") else refs
-    if ZARR_JSON in refs.index:
-        docs, keys, left_out = _docs(refs), {}, dict(refs.unsupported)
-    else:  # a v2 set: its metadata in v3 form, its chunks read where they are
-        docs, keys, left_out = v3_docs(refs)
+    # a v2 set: its metadata in v3 form, its chunks read where they are
+    docs, keys, left_out = v3_form(refs)
     if left_out and on_unsupported == "raise":
         p, why = sorted(left_out.items())[0]
         raise UnsupportedError(f"array {p!r}: {why}")
@@ -295,30 +272,25 @@ def _v3_doc(meta) -> dict:
     return json.loads(meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())
 
 
-def _add_manifest(index: ChunkIndex, path: str, meta, manifest) -> None:
+def _add_manifest(index: ChunkIndex, path: str, doc: dict, manifest) -> None:
     """Put a ManifestArray's chunks (read from its three arrays, not entry by entry) into
-    ``index`` under ``path``, keyed by the array's chunk key encoding."""
+    ``index`` under ``path``, keyed by the chunk key encoding of ``doc``, its zarr.json."""
     from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 
-    doc = _v3_doc(meta)
-    prefix, sep, key0 = _key_encoding(doc)
-    pre = f"{path}/" if path else ""
+    keys = _key_encoding(doc)
     paths = np.asarray(manifest._paths)
     offs = np.asarray(manifest._offsets, dtype=np.uint64)
     lens = np.asarray(manifest._lengths, dtype=np.uint64)
-    inlined = dict(manifest._inlined or {})
-
-    def key(at):
-        return pre + (prefix + sep.join(str(int(i)) for i in at) if paths.ndim else key0)
-
-    for at, data in inlined.items():
-        index.set_inline(key(tuple(at)), bytes(data))
+    for at, data in (manifest._inlined or {}).items():
+        index.set_inline(chunk_key(path, keys, tuple(at)), bytes(data))
     real = (paths != MISSING_CHUNK_PATH) & (paths != INLINED_CHUNK_PATH)
     if not real.any():
         return
     if paths.ndim == 0:
-        index.set(key(()), str(paths[()]), int(offs[()]), int(lens[()]))
+        index.set(chunk_key(path, keys, ()), str(paths[()]), int(offs[()]), int(lens[()]))
         return
+    prefix, sep, _ = keys
+    pre = f"{path}/" if path else ""
     flat = np.flatnonzero(real)
     names, ids = np.unique(paths.reshape(-1)[flat], return_inverse=True)
     coords = np.stack(np.unravel_index(flat, paths.shape), axis=1)
@@ -331,7 +303,7 @@ def _from_group(group, index: ChunkIndex, docs: dict, path: str) -> None:
     for name, arr in group.arrays.items():
         p = f"{path}/{name}" if path else name
         docs[p] = _v3_doc(arr.metadata)
-        _add_manifest(index, p, arr.metadata, arr.manifest)
+        _add_manifest(index, p, docs[p], arr.manifest)
     for name, sub in group.groups.items():
         _from_group(sub, index, docs, f"{path}/{name}" if path else name)
 
@@ -355,7 +327,7 @@ def _from_dataset(ds, index: ChunkIndex, docs: dict) -> None:
             meta = replace(marr.metadata, attributes=_json_safe({**var.attrs, **var.encoding}),
                            dimension_names=tuple(str(d) for d in var.dims))
             docs[name] = _v3_doc(meta)
-            _add_manifest(index, name, meta, marr.manifest)
+            _add_manifest(index, name, docs[name], marr.manifest)
             continue
         for key, value in variable_to_kerchunk_arr_refs(var, name, zarr_format=3).items():
             if key == ZARR_JSON:

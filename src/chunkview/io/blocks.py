@@ -195,8 +195,7 @@ class ObspecReader(BlockReader):
             raise ScanError(f"cannot open: {_first_line(e)}", url=url) from e
         # the size and ETag (what a read through fsspec sees again); its modification time is
         # left out, as obstore's form of it is not fsspec's
-        self.record = {k: v for k, v in describe({"size": head.get("size"),
-                                                  "e_tag": head.get("e_tag")}).items()}
+        self.record = describe({"size": head.get("size"), "e_tag": head.get("e_tag")})
         if self.record.get("size") is None:
             raise ScanError("the store does not give the object's size", url=url)
         super().__init__(url, self.record["size"], block_size=block_size,

@@ -43,7 +43,7 @@ def load(fo, *, target_protocol: str | None = None, target_options: dict | None 
         from chunkview.icechunk import from_icechunk
 
         return from_icechunk(fo)
-    if kind == "virtualizarr" or kind == "xarray" and hasattr(fo, "vz"):
+    if kind == "virtualizarr" or (kind == "xarray" and hasattr(fo, "vz")):
         from chunkview.virtualizarr import from_virtualizarr
 
         return from_virtualizarr(fo)

@@ -306,6 +306,18 @@ def v3_docs(refs, arrays=None, groups=None):
     return docs, keys, unsupported
 
 
+def v3_form(refs):
+    """``(docs, keys, unsupported)`` as :func:`v3_docs` gives them, for a set of either form:
+    a v3 set's own zarr.json documents (the root's as ``""``; ``keys`` empty: each array's
+    chunk keys are as its document says), a v2 set's in v3 form with its v2 chunk keys."""
+    index = refs.index
+    if ZARR_JSON not in index:
+        return v3_docs(refs)
+    docs = {key[:-len(ZARR_JSON)].rstrip("/"): _json(index, key, refs.source)
+            for key in _zarr_json_keys(index)}
+    return docs, {}, dict(getattr(refs, "unsupported", {}) or {})
+
+
 def to_zarr3(refs):
     """A reference set with zarr v2 metadata (as the scanners write) as one with Zarr v3
     metadata and chunk keys, referencing the same bytes (module docstring).  Sets that
@@ -451,6 +463,34 @@ def parquet_index(old: ChunkIndex) -> ChunkIndex:
             _copy_one(old, new, key, key)
     new.shrink()
     return new
+
+
+def grid_refs(index: ChunkIndex, path: str, doc: dict, keys=None):
+    """``(grid, url ids, offsets, lengths)`` of every chunk position of the Zarr v3 array
+    ``path`` (``doc``: its zarr.json), read from ``index`` as one grid (ids ``MISSING`` where
+    there is no chunk, ``INLINE`` for inline data); ``keys``: how its chunk keys are encoded
+    in ``index`` (``(prefix, separator, 0-d key)``; by default as ``doc`` says)."""
+    prefix, sep, key0 = keys or _key_encoding(doc)
+    pre = f"{path}/" if path else ""
+    shape = doc["shape"]
+    chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
+    grid = tuple(-(-s // c) for s, c in zip(shape, chunks))
+    if not shape:
+        k = pre + key0
+        ids, offs, lens = (np.array([v]) for v in (index.lookup(k) if k in index else
+                                                    (MISSING, 0, 0)))
+    else:
+        ids, offs, lens = index.get_grid(pre + prefix, list(grid), sep)
+    return (grid, np.asarray(ids).reshape(grid), np.asarray(offs, np.uint64).reshape(grid),
+            np.asarray(lens, np.uint64).reshape(grid))
+
+
+def chunk_key(path: str, keys, at) -> str:
+    """The key of the chunk at grid position ``at`` of array ``path`` (``keys``: ``(prefix,
+    separator, 0-d key)``)."""
+    prefix, sep, key0 = keys
+    pre = f"{path}/" if path else ""
+    return pre + (prefix + sep.join(str(int(i)) for i in at) if len(at) else key0)
 
 
 def _key_encoding(doc: dict):
