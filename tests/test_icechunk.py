@@ -104,6 +104,38 @@ def test_changed_source_is_refused(files, tmp_path):
         zarr.open_array(store, path="chunked_z", mode="r")[...]
 
 
+def test_source_changing_under_an_open_store(files, tmp_path):
+    """A file that changes after chunkview opened the Icechunk store (after Icechunk's check):
+    the read raises SourceChangedError naming the file, never reads other bytes."""
+    path = tmp_path / "open.h5"
+    shutil.copy(files["latest"], path)
+    refs = chunkview.scan(str(path), zarr_format=3)
+    repo = _repo([refs])
+    session = repo.writable_session("main")
+    to_icechunk(refs, session.store)
+    session.commit("virtual")
+    store = repo.readonly_session("main").store
+    g, z = chunkview.open(store), chunkview.open_zarr(store)
+    with open(path, "ab") as fh:
+        fh.write(b"appended")
+    for opened in (g, z):
+        with pytest.raises(SourceChangedError, match="open.h5"):
+            opened["chunked_z"][...]
+
+
+def test_grid_too_big_for_icechunk_is_refused(files):
+    """Icechunk's bulk write takes one entry per grid position: 2**40 of them are refused by
+    name before anything is allocated."""
+    refs = chunkview.References.from_dict({"version": 1, "refs": {
+        ".zgroup": '{"zarr_format":2}',
+        "huge/.zarray": '{"zarr_format":2,"shape":[1099511627776],"chunks":[1],"dtype":"<i4",'
+                        '"compressor":null,"filters":null,"fill_value":0,"order":"C"}',
+        "huge/7": [files["latest"].as_uri(), 0, 4]}})
+    session = _repo([refs]).writable_session("main")
+    with pytest.raises(chunkview.UnsupportedError, match="'huge'.*dense"):
+        to_icechunk(refs, session.store)
+
+
 def test_unauthorized_container_is_refused(files, tmp_path):
     """A repository opened without authorizing the container: chunkview reads nothing from
     it either (ForbiddenSourceError), as Icechunk would."""

@@ -9,6 +9,7 @@ CHUNKVIEW_REQUIRE_VIRTUALIZARR=1 (CI's Python 3.13 part) makes a missing Virtual
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -447,3 +448,125 @@ def test_corpus_against_hdfparser():
     print(counts)
     assert not counts["WRONG"], counts["WRONG"][:10]
     assert counts["identical"] > 150 and counts["hdfparser-agrees"] > 100
+
+
+# ------------------------------------------------------------------ hostile input, under limits
+
+
+def test_bombs_through_a_manifest_store_are_bounded(tmp_path):
+    """A ManifestStore whose chunk inflates to 64 MiB where 4,000 bytes are due, plain and
+    inside an hdf5_masked pipeline with no .cvmask (the set went through the ManifestStore):
+    chunkview.open and open_zarr of from_virtualizarr's references fail with a DecodeError
+    naming the key and file, within a time and memory limit."""
+    import zlib
+
+    from hostile import run_case
+
+    from chunkview.codecs.masked import wrapper
+
+    data = tmp_path / "bomb.bin"
+    bomb = zlib.compress(bytes(64 << 20), 9)
+    data.write_bytes(bomb)
+    refs = {".zgroup": '{"zarr_format":2}'}
+    for name, filters in (("plain", [{"id": "zlib", "level": 9}]),
+                          ("masked", [wrapper([{"id": "zlib", "level": 9}], {"7": 1}, None,
+                                              4000)])):
+        refs[f"{name}/.zarray"] = json.dumps({
+            "zarr_format": 2, "shape": [1000], "chunks": [1000], "dtype": "<i4",
+            "compressor": None, "filters": filters, "fill_value": 0, "order": "C"})
+        refs[f"{name}/0"] = [data.as_uri(), 0, len(bomb)]
+    src = """
+    def case(refs):
+        import warnings
+        warnings.simplefilter("ignore")
+        import chunkview
+        from chunkview.virtualizarr import from_virtualizarr, to_manifest_store
+        back = from_virtualizarr(to_manifest_store(chunkview.References.from_dict(refs)))
+        out = {}
+        for name in ("plain", "masked"):
+            for opener in (chunkview.open, chunkview.open_zarr):
+                try:
+                    opener(back)[name][...]
+                    out[f"{name} {opener.__name__}"] = "read"
+                except chunkview.ChunkviewError as e:
+                    out[f"{name} {opener.__name__}"] = f"{type(e).__name__}: {e}"
+        return out
+    """
+    out = run_case(src, {"version": 1, "refs": refs}, timeout=120, mem_mb=600)
+    assert out.kind == "ok", str(out)
+    for what, r in out.value.items():
+        name = what.split()[0]
+        assert r.startswith("DecodeError") and f"{name}/c/0" in r and "bomb.bin" in r, (what, r)
+
+
+def test_grid_too_big_for_a_manifest_is_refused_without_allocating():
+    """An array of 2**40 one-element chunks, one of them stored: a ManifestStore would need
+    dense arrays of 2**40 entries; the array is left out with the reason, in little memory
+    (strict mode: an UnsupportedError naming it)."""
+    from hostile import run_case
+
+    refs = {".zgroup": '{"zarr_format":2}',
+            "huge/.zarray": json.dumps({
+                "zarr_format": 2, "shape": [2**40], "chunks": [1], "dtype": "<i4",
+                "compressor": None, "filters": None, "fill_value": 0, "order": "C"}),
+            "huge/7": ["file:///nowhere.bin", 0, 4],
+            "small/.zarray": json.dumps({
+                "zarr_format": 2, "shape": [4], "chunks": [4], "dtype": "<i4",
+                "compressor": None, "filters": None, "fill_value": 0, "order": "C"})}
+    src = """
+    def case(refs):
+        import warnings
+        import chunkview
+        from chunkview.virtualizarr import to_manifest_store
+        r = chunkview.References.from_dict(refs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            store = to_manifest_store(r)
+        try:
+            to_manifest_store(r, on_unsupported="raise")
+            strict = "no error"
+        except chunkview.UnsupportedError as e:
+            strict = str(e)
+        return sorted(store._group.arrays), [str(w.message) for w in caught], strict
+    """
+    out = run_case(src, {"version": 1, "refs": refs}, timeout=60, mem_mb=600)
+    assert out.kind == "ok", str(out)
+    arrays, warned, strict = out.value
+    assert arrays == ["small"]
+    assert any("huge" in w and "1,099,511,627,776" in w for w in warned), warned
+    assert "'huge'" in strict and "dense" in strict
+
+
+@pytest.mark.parametrize("fault", ["short", "shift", "ignore-range"])
+def test_lying_server_through_the_registry(tmp_path, fault):
+    """An HTTP server that answers a range with half of it, with another range, or with the
+    whole file: the scan through the registry's obstore store fails with a ScanError naming
+    the URL and bytes, never scans other bytes, within a time and memory limit."""
+    pytest.importorskip("aiohttp")
+    from hostile import run_case
+
+    from chunkview.bench.server import RangeServer
+
+    with h5py.File(tmp_path / "big.h5", "w") as f:  # over one 1 MiB block: ranges inside it
+        f.create_dataset("x", data=np.arange(800_000, dtype="i4"), chunks=(100_000,))
+    src = """
+    def case(base, url):
+        from obspec_utils.registry import ObjectStoreRegistry
+        from obstore.store import HTTPStore
+        import chunkview
+        from chunkview.virtualizarr import ChunkviewParser
+        reg = ObjectStoreRegistry({base: HTTPStore.from_url(
+            base, client_options={"allow_http": True})})
+        try:
+            ChunkviewParser()(url, reg)
+            return "scanned"
+        except chunkview.ChunkviewError as e:
+            return f"{type(e).__name__}: {e}"
+    """
+    with RangeServer(tmp_path) as srv:
+        srv.fail(fault)
+        url = srv.url("big.h5")
+        out = run_case(src, srv.url("").rstrip("/"), url, timeout=120, mem_mb=800)
+    assert out.kind == "ok", str(out)
+    assert out.value.startswith("ScanError") and url in out.value and "bytes 0-" in out.value, \
+        out.value

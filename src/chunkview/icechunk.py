@@ -34,7 +34,9 @@ from chunkview.errors import (
     missing_extra,
     reason,
 )
-from chunkview.keys import ZARR_JSON
+from chunkview.io.remote import describe, local_record
+from chunkview.io.resolve import is_remote_url, local_path, url_to_fs
+from chunkview.keys import SOURCES_KEY, ZARR_JSON
 from chunkview.refs.memory import References
 from chunkview.refs.zarr3 import _key_encoding, chunk_key, grid_refs, put_docs, v3_form
 
@@ -241,9 +243,26 @@ def from_icechunk(store, *, verify: bool = True) -> References:
         index.set_inline(k, data or b"")
     if verify and firsts:
         _verify(store, firsts)
+        # what each file is now that Icechunk passed it: a change while the references are
+        # open is then caught on read (check_source=), as for a scan's records
+        records = {u: r for u in firsts if (r := _record_now(u))}
+        if records:
+            index.set_inline(SOURCES_KEY, json.dumps(records).encode())
     put_docs(index, docs)
     index.shrink()
     return References(index)
+
+
+def _record_now(url: str) -> dict:
+    """The size (and ETag or modification time) of ``url`` now; ``{}`` where it cannot be
+    asked (a store needing credentials fsspec is not given)."""
+    try:
+        if is_remote_url(url):
+            fs, path = url_to_fs(url)
+            return describe(fs.info(path))
+        return local_record(local_path(url))
+    except Exception:  # noqa: BLE001 - then Icechunk's check at open is the only one
+        return {}
 
 
 __all__ = ["to_icechunk", "from_icechunk", "virtual_chunk_containers"]

@@ -56,11 +56,6 @@ _SCAN_OPTIONS = set(inspect.signature(scan_one).parameters) - {"source", "zarr_f
                                                                  "_checksums"}
 
 
-#: the most chunk grid positions an array may have in a ManifestStore, whose manifests are
-#: dense arrays (about 40 bytes a position): 2**26 is some 2.7 GB
-MAX_GRID = 1 << 26
-
-
 class UnsupportedWarning(UserWarning):
     """Datasets left out of a ManifestStore (``on_unsupported="warn"``), each with why."""
 
@@ -140,11 +135,6 @@ def _manifest(index: ChunkIndex, path: str, doc: dict, urls: list, keys=None):
     from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 
     grid, ids, offs, lens = grid_refs(index, path, doc, keys)
-    if math.prod(grid) > MAX_GRID:
-        raise UnsupportedError(f"a grid of {math.prod(grid):,} chunks: a ManifestStore holds "
-                               f"a manifest as dense arrays of that many entries (limit "
-                               f"{MAX_GRID:,}; chunkview's own references hold only the "
-                               f"chunks there are)")
     table = np.array([*urls, MISSING_CHUNK_PATH, INLINED_CHUNK_PATH],
                      dtype=np.dtypes.StringDType())
     pick = np.where(ids >= 0, ids, np.where(ids == INLINE, len(urls) + 1, len(urls)))
@@ -196,11 +186,9 @@ def _array(index, path, doc, urls, keys=None):
     try:
         grid = doc["chunk_grid"]
         if grid.get("name") != "regular":
-            raise UnsupportedError(f"chunk grid {grid.get('name')!r:.40}")
+            raise UnsupportedError(f"array {path!r}: chunk grid {grid.get('name')!r:.40}")
         doc, manifest = _trimmed(doc, _manifest(index, path, doc, urls, keys))
         meta = ArrayV3Metadata.from_dict(dict(doc))
-    except UnsupportedError as e:
-        raise UnsupportedError(f"array {path!r}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise ReferenceFormatError(f"invalid array metadata: {reason(e)}", key=path) from None
     return ManifestArray(metadata=meta, chunkmanifest=manifest)

@@ -465,16 +465,25 @@ def parquet_index(old: ChunkIndex) -> ChunkIndex:
     return new
 
 
+MAX_DENSE_GRID = 1 << 26  # grid positions grid_refs reads (40 B each in a ManifestStore)
+
+
 def grid_refs(index: ChunkIndex, path: str, doc: dict, keys=None):
     """``(grid, url ids, offsets, lengths)`` of every chunk position of the Zarr v3 array
     ``path`` (``doc``: its zarr.json), read from ``index`` as one grid (ids ``MISSING`` where
     there is no chunk, ``INLINE`` for inline data); ``keys``: how its chunk keys are encoded
-    in ``index`` (``(prefix, separator, 0-d key)``; by default as ``doc`` says)."""
+    in ``index`` (``(prefix, separator, 0-d key)``; by default as ``doc`` says).  A grid over
+    ``MAX_DENSE_GRID`` positions raises UnsupportedError before anything is allocated."""
     prefix, sep, key0 = keys or _key_encoding(doc)
     pre = f"{path}/" if path else ""
     shape = doc["shape"]
     chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
     grid = tuple(-(-s // c) for s, c in zip(shape, chunks))
+    if math.prod(grid) > MAX_DENSE_GRID:
+        raise UnsupportedError(
+            f"array {path!r}: a grid of {math.prod(grid):,} chunks, over the {MAX_DENSE_GRID:,} "
+            f"a dense manifest may hold (VirtualiZarr's and Icechunk's take one entry per "
+            f"position; chunkview's own references hold only the chunks there are)")
     if not shape:
         k = pre + key0
         ids, offs, lens = (np.array([v]) for v in (index.lookup(k) if k in index else
@@ -486,8 +495,7 @@ def grid_refs(index: ChunkIndex, path: str, doc: dict, keys=None):
 
 
 def chunk_key(path: str, keys, at) -> str:
-    """The key of the chunk at grid position ``at`` of array ``path`` (``keys``: ``(prefix,
-    separator, 0-d key)``)."""
+    """The key of the chunk at ``at`` of array ``path`` (``keys``: prefix, separator, 0-d)."""
     prefix, sep, key0 = keys
     pre = f"{path}/" if path else ""
     return pre + (prefix + sep.join(str(int(i)) for i in at) if len(at) else key0)
