@@ -137,10 +137,10 @@ def to_icechunk(refs, store, group: str | None = None, *, checksums: bool = True
                 raise ReferenceFormatError(f"Icechunk refused {len(failed)} chunk references "
                                            f"to {url!r} (no virtual chunk container for it?)",
                                            key=path)
-        enc = keys.get(path) or _key_encoding(doc)
-        for flat in np.flatnonzero(ids == INLINE).tolist():
-            k = chunk_key(path, enc, np.unravel_index(flat, grid))
-            put(k, bytes(index.inline(k)))
+        here, there = keys.get(path) or _key_encoding(doc), _key_encoding(doc)
+        for flat in np.flatnonzero(ids == INLINE).tolist():  # as the zarr.json keys them
+            at = np.unravel_index(flat, grid)
+            put(chunk_key(path, there, at), bytes(index.inline(chunk_key(path, here, at))))
 
 
 async def _array_chunks(store, path: str):
